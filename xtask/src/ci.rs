@@ -1,0 +1,173 @@
+//! `cargo xtask ci`: the checks `.ci/run` performs after installing prerequisites.
+//!
+//! Order matters for a cold machine: the workspace test build (flex) comes first so that its
+//! artifacts are reused by clippy's dependency checks as far as cargo allows; the extra backend
+//! builds compile only `relata-train` (the smoke test's crate) so a backend costs one burn build,
+//! not a workspace build. `wgpu` and `tch` share one build (`--features wgpu,tch`): the smoke
+//! test then runs on flex, wgpu and tch from the same binary. `vulkan` is compile-checked in its
+//! own feature set and never linked into the wgpu test binary, because with `vulkan` compiled in
+//! cubecl switches to its SPIR-V compiler and software lavapipe segfaults.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct CiArgs {
+    /// Skip the wgpu (lavapipe) smoke test.
+    #[arg(long)]
+    skip_wgpu: bool,
+    /// Skip the tch (libtorch CPU) smoke test.
+    #[arg(long)]
+    skip_tch: bool,
+    /// Skip the vulkan compile check.
+    #[arg(long)]
+    skip_vulkan: bool,
+    /// Python interpreter with torch==2.9.0 installed (for the tch build).
+    #[arg(long, env = "RELATA_PYTHON", default_value = "python3")]
+    python: String,
+}
+
+struct Step {
+    name: String,
+    seconds: f64,
+}
+
+pub fn run(args: CiArgs) -> Result<()> {
+    let root = workspace_root()?;
+    let mut steps: Vec<Step> = Vec::new();
+    let mut step = |name: &str, cmd: &mut Command| -> Result<()> {
+        eprintln!("\n==> {name}: {cmd:?}");
+        let start = Instant::now();
+        let status = cmd
+            .current_dir(&root)
+            .status()
+            .with_context(|| format!("could not start `{name}`"))?;
+        let seconds = start.elapsed().as_secs_f64();
+        eprintln!("<== {name}: {status} in {seconds:.0} s");
+        if !status.success() {
+            bail!("ci step `{name}` failed ({status})");
+        }
+        steps.push(Step {
+            name: name.to_string(),
+            seconds,
+        });
+        Ok(())
+    };
+
+    step("fmt", cargo().args(["fmt", "--all", "--check"]))?;
+    step("test (flex)", cargo().args(["test", "--workspace"]))?;
+    step(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+
+    let mut features = Vec::new();
+    let mut devices = vec!["flex"];
+    if !args.skip_wgpu {
+        features.push("wgpu");
+        devices.push("wgpu");
+    }
+    let mut smoke = cargo();
+    if !args.skip_tch {
+        features.push("tch");
+        devices.push("tch");
+        configure_libtorch(&mut smoke, &args.python)?;
+    }
+    if !features.is_empty() {
+        let features = features.join(",");
+        smoke
+            .args(["test", "-p", "relata-train", "--features", &features])
+            .args(["--test", "backend_smoke", "--", "--nocapture"])
+            .env("RELATA_SMOKE_DEVICES", devices.join(","));
+        step(&format!("backend smoke ({features})"), &mut smoke)?;
+    }
+    if !args.skip_vulkan {
+        step(
+            "vulkan compile check",
+            cargo().args([
+                "check",
+                "-p",
+                "relata-train",
+                "--features",
+                "vulkan",
+                "--all-targets",
+            ]),
+        )?;
+    }
+
+    eprintln!("\nci summary:");
+    let total: f64 = steps.iter().map(|s| s.seconds).sum();
+    for s in &steps {
+        eprintln!("  {:<32} {:>6.0} s", s.name, s.seconds);
+    }
+    eprintln!("  {:<32} {:>6.0} s", "total", total);
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(PathBuf::from)
+        .context("xtask must live one level below the workspace root")
+}
+
+/// `tch` links against the libtorch shipped inside the `torch==2.9.0` wheel
+/// (`LIBTORCH_USE_PYTORCH=1`); the test binary finds it through `LD_LIBRARY_PATH`.
+fn configure_libtorch(cmd: &mut Command, python: &str) -> Result<()> {
+    let probe = Command::new(python)
+        .args([
+            "-c",
+            "import os, sys, torch; print(torch.__version__); \
+             print(os.path.join(os.path.dirname(torch.__file__), 'lib')); \
+             print(os.path.dirname(sys.executable))",
+        ])
+        .output()
+        .with_context(|| format!("could not run `{python}`; pass --python or set RELATA_PYTHON"))?;
+    if !probe.status.success() {
+        bail!(
+            "`{python}` cannot import torch: {}\nThe tch smoke test needs PyTorch 2.9.0: \
+             `python3 -m venv ~/.cache/relata-venv && ~/.cache/relata-venv/bin/pip install \
+             torch==2.9.0`, then RELATA_PYTHON=~/.cache/relata-venv/bin/python \
+             (or run `bash .ci/run`, which does this), or pass --skip-tch",
+            String::from_utf8_lossy(&probe.stderr).trim()
+        );
+    }
+    let out = String::from_utf8_lossy(&probe.stdout);
+    let mut lines = out.lines();
+    let version = lines.next().unwrap_or_default().trim().to_string();
+    let lib_dir = lines.next().unwrap_or_default().trim().to_string();
+    let bin_dir = lines.next().unwrap_or_default().trim().to_string();
+    if !version.starts_with("2.9.0") {
+        bail!("`{python}` has torch {version}; tch 0.22 needs torch 2.9.0");
+    }
+    let ld = match std::env::var("LD_LIBRARY_PATH") {
+        Ok(old) if !old.is_empty() => format!("{lib_dir}:{old}"),
+        _ => lib_dir,
+    };
+    // torch-sys's build script runs `python3` (or `python` inside a venv) from PATH: put the
+    // chosen interpreter's directory first.
+    let path = match std::env::var("PATH") {
+        Ok(old) if !old.is_empty() => format!("{bin_dir}:{old}"),
+        _ => bin_dir,
+    };
+    cmd.env("LIBTORCH_USE_PYTORCH", "1")
+        .env("PATH", path)
+        .env("LD_LIBRARY_PATH", ld);
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! `cargo xtask`: relata's orchestration entry point (design §2).
+//!
+//! Subcommands are added only once they work end to end: `ci` (the full check CI runs),
+//! `devices` (which backends this build has, and whether the chosen one comes up) and `eval`
+//! (the metrics contract of design §7).
+
+mod ci;
+mod eval;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", about = "relata orchestration", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Everything CI checks: fmt, clippy, workspace tests, backend smoke tests
+    /// (wgpu on lavapipe, tch on libtorch CPU) and the vulkan compile check.
+    Ci(ci::CiArgs),
+    /// Evaluate saved outputs: `.npy` in, one JSON object out (design §7).
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
+    /// List the devices compiled into this build and bring one up
+    /// (`--device`, else `BURN_DEVICE`, else `flex`).
+    Devices {
+        /// flex | ndarray | cpu | wgpu | wgpu-gl | vulkan | cuda[:N] | tch | tch-cuda[:N]
+        #[arg(long)]
+        device: Option<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ci(args) => ci::run(args),
+        Command::Eval(cmd) => eval::run(cmd),
+        Command::Devices { device } => devices(device.as_deref()),
+    }
+}
+
+fn devices(explicit: Option<&str>) -> Result<()> {
+    use relata_train::device::{compiled_devices, select_device};
+    let compiled: Vec<String> = compiled_devices().iter().map(|d| d.to_string()).collect();
+    println!("compiled devices: {}", compiled.join(", "));
+    let (choice, device) = select_device(explicit)?;
+    // One real operation, so a broken driver shows up here rather than mid-training.
+    let probe = burn::tensor::Tensor::<1>::from_floats([1.0, 2.0, 3.0], &device);
+    let sum: f32 = probe.sum().into_scalar();
+    anyhow::ensure!(
+        (sum - 6.0).abs() < 1e-6,
+        "device {choice} computed 1+2+3 = {sum}"
+    );
+    println!("selected device: {choice} ({device:?}): ok");
+    Ok(())
+}
