@@ -87,7 +87,8 @@ pub fn run(args: CiArgs) -> Result<()> {
     if !features.is_empty() {
         let features = features.join(",");
         smoke
-            .args(["test", "-p", "relata-train", "--features", &features])
+            .args(["test", "--profile", "smoke", "-p", "relata-train"])
+            .args(["--features", &features])
             .args(["--test", "backend_smoke", "--", "--nocapture"])
             .env("RELATA_SMOKE_DEVICES", devices.join(","));
         step(&format!("backend smoke ({features})"), &mut smoke)?;
@@ -115,11 +116,45 @@ pub fn run(args: CiArgs) -> Result<()> {
     Ok(())
 }
 
+/// `.ci/run` installs the torch venv in the background while the first builds run and names a
+/// marker file in `RELATA_PYTHON_READY`: `<marker>` appears on success, `<marker>.failed` (with
+/// the install log beside it) on failure.
+fn wait_for_python_setup() -> Result<()> {
+    let Ok(marker) = std::env::var("RELATA_PYTHON_READY") else {
+        return Ok(());
+    };
+    let ok = PathBuf::from(&marker);
+    let failed = PathBuf::from(format!("{marker}.failed"));
+    let start = Instant::now();
+    let mut said = false;
+    while !ok.exists() {
+        if failed.exists() {
+            let log = std::fs::read_to_string(&failed).unwrap_or_default();
+            bail!("installing torch==2.9.0 failed:\n{log}");
+        }
+        if start.elapsed().as_secs() > 45 * 60 {
+            bail!("gave up waiting 45 min for the torch venv ({marker})");
+        }
+        if !said {
+            eprintln!("waiting for the background torch==2.9.0 install ({marker}) ...");
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+    if said {
+        eprintln!(
+            "torch venv ready after {:.0} s of waiting",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn workspace_root() -> Result<PathBuf> {
+pub fn workspace_root() -> Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest
         .parent()
@@ -130,6 +165,7 @@ fn workspace_root() -> Result<PathBuf> {
 /// `tch` links against the libtorch shipped inside the `torch==2.9.0` wheel
 /// (`LIBTORCH_USE_PYTORCH=1`); the test binary finds it through `LD_LIBRARY_PATH`.
 fn configure_libtorch(cmd: &mut Command, python: &str) -> Result<()> {
+    wait_for_python_setup()?;
     let probe = Command::new(python)
         .args([
             "-c",

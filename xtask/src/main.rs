@@ -1,9 +1,10 @@
 //! `cargo xtask`: relata's orchestration entry point (design §2).
 //!
 //! Subcommands are added only once they work end to end: `ci` (the full check CI runs),
-//! `devices` (which backends this build has, and whether the chosen one comes up) and `eval`
-//! (the metrics contract of design §7).
+//! `devices` (which backends this build has, and whether the chosen one comes up), `eval`
+//! (the metrics contract of design §7) and `bench` (side-by-side comparisons).
 
+mod bench;
 mod ci;
 mod eval;
 
@@ -22,6 +23,8 @@ enum Command {
     /// Everything CI checks: fmt, clippy, workspace tests, backend smoke tests
     /// (wgpu on lavapipe, tch on libtorch CPU) and the vulkan compile check.
     Ci(ci::CiArgs),
+    /// Side-by-side benchmarks against the reference implementations (FAISS, numpy, PyTorch).
+    Bench(bench::BenchArgs),
     /// Evaluate saved outputs: `.npy` in, one JSON object out (design §7).
     #[command(subcommand)]
     Eval(eval::EvalCommand),
@@ -39,6 +42,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Ci(args) => ci::run(args),
         Command::Eval(cmd) => eval::run(cmd),
+        Command::Bench(args) => bench::run(args, &ci::workspace_root()?),
         Command::Devices { device } => devices(device.as_deref()),
     }
 }

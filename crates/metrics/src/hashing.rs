@@ -26,7 +26,15 @@ use serde::Serialize;
 use crate::codes::PackedCodes;
 use crate::error::{Result, shape};
 use crate::hamming::distances;
-use crate::labels::Labels;
+use crate::labels::{Labels, Relevance};
+
+/// How one query finds its relevant database items.
+enum Relevant<'a> {
+    /// Ascending ids of the relevant items (single-label data, from an inverted index).
+    Sorted(&'a [u32]),
+    /// A per-item test (multi-label data).
+    Test(Relevance<'a>),
+}
 
 /// How mAP@k truncates the ranking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -146,9 +154,52 @@ impl QueryStats {
     }
 }
 
+/// Interleaved histograms: consecutive items often share a distance (always, with short codes),
+/// and a single histogram then serialises on store-to-load forwarding.
+const LANES: usize = 4;
+
+/// Adds `dist` (the items of one stretch of the database) to the interleaved histograms.
+#[inline]
+fn histogram(hist: &mut [u32], dist: &[u16], stride: usize) {
+    let (h0, rest) = hist.split_at_mut(stride);
+    let (h1, rest) = rest.split_at_mut(stride);
+    let (h2, h3) = rest.split_at_mut(stride);
+    let mut chunks = dist.chunks_exact(LANES);
+    for c in &mut chunks {
+        h0[c[0] as usize] += 1;
+        h1[c[1] as usize] += 1;
+        h2[c[2] as usize] += 1;
+        h3[c[3] as usize] += 1;
+    }
+    for &d in chunks.remainder() {
+        h0[d as usize] += 1;
+    }
+}
+
+/// Items counted so far at distance `d`, over all lanes.
+#[inline]
+fn counted(hist: &[u32], d: usize, stride: usize) -> u32 {
+    (0..LANES).map(|l| hist[l * stride + d]).sum()
+}
+
+/// Database ids of each class, ascending: single-label relevance without touching labels in
+/// the per-item loop.
+fn inverted_index(db_labels: &Labels) -> Option<std::collections::HashMap<i64, Vec<u32>>> {
+    let Labels::Single(ids) = db_labels else {
+        return None;
+    };
+    let mut map: std::collections::HashMap<i64, Vec<u32>> = std::collections::HashMap::new();
+    for (i, &c) in ids.iter().enumerate() {
+        map.entry(c).or_default().push(i as u32);
+    }
+    Some(map)
+}
+
 /// Scratch buffers for one worker.
 struct Scratch {
     dist: Vec<u16>,
+    /// LANES interleaved histograms of distances (lane-major, `bits + 1` each).
+    hist: Vec<u32>,
     count: Vec<u32>,
     rel_count: Vec<u32>,
     // (distance, earlier items at that distance, earlier relevant items at that distance)
@@ -160,6 +211,7 @@ impl Scratch {
     fn new(n: usize, bits: usize) -> Self {
         Self {
             dist: vec![0; n],
+            hist: vec![0; LANES * (bits + 1)],
             count: vec![0; bits + 1],
             rel_count: vec![0; bits + 1],
             hits: Vec::new(),
@@ -215,18 +267,23 @@ pub fn evaluate_hashing(
     let nq = queries.len();
     let topk = config.topk.map(|k| k.max(1));
     let radius = config.radius.min(bits as u32);
+    let inverted = inverted_index(db_labels);
     let total = (0..nq)
         .into_par_iter()
         .map_init(
             || Scratch::new(n, bits),
             |s, qi| {
+                let relevant = match (&inverted, query_labels) {
+                    (Some(inv), Labels::Single(q)) => {
+                        Relevant::Sorted(inv.get(&q[qi]).map_or(&[][..], Vec::as_slice))
+                    }
+                    _ => Relevant::Test(query_labels.relevance(qi, db_labels)),
+                };
                 query_stats(
                     s,
                     queries.code(qi),
                     db,
-                    query_labels,
-                    qi,
-                    db_labels,
+                    relevant,
                     topk,
                     config.topk_mode,
                     radius,
@@ -289,9 +346,7 @@ fn query_stats(
     s: &mut Scratch,
     query: &[u64],
     db: &PackedCodes,
-    query_labels: &Labels,
-    qi: usize,
-    db_labels: &Labels,
+    relevant: Relevant<'_>,
     topk: Option<usize>,
     mode: TopKMode,
     radius: u32,
@@ -299,17 +354,41 @@ fn query_stats(
 ) -> QueryStats {
     let bits = db.bits();
     distances(query, db.as_words(), &mut s.dist);
-    s.count.iter_mut().for_each(|c| *c = 0);
+    let stride = bits + 1;
+    s.hist.iter_mut().for_each(|c| *c = 0);
     s.rel_count.iter_mut().for_each(|c| *c = 0);
     s.hits.clear();
-    let rel = query_labels.relevance(qi, db_labels);
-    for (i, &d) in s.dist.iter().enumerate() {
-        let d = d as usize;
-        if rel.is_relevant(i) {
-            s.hits.push((d as u16, s.count[d], s.rel_count[d]));
-            s.rel_count[d] += 1;
+    // One pass in index order: every relevant item records how many items (and relevant
+    // items) precede it at its own distance; the histograms give the bucket starts.
+    match relevant {
+        Relevant::Sorted(ids) => {
+            let mut from = 0usize;
+            for &i in ids {
+                let i = i as usize;
+                histogram(&mut s.hist, &s.dist[from..i], stride);
+                let d = s.dist[i] as usize;
+                s.hits
+                    .push((d as u16, counted(&s.hist, d, stride), s.rel_count[d]));
+                s.rel_count[d] += 1;
+                s.hist[d] += 1;
+                from = i + 1;
+            }
+            histogram(&mut s.hist, &s.dist[from..], stride);
         }
-        s.count[d] += 1;
+        Relevant::Test(rel) => {
+            for (i, &d) in s.dist.iter().enumerate() {
+                let d = d as usize;
+                if rel.is_relevant(i) {
+                    s.hits
+                        .push((d as u16, counted(&s.hist, d, stride), s.rel_count[d]));
+                    s.rel_count[d] += 1;
+                }
+                s.hist[(i % LANES) * stride + d] += 1;
+            }
+        }
+    }
+    for d in 0..stride {
+        s.count[d] = counted(&s.hist, d, stride);
     }
     let mut stats = QueryStats::default();
     let r_total = s.hits.len();
