@@ -27,9 +27,11 @@ def faiss_topk(work, k):
     index = faiss.IndexBinaryFlat(db.shape[1] * 8)
     index.add(db)
     index.search(q[:10], k)  # warm-up
-    t = time.perf_counter()
-    dist, ids = index.search(q, k)
-    secs = time.perf_counter() - t
+    secs = float("inf")
+    for _ in range(3):  # best of 3, like the Rust side: this machine's timings are noisy
+        t = time.perf_counter()
+        dist, ids = index.search(q, k)
+        secs = min(secs, time.perf_counter() - t)
     np.save(f"{work}/faiss_dist.npy", dist.astype(np.int32))
     return {"seconds": secs, "queries": int(q.shape[0]), "database": int(db.shape[0])}
 

@@ -124,14 +124,14 @@ fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
     let index = HammingIndex::new(PackedCodes::from_packbits(&db_bytes, n_db, 64)?)?;
     let queries = PackedCodes::from_packbits(&q_bytes, n_q, 64)?;
     eprintln!("top-k: {n_q} queries × {n_db} codes, k = {k} ...");
-    let (t_single, single) = best_of(2, || {
+    let (t_single, single) = best_of(3, || {
         (0..n_q)
             .map(|i| index.search(queries.code(i), k))
             .collect::<Result<Vec<_>, _>>()
     });
     let single = single?;
-    let (t_batch1, _) = best_of(2, || single_thread(|| index.search_batch(&queries, k)));
-    let (t_batch, batch) = best_of(2, || index.search_batch(&queries, k));
+    let (t_batch1, _) = best_of(3, || single_thread(|| index.search_batch(&queries, k)));
+    let (t_batch, batch) = best_of(3, || index.search_batch(&queries, k));
     ensure!(
         batch? == single,
         "batched search disagrees with single-query search"

@@ -36,7 +36,7 @@ impl PackedCodes {
     pub fn from_words(bits: usize, data: Vec<u64>) -> Result<Self> {
         Self::check_bits(bits)?;
         let words = Self::words_for(bits);
-        if data.len() % words != 0 {
+        if !data.len().is_multiple_of(words) {
             return Err(shape(format!(
                 "{} words is not a whole number of {bits}-bit codes ({words} words each)",
                 data.len()
@@ -58,7 +58,7 @@ impl PackedCodes {
     /// ≤ 0 is bit 0, so both {−1, +1} and {0, 1} codes work. NaN is an error.
     pub fn from_values<T: Copy + Into<f64>>(values: &[T], bits: usize) -> Result<Self> {
         Self::check_bits(bits)?;
-        if values.len() % bits != 0 {
+        if !values.len().is_multiple_of(bits) {
             return Err(shape(format!(
                 "{} values is not a whole number of {bits}-bit codes",
                 values.len()

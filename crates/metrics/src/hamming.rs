@@ -100,22 +100,45 @@ fn distances_generic(query: &[u64], db: &[u64], out: &mut [u16]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "popcnt")]
-unsafe fn distances_popcnt(query: &[u64], db: &[u64], out: &mut [u16]) {
-    distances_generic(query, db, out)
+/// Defines `$name(kernel, args..)`, which runs `$generic(args..)` compiled for the given
+/// [`Kernel`]'s instruction set. `$generic` must be `#[inline(always)]` so that each variant
+/// gets its own copy of the loop, vectorised and scheduled for that instruction set.
+macro_rules! multiversion {
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? = $generic:path;
+    ) => {
+        $(#[$meta])*
+        $vis fn $name(kernel: $crate::hamming::Kernel, $($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "popcnt")]
+            fn popcnt($($arg: $ty),*) $(-> $ret)? { $generic($($arg),*) }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,popcnt")]
+            fn avx2($($arg: $ty),*) $(-> $ret)? { $generic($($arg),*) }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq,popcnt")]
+            fn avx512($($arg: $ty),*) $(-> $ret)? { $generic($($arg),*) }
+            assert!(kernel.supported(), "popcount kernel {kernel:?} is not supported by this CPU");
+            match kernel {
+                $crate::hamming::Kernel::Scalar => $generic($($arg),*),
+                // SAFETY: `supported()` confirmed the CPU has the arm's target features.
+                #[cfg(target_arch = "x86_64")]
+                $crate::hamming::Kernel::Popcnt => unsafe { popcnt($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                $crate::hamming::Kernel::Avx2 => unsafe { avx2($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                $crate::hamming::Kernel::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(not(target_arch = "x86_64"))]
+                _ => $generic($($arg),*),
+            }
+        }
+    };
 }
+pub(crate) use multiversion;
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,popcnt")]
-unsafe fn distances_avx2(query: &[u64], db: &[u64], out: &mut [u16]) {
-    distances_generic(query, db, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq,popcnt")]
-unsafe fn distances_avx512(query: &[u64], db: &[u64], out: &mut [u16]) {
-    distances_generic(query, db, out)
+multiversion! {
+    fn distances_dispatch(query: &[u64], db: &[u64], out: &mut [u16]) = distances_generic;
 }
 
 /// Distances from `query` (one packed code) to the packed codes in `db` (row-major words, a
@@ -125,20 +148,7 @@ unsafe fn distances_avx512(query: &[u64], db: &[u64], out: &mut [u16]) {
 /// If `k` is not supported by this CPU or `out` is too short (internal callers guarantee both).
 pub fn distances_with(k: Kernel, query: &[u64], db: &[u64], out: &mut [u16]) {
     let n = db.len() / query.len();
-    let out = &mut out[..n];
-    assert!(k.supported(), "popcount kernel {k:?} not supported here");
-    match k {
-        Kernel::Scalar => distances_generic(query, db, out),
-        // SAFETY: each arm runs only after `supported()` confirmed the CPU features.
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Popcnt => unsafe { distances_popcnt(query, db, out) },
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { distances_avx2(query, db, out) },
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { distances_avx512(query, db, out) },
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => distances_generic(query, db, out),
-    }
+    distances_dispatch(k, query, db, &mut out[..n])
 }
 
 /// [`distances_with`] on the process-wide [`kernel`].

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::codes::PackedCodes;
 use crate::error::{Result, shape};
-use crate::hamming::distances;
+use crate::hamming::{distances, hamming, kernel, multiversion};
 use crate::labels::{Labels, Relevance};
 
 /// How one query finds its relevant database items.
@@ -158,22 +158,42 @@ impl QueryStats {
 /// and a single histogram then serialises on store-to-load forwarding.
 const LANES: usize = 4;
 
-/// Adds `dist` (the items of one stretch of the database) to the interleaved histograms.
-#[inline]
-fn histogram(hist: &mut [u32], dist: &[u16], stride: usize) {
+/// Adds the distances from `query` to `codes` (one stretch of the database) to the interleaved
+/// histograms, computing each popcount in registers.
+#[inline(always)]
+fn histogram_generic(query: &[u64], codes: &[u64], hist: &mut [u32], stride: usize) {
     let (h0, rest) = hist.split_at_mut(stride);
     let (h1, rest) = rest.split_at_mut(stride);
     let (h2, h3) = rest.split_at_mut(stride);
-    let mut chunks = dist.chunks_exact(LANES);
-    for c in &mut chunks {
-        h0[c[0] as usize] += 1;
-        h1[c[1] as usize] += 1;
-        h2[c[2] as usize] += 1;
-        h3[c[3] as usize] += 1;
+    let words = query.len();
+    if words == 1 {
+        let q = query[0];
+        let mut chunks = codes.chunks_exact(LANES);
+        for c in &mut chunks {
+            h0[(q ^ c[0]).count_ones() as usize] += 1;
+            h1[(q ^ c[1]).count_ones() as usize] += 1;
+            h2[(q ^ c[2]).count_ones() as usize] += 1;
+            h3[(q ^ c[3]).count_ones() as usize] += 1;
+        }
+        for &c in chunks.remainder() {
+            h0[(q ^ c).count_ones() as usize] += 1;
+        }
+    } else {
+        let mut chunks = codes.chunks_exact(LANES * words);
+        for c in &mut chunks {
+            h0[hamming(query, &c[..words]) as usize] += 1;
+            h1[hamming(query, &c[words..2 * words]) as usize] += 1;
+            h2[hamming(query, &c[2 * words..3 * words]) as usize] += 1;
+            h3[hamming(query, &c[3 * words..]) as usize] += 1;
+        }
+        for c in chunks.remainder().chunks_exact(words) {
+            h0[hamming(query, c) as usize] += 1;
+        }
     }
-    for &d in chunks.remainder() {
-        h0[d as usize] += 1;
-    }
+}
+
+multiversion! {
+    fn histogram(query: &[u64], codes: &[u64], hist: &mut [u32], stride: usize) = histogram_generic;
 }
 
 /// Items counted so far at distance `d`, over all lanes.
@@ -353,8 +373,10 @@ fn query_stats(
     pr_curve: bool,
 ) -> QueryStats {
     let bits = db.bits();
-    distances(query, db.as_words(), &mut s.dist);
     let stride = bits + 1;
+    let words = db.words_per_code();
+    let all = db.as_words();
+    let k = kernel();
     s.hist.iter_mut().for_each(|c| *c = 0);
     s.rel_count.iter_mut().for_each(|c| *c = 0);
     s.hits.clear();
@@ -365,17 +387,18 @@ fn query_stats(
             let mut from = 0usize;
             for &i in ids {
                 let i = i as usize;
-                histogram(&mut s.hist, &s.dist[from..i], stride);
-                let d = s.dist[i] as usize;
+                histogram(k, query, &all[from * words..i * words], &mut s.hist, stride);
+                let d = hamming(query, db.code(i)) as usize;
                 s.hits
                     .push((d as u16, counted(&s.hist, d, stride), s.rel_count[d]));
                 s.rel_count[d] += 1;
                 s.hist[d] += 1;
                 from = i + 1;
             }
-            histogram(&mut s.hist, &s.dist[from..], stride);
+            histogram(k, query, &all[from * words..], &mut s.hist, stride);
         }
         Relevant::Test(rel) => {
+            distances(query, all, &mut s.dist);
             for (i, &d) in s.dist.iter().enumerate() {
                 let d = d as usize;
                 if rel.is_relevant(i) {
@@ -551,6 +574,25 @@ mod tests {
                 m.map
             );
             assert!((m.map_at_k.unwrap() - expect_k).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn every_kernel_builds_the_same_histogram() {
+        for bits in [12usize, 64, 130] {
+            let (q, _) = toy(bits, 1, 7);
+            let (db, _) = toy(bits, 203, 8);
+            let stride = bits + 1;
+            let mut naive = vec![0u32; stride];
+            for i in 0..db.len() {
+                naive[hamming(q.code(0), db.code(i)) as usize] += 1;
+            }
+            for k in crate::hamming::Kernel::available() {
+                let mut hist = vec![0u32; LANES * stride];
+                histogram(k, q.code(0), db.as_words(), &mut hist, stride);
+                let merged: Vec<u32> = (0..stride).map(|d| counted(&hist, d, stride)).collect();
+                assert_eq!(merged, naive, "kernel {k:?}, {bits} bits");
+            }
         }
     }
 

@@ -20,12 +20,13 @@ use rayon::prelude::*;
 
 use crate::codes::{MAX_BITS, PackedCodes};
 use crate::error::{MetricsError, Result, shape};
-use crate::hamming::distances;
+use crate::hamming::{kernel, multiversion};
 
 const MAGIC: &[u8; 8] = b"RELATAHX";
 const VERSION: u32 = 1;
 const HEADER: usize = 8 + 4 + 4 + 8;
-/// Codes per distance block: 4096 distances (8 KiB) stay in L1 beside the code block.
+/// Codes per database block in batched search: 4096 64-bit codes (32 KiB) stay in L1 while
+/// a group of queries scans them.
 const BLOCK: usize = 4096;
 const CHUNK: usize = 16;
 /// Queries sharing one pass over the database in [`HammingIndex::search_batch`].
@@ -92,7 +93,7 @@ impl TopK {
         }
     }
 
-    fn into_neighbours(&self, out: &mut Neighbours) {
+    fn write_neighbours(&self, out: &mut Neighbours) {
         out.ids.clear();
         out.distances.clear();
         for (d, b) in self.buckets.iter().enumerate() {
@@ -100,6 +101,76 @@ impl TopK {
             out.distances.extend(std::iter::repeat_n(d as u32, b.len()));
         }
     }
+}
+
+/// Distances of one 16-code chunk, computed in registers. They stay 64-bit: a vectorised
+/// popcount produces 64-bit lanes, so comparing them there avoids packing.
+#[inline(always)]
+fn chunk_distances(query: &[u64], chunk: &[u64]) -> [u64; CHUNK] {
+    let mut d = [0u64; CHUNK];
+    if let [q] = query {
+        for (o, c) in d.iter_mut().zip(chunk) {
+            *o = (q ^ c).count_ones() as u64;
+        }
+    } else {
+        for (o, code) in d.iter_mut().zip(chunk.chunks_exact(query.len())) {
+            *o = crate::hamming::hamming(query, code) as u64;
+        }
+    }
+    d
+}
+
+/// The search loop: distances of 16 codes at a time, one vector compare against the current
+/// threshold, and per-code work only when some code of the chunk can enter the top-k.
+#[inline(always)]
+fn scan_generic(query: &[u64], codes: &[u64], base: usize, top: &mut TopK) {
+    let mut id = base;
+    let tail = if let [q] = query {
+        // 64-bit codes: fixed-size chunks so the loop is fully unrolled and vectorised.
+        let (chunks, rest) = codes.as_chunks::<CHUNK>();
+        for chunk in chunks {
+            let d: [u64; CHUNK] = std::array::from_fn(|l| (q ^ chunk[l]).count_ones() as u64);
+            let threshold = top.threshold() as u64;
+            if d.iter().fold(false, |any, &x| any | (x < threshold)) {
+                offer_chunk(top, &d, id);
+            }
+            id += CHUNK;
+        }
+        rest
+    } else {
+        let mut chunks = codes.chunks_exact(CHUNK * query.len());
+        for chunk in &mut chunks {
+            let d = chunk_distances(query, chunk);
+            let threshold = top.threshold() as u64;
+            if d.iter().fold(false, |any, &x| any | (x < threshold)) {
+                offer_chunk(top, &d, id);
+            }
+            id += CHUNK;
+        }
+        chunks.remainder()
+    };
+    for code in tail.chunks_exact(query.len()) {
+        let d = crate::hamming::hamming(query, code);
+        if d < top.threshold() {
+            top.offer(id as u32, d as usize);
+        }
+        id += 1;
+    }
+}
+
+/// The rare path: some code of the chunk beats the current k-th distance.
+#[cold]
+#[inline(never)]
+fn offer_chunk(top: &mut TopK, d: &[u64; CHUNK], id: usize) {
+    for (j, &dj) in d.iter().enumerate() {
+        if dj < top.threshold() as u64 {
+            top.offer((id + j) as u32, dj as usize);
+        }
+    }
+}
+
+multiversion! {
+    fn scan_dispatch(query: &[u64], codes: &[u64], base: usize, top: &mut TopK) = scan_generic;
 }
 
 impl HammingIndex {
@@ -145,48 +216,27 @@ impl HammingIndex {
 
     /// Scans database codes `[start, end)` for one query, updating its top-k state.
     #[inline]
-    fn scan_block(
-        &self,
-        query: &[u64],
-        start: usize,
-        end: usize,
-        top: &mut TopK,
-        dist: &mut [u16],
-    ) {
+    fn scan_block(&self, query: &[u64], start: usize, end: usize, top: &mut TopK) {
         let words = self.codes.words_per_code();
-        let all = self.codes.as_words();
-        let block = &mut dist[..end - start];
-        distances(query, &all[start * words..end * words], block);
-        for (c, chunk) in block.chunks(CHUNK).enumerate() {
-            let min = chunk.iter().copied().min().unwrap_or(u16::MAX) as u32;
-            if min >= top.threshold() {
-                continue;
-            }
-            let base = start + c * CHUNK;
-            for (j, &d) in chunk.iter().enumerate() {
-                if (d as u32) < top.threshold() {
-                    top.offer((base + j) as u32, d as usize);
-                }
-            }
-        }
+        let codes = &self.codes.as_words()[start * words..end * words];
+        scan_dispatch(kernel(), query, codes, start, top);
     }
 
-    fn search_into(&self, query: &[u64], top: &mut TopK, dist: &mut [u16], out: &mut Neighbours) {
+    fn search_into(&self, query: &[u64], top: &mut TopK, out: &mut Neighbours) {
         let n = self.codes.len();
         for start in (0..n).step_by(BLOCK) {
-            self.scan_block(query, start, (start + BLOCK).min(n), top, dist);
+            self.scan_block(query, start, (start + BLOCK).min(n), top);
         }
-        top.into_neighbours(out);
+        top.write_neighbours(out);
     }
 
     /// The `k` nearest codes to `query` (packed, same length), ordered by (distance, index).
     pub fn search(&self, query: &[u64], k: usize) -> Result<Neighbours> {
         self.check_query(query)?;
         let mut top = TopK::new(k.min(self.len()), self.bits());
-        let mut dist = vec![0u16; BLOCK];
         let mut out = Neighbours::default();
         if top.k > 0 {
-            self.search_into(query, &mut top, &mut dist, &mut out);
+            self.search_into(query, &mut top, &mut out);
         }
         Ok(out)
     }
@@ -212,19 +262,18 @@ impl HammingIndex {
             .par_chunks(QUERY_GROUP)
             .map(|group| {
                 let mut tops: Vec<TopK> = group.iter().map(|_| TopK::new(k, bits)).collect();
-                let mut dist = vec![0u16; BLOCK];
                 if k > 0 {
                     for start in (0..n).step_by(BLOCK) {
                         let end = (start + BLOCK).min(n);
                         for (&qi, top) in group.iter().zip(&mut tops) {
-                            self.scan_block(queries.code(qi), start, end, top, &mut dist);
+                            self.scan_block(queries.code(qi), start, end, top);
                         }
                     }
                 }
                 tops.iter()
                     .map(|top| {
                         let mut out = Neighbours::default();
-                        top.into_neighbours(&mut out);
+                        top.write_neighbours(&mut out);
                         out
                     })
                     .collect()
@@ -354,17 +403,35 @@ mod tests {
     fn search_equals_prefix_of_full_ranking() {
         for bits in [12usize, 64, 100] {
             let db = random_codes(9000, bits, 3);
-            let q = random_codes(7, bits, 4);
+            // More queries than one batch group, more codes than one block, a ragged tail.
+            let q = random_codes(QUERY_GROUP + 5, bits, 4);
             let index = HammingIndex::new(db.clone()).unwrap();
             let batch = index.search_batch(&q, 57).unwrap();
-            for qi in 0..q.len() {
+            assert_eq!(batch.len(), q.len());
+            for (qi, batched) in batch.iter().enumerate() {
                 let order = hamming_rank(&q, qi, &db);
                 let single = index.search(q.code(qi), 57).unwrap();
-                assert_eq!(single, batch[qi]);
+                assert_eq!(&single, batched);
                 assert_eq!(single.ids, order[..57].to_vec(), "{bits} bits, query {qi}");
                 for (&id, &d) in single.ids.iter().zip(&single.distances) {
                     assert_eq!(d, crate::hamming::hamming(q.code(qi), db.code(id as usize)));
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_scans_alike() {
+        for bits in [64usize, 100] {
+            let db = random_codes(1000, bits, 5);
+            let q = random_codes(1, bits, 6);
+            let order = hamming_rank(&q, 0, &db);
+            for k in crate::hamming::Kernel::available() {
+                let mut top = TopK::new(33, bits);
+                scan_dispatch(k, q.code(0), db.as_words(), 0, &mut top);
+                let mut out = Neighbours::default();
+                top.write_neighbours(&mut out);
+                assert_eq!(out.ids, order[..33].to_vec(), "kernel {k:?}, {bits} bits");
             }
         }
     }

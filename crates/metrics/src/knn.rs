@@ -121,7 +121,7 @@ pub fn knn_classify(
             train.dim, test.dim
         )));
     }
-    if train.data.len() % train.dim != 0 || test.data.len() % test.dim != 0 {
+    if !train.data.len().is_multiple_of(train.dim) || !test.data.len().is_multiple_of(test.dim) {
         return Err(shape("feature matrices are not whole rows"));
     }
     let (n, m, d) = (train.rows(), test.rows(), train.dim);
@@ -130,7 +130,7 @@ pub fn knn_classify(
     if n == 0 {
         return Err(shape("no training features"));
     }
-    if config.k == 0 || !(config.tau > 0.0) {
+    if config.k == 0 || config.tau.is_nan() || config.tau <= 0.0 {
         return Err(invalid("kNN needs k ≥ 1 and τ > 0"));
     }
     if train.data.iter().chain(test.data).any(|v| !v.is_finite()) {

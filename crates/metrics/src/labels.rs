@@ -30,7 +30,7 @@ impl Labels {
 
     /// A row-major `n × classes` multi-hot matrix (value > 0 means the label is present).
     pub fn multi_hot<T: Copy + Into<f64>>(values: &[T], classes: usize) -> Result<Self> {
-        if classes == 0 || values.len() % classes != 0 {
+        if classes == 0 || !values.len().is_multiple_of(classes) {
             return Err(shape(format!(
                 "multi-hot matrix of {} values is not n × {classes}",
                 values.len()

@@ -66,35 +66,37 @@ fn direction(ranks: &[u32]) -> DirectionRecall {
 /// Ranks for both directions on an `n_images × (per · n_images)` block.
 fn ranks(sims: &[f32], n_images: usize, per: usize) -> (Vec<u32>, Vec<u32>) {
     let n_caps = n_images * per;
-    // image → text: for image i, the best (minimum) rank over its captions.
+    // image → text. The own caption with the highest similarity (lowest index among equals)
+    // always has the smallest rank: everything that beats it beats the others too. So one
+    // pass per row: captions strictly above it, plus equal ones with a lower index.
     let i2t: Vec<u32> = (0..n_images)
         .into_par_iter()
         .map(|i| {
             let row = &sims[i * n_caps..(i + 1) * n_caps];
-            let own = &row[i * per..(i + 1) * per];
-            let mut best = u32::MAX;
-            for (o, &target) in own.iter().enumerate() {
-                let c = i * per + o;
-                // Captions strictly better, plus equal ones with a lower index.
-                let above = row.iter().filter(|&&s| s > target).count()
-                    + row[..c].iter().filter(|&&s| s == target).count();
-                best = best.min(above as u32);
+            let (mut c, mut target) = (i * per, row[i * per]);
+            for o in 1..per {
+                if row[i * per + o] > target {
+                    (c, target) = (i * per + o, row[i * per + o]);
+                }
             }
-            best
+            let above = row.iter().fold(0u32, |n, &s| n + (s > target) as u32);
+            let ties_before = row[..c].iter().fold(0u32, |n, &s| n + (s == target) as u32);
+            above + ties_before
         })
         .collect();
     // text → image: for caption j, how many images beat image j / per on column j.
-    // Walk rows (cache friendly) and accumulate per caption.
+    // Walk rows (cache friendly) and accumulate per caption; `i < own[j]` is the tie rule.
     let targets: Vec<f32> = (0..n_caps).map(|j| sims[(j / per) * n_caps + j]).collect();
+    let own: Vec<u32> = (0..n_caps).map(|j| (j / per) as u32).collect();
     let t2i = (0..n_images)
         .into_par_iter()
         .fold(
             || vec![0u32; n_caps],
             |mut acc, i| {
                 let row = &sims[i * n_caps..(i + 1) * n_caps];
-                for (j, (&s, &t)) in row.iter().zip(&targets).enumerate() {
-                    let own = j / per;
-                    acc[j] += ((s > t) || (s == t && i < own)) as u32;
+                let i = i as u32;
+                for (((a, &s), &t), &o) in acc.iter_mut().zip(row).zip(&targets).zip(&own) {
+                    *a += ((s > t) | ((s == t) & (i < o))) as u32;
                 }
                 acc
             },
@@ -149,7 +151,7 @@ pub fn recall_at_k_folds(
     folds: usize,
 ) -> Result<RecallReport> {
     check(sims, n_images, per)?;
-    if folds == 0 || n_images % folds != 0 {
+    if folds == 0 || !n_images.is_multiple_of(folds) {
         return Err(shape(format!(
             "{n_images} images do not split into {folds} equal folds"
         )));
