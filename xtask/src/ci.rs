@@ -85,6 +85,18 @@ pub fn run(args: CiArgs) -> Result<()> {
         configure_libtorch(&mut smoke, &args.python)?;
     }
     if !features.is_empty() {
+        // Mesa's window-system probing prints "XDG_RUNTIME_DIR is invalid" errors on headless
+        // machines; give it a private runtime dir so CI logs show only real errors.
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            let dir = std::env::temp_dir().join(format!("relata-xdg-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            }
+            smoke.env("XDG_RUNTIME_DIR", dir);
+        }
         let features = features.join(",");
         smoke
             .args(["test", "--profile", "smoke", "-p", "relata-train"])

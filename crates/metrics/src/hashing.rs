@@ -472,28 +472,21 @@ fn query_stats(
         let in_top = s.pos.partition_point(|&p| p as usize <= k);
         stats.prec_k = in_top as f64 / k as f64;
         stats.rec_k = in_top as f64 / r_total as f64;
+        // Mean precision at the first `m` relevant hits (positions sorted ascending).
+        let mean_precision = |m: usize| {
+            if m == 0 {
+                return 0.0;
+            }
+            let sum: f64 = s.pos[..m]
+                .iter()
+                .enumerate()
+                .map(|(j, &p)| (j + 1) as f64 / p as f64)
+                .sum();
+            sum / m as f64
+        };
         stats.ap_k = match mode {
-            TopKMode::Positions => {
-                if in_top == 0 {
-                    0.0
-                } else {
-                    let sum: f64 = s.pos[..in_top]
-                        .iter()
-                        .enumerate()
-                        .map(|(j, &p)| (j + 1) as f64 / p as f64)
-                        .sum();
-                    sum / in_top as f64
-                }
-            }
-            TopKMode::RelevantHits => {
-                let m = k.min(r_total);
-                let sum: f64 = s.pos[..m]
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &p)| (j + 1) as f64 / p as f64)
-                    .sum();
-                sum / m as f64
-            }
+            TopKMode::Positions => mean_precision(in_top),
+            TopKMode::RelevantHits => mean_precision(k.min(r_total)),
         };
     }
     stats

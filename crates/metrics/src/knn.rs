@@ -205,37 +205,27 @@ mod tests {
         let train = [1.0f32, 0.0, 0.9, 0.1, 0.0, 1.0];
         let tl = [0i64, 0, 1];
         let test = [0.0f32, 1.0, 1.0, 0.05];
-        let r = knn_classify(
-            Features {
-                data: &train,
-                dim: 2,
-            },
-            &tl,
-            Features {
-                data: &test,
-                dim: 2,
-            },
-            &[1, 0],
-            KnnConfig { k: 1, tau: 0.1 },
-        )
-        .unwrap();
+        let run = |k, tau| {
+            knn_classify(
+                Features {
+                    data: &train,
+                    dim: 2,
+                },
+                &tl,
+                Features {
+                    data: &test,
+                    dim: 2,
+                },
+                &[1, 0],
+                KnnConfig { k, tau },
+            )
+            .unwrap()
+        };
+        let r = run(1, 0.1);
         assert_eq!(r.top1, 100.0);
         assert_eq!(r.top5, 100.0);
         // k = 3 with a large τ: the two class-0 votes outweigh the single class-1 one.
-        let r = knn_classify(
-            Features {
-                data: &train,
-                dim: 2,
-            },
-            &tl,
-            Features {
-                data: &test,
-                dim: 2,
-            },
-            &[1, 0],
-            KnnConfig { k: 3, tau: 100.0 },
-        )
-        .unwrap();
+        let r = run(3, 100.0);
         assert_eq!(r.top1, 50.0);
     }
 
