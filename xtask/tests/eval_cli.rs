@@ -24,6 +24,14 @@ fn xtask(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Runs `xtask args`, asserts success and exactly one JSON line on stdout, returns it parsed.
+fn eval_json(args: &[&str]) -> serde_json::Value {
+    let (ok, out, err) = xtask(args);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    serde_json::from_str(out.trim()).expect("stdout is one JSON object")
+}
+
 fn expected(case: &str, key: &str) -> f64 {
     let text = std::fs::read_to_string(fixture("expected.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -32,7 +40,7 @@ fn expected(case: &str, key: &str) -> f64 {
 
 #[test]
 fn map_prints_one_json_object() {
-    let (ok, out, err) = xtask(&[
+    let v = eval_json(&[
         "eval",
         "map",
         "--query-codes",
@@ -46,18 +54,13 @@ fn map_prints_one_json_object() {
         "--topk",
         "100",
     ]);
-    assert!(ok, "{err}");
-    assert_eq!(out.trim().lines().count(), 1, "{out}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!((v["map"].as_f64().unwrap() - expected("map12_top100", "map")).abs() < 1e-12);
     assert!((v["map_all"].as_f64().unwrap() - expected("map12", "map")).abs() < 1e-12);
 }
 
 #[test]
 fn recall_knn_cluster_contract_keys() {
-    let (ok, out, err) = xtask(&["eval", "recall", "--sims", &fixture("recall_sims.npy")]);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let v = eval_json(&["eval", "recall", "--sims", &fixture("recall_sims.npy")]);
     for dir in ["i2t", "t2i"] {
         for k in ["r1", "r5", "r10", "medr"] {
             assert!(v[dir][k].is_number(), "{dir}.{k} missing in {v}");
@@ -65,7 +68,7 @@ fn recall_knn_cluster_contract_keys() {
     }
     assert!((v["rsum"].as_f64().unwrap() - expected("recall", "rsum")).abs() < 1e-9);
 
-    let (ok, out, err) = xtask(&[
+    let v = eval_json(&[
         "eval",
         "knn",
         "--train-feats",
@@ -77,12 +80,10 @@ fn recall_knn_cluster_contract_keys() {
         "--test-labels",
         &fixture("knn_test_labels.npy"),
     ]);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!((v["top1"].as_f64().unwrap() - expected("knn_k200", "top1")).abs() < 1e-9);
     assert!(v["top5"].is_number());
 
-    let (ok, out, err) = xtask(&[
+    let v = eval_json(&[
         "eval",
         "cluster",
         "--labels-true",
@@ -90,8 +91,6 @@ fn recall_knn_cluster_contract_keys() {
         "--labels-pred",
         &fixture("cluster_pred.npy"),
     ]);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     for k in ["acc", "nmi", "ari"] {
         assert!(
             (v[k].as_f64().unwrap() - expected("cluster", k)).abs() < 1e-12,
