@@ -217,6 +217,7 @@ fn inverted_index(db_labels: &Labels) -> Option<std::collections::HashMap<i64, V
 
 /// Scratch buffers for one worker.
 struct Scratch {
+    /// Per-item distances, filled only by the multi-label path (single-label never needs them).
     dist: Vec<u16>,
     /// LANES interleaved histograms of distances (lane-major, `bits + 1` each).
     hist: Vec<u32>,
@@ -228,9 +229,9 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(n: usize, bits: usize) -> Self {
+    fn new(bits: usize) -> Self {
         Self {
-            dist: vec![0; n],
+            dist: Vec::new(),
             hist: vec![0; LANES * (bits + 1)],
             count: vec![0; bits + 1],
             rel_count: vec![0; bits + 1],
@@ -283,7 +284,6 @@ pub fn evaluate_hashing(
 ) -> Result<HashingMetrics> {
     validate(queries, db, query_labels, db_labels)?;
     let bits = db.bits();
-    let n = db.len();
     let nq = queries.len();
     let topk = config.topk.map(|k| k.max(1));
     let radius = config.radius.min(bits as u32);
@@ -291,7 +291,7 @@ pub fn evaluate_hashing(
     let total = (0..nq)
         .into_par_iter()
         .map_init(
-            || Scratch::new(n, bits),
+            || Scratch::new(bits),
             |s, qi| {
                 let relevant = match (&inverted, query_labels) {
                     (Some(inv), Labels::Single(q)) => {
@@ -398,6 +398,7 @@ fn query_stats(
             histogram(k, query, &all[from * words..], &mut s.hist, stride);
         }
         Relevant::Test(rel) => {
+            s.dist.resize(db.len(), 0);
             distances(query, all, &mut s.dist);
             for (i, &d) in s.dist.iter().enumerate() {
                 let d = d as usize;

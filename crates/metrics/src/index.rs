@@ -103,25 +103,28 @@ impl TopK {
     }
 }
 
-/// Distances of one 16-code chunk, computed in registers. They stay 64-bit: a vectorised
-/// popcount produces 64-bit lanes, so comparing them there avoids packing.
+/// Distances of one 16-code chunk of multi-word codes, computed in registers. They stay
+/// 64-bit, like the one-word path's vectorised popcount lanes.
 #[inline(always)]
 fn chunk_distances(query: &[u64], chunk: &[u64]) -> [u64; CHUNK] {
     let mut d = [0u64; CHUNK];
-    if let [q] = query {
-        for (o, c) in d.iter_mut().zip(chunk) {
-            *o = (q ^ c).count_ones() as u64;
-        }
-    } else {
-        for (o, code) in d.iter_mut().zip(chunk.chunks_exact(query.len())) {
-            *o = crate::hamming::hamming(query, code) as u64;
-        }
+    for (o, code) in d.iter_mut().zip(chunk.chunks_exact(query.len())) {
+        *o = crate::hamming::hamming(query, code) as u64;
     }
     d
 }
 
-/// The search loop: distances of 16 codes at a time, one vector compare against the current
-/// threshold, and per-code work only when some code of the chunk can enter the top-k.
+/// One vector compare of a chunk's distances against the current k-th distance; per-code work
+/// only when some code of the chunk can enter the top-k.
+#[inline(always)]
+fn consider_chunk(top: &mut TopK, d: &[u64; CHUNK], id: usize) {
+    let threshold = top.threshold() as u64;
+    if d.iter().fold(false, |any, &x| any | (x < threshold)) {
+        offer_chunk(top, d, id);
+    }
+}
+
+/// The search loop: distances of 16 codes at a time, then [`consider_chunk`].
 #[inline(always)]
 fn scan_generic(query: &[u64], codes: &[u64], base: usize, top: &mut TopK) {
     let mut id = base;
@@ -130,21 +133,14 @@ fn scan_generic(query: &[u64], codes: &[u64], base: usize, top: &mut TopK) {
         let (chunks, rest) = codes.as_chunks::<CHUNK>();
         for chunk in chunks {
             let d: [u64; CHUNK] = std::array::from_fn(|l| (q ^ chunk[l]).count_ones() as u64);
-            let threshold = top.threshold() as u64;
-            if d.iter().fold(false, |any, &x| any | (x < threshold)) {
-                offer_chunk(top, &d, id);
-            }
+            consider_chunk(top, &d, id);
             id += CHUNK;
         }
         rest
     } else {
         let mut chunks = codes.chunks_exact(CHUNK * query.len());
         for chunk in &mut chunks {
-            let d = chunk_distances(query, chunk);
-            let threshold = top.threshold() as u64;
-            if d.iter().fold(false, |any, &x| any | (x < threshold)) {
-                offer_chunk(top, &d, id);
-            }
+            consider_chunk(top, &chunk_distances(query, chunk), id);
             id += CHUNK;
         }
         chunks.remainder()
