@@ -1,8 +1,35 @@
 //! relata-train: the one training scaffold shared by relata's four methods (design §5).
 //!
-//! For now it holds the run-time device choice ([`device`]); the training loop, schedules,
-//! checkpoints and reports land with the training-scaffold issue.
+//! - [`device`]: the run-time device choice (`--device` / `BURN_DEVICE`);
+//! - [`trainer`]: the loop — phases of epochs over a method's [`TrainTask`], hooks, NaN guard,
+//!   evaluation and model selection, checkpoints and `--resume`;
+//! - [`optim`] and [`schedule`]: burn's optimisers with per-group learning rates, schedules as
+//!   pure functions of progress, global-norm gradient clipping;
+//! - [`checkpoint`]: atomic, checksummed checkpoint directories;
+//! - [`run`]: run directories, `metrics.jsonl` / `metrics.json` / `report.md`;
+//! - [`plot`]: PNG curves; [`rng`]: the deterministic random streams.
+//!
+//! A method implements [`TrainTask`] and calls [`Trainer::fit`]; it never writes loop plumbing.
 
+pub mod checkpoint;
+pub mod config;
 pub mod device;
+pub mod error;
+pub mod optim;
+pub mod plot;
+pub mod rng;
+pub mod run;
+pub mod schedule;
+pub mod trainer;
 
+pub use config::{Goal, PhaseConfig, Selection, TrainerConfig, Verbosity};
 pub use device::{DeviceChoice, DeviceError, compiled_devices, select_device};
+pub use error::TrainError;
+pub use optim::{LrGroup, NamedOptimizer, OptimizerConfig, OptimizerKind, clip_global_norm};
+pub use rng::{SeededRng, mix_seed};
+pub use run::{EpochRecord, Results, RunDir, RunOptions};
+pub use schedule::{Clock, LrSchedule, ScheduleClock, Warmup};
+pub use trainer::{
+    BatchPlan, BestModel, BestState, EpochContext, FitOutcome, Loss, PhaseControl, StepContext,
+    TrainTask, Trainer, seed_device,
+};

@@ -1,0 +1,128 @@
+//! The scaffold's configuration: phases, optimisers, evaluation and checkpoint policy.
+//!
+//! A method builds one [`TrainerConfig`] from its own config (CMBH: one phase of 100 epochs;
+//! ISL: rounds of `backbone`, `gan`, `mining` phases; ...) and nests it in the `config.json` it
+//! saves, so the scaffold's behaviour is part of what `--resume` checks.
+
+use burn::config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::optim::OptimizerConfig;
+
+/// A named stretch of epochs (CMBH's only phase is `train`; ISL has `backbone-0`, `gan-0`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseConfig {
+    /// Name, shown in logs and `metrics.jsonl`.
+    pub name: String,
+    /// Epochs (a maximum: the method may end the phase early from `on_epoch_end`).
+    pub epochs: usize,
+}
+
+impl PhaseConfig {
+    /// A phase called `name` of `epochs` epochs.
+    pub fn new(name: impl Into<String>, epochs: usize) -> Self {
+        Self {
+            name: name.into(),
+            epochs,
+        }
+    }
+}
+
+/// Whether a larger or a smaller validation metric is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Goal {
+    /// Larger is better (mAP, recall, accuracy).
+    Maximize,
+    /// Smaller is better (a validation loss).
+    Minimize,
+}
+
+/// Model selection on a validation metric (never on test).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// Name of a metric the evaluator returns.
+    pub metric: String,
+    /// Direction.
+    pub goal: Goal,
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Verbosity {
+    /// A progress bar per epoch on a terminal, one line per epoch otherwise.
+    #[default]
+    Auto,
+    /// One summary line per epoch on stderr.
+    Lines,
+    /// Nothing (CI, tests).
+    Quiet,
+}
+
+/// The training scaffold's configuration.
+#[derive(Config, Debug, PartialEq)]
+pub struct TrainerConfig {
+    /// Phases in order.
+    pub phases: Vec<PhaseConfig>,
+    /// Optimisers; the first is the default one of `StepContext::minimize`.
+    pub optimizers: Vec<OptimizerConfig>,
+    /// Seed of every random stream (sampling, augmentation, backend RNG).
+    #[config(default = 42)]
+    pub seed: u64,
+    /// Run the evaluator every this many epochs (0: never); it also runs after the last epoch.
+    #[config(default = 1)]
+    pub eval_every: usize,
+    /// Keep the best model by this validation metric.
+    #[config(default = "None")]
+    pub selection: Option<Selection>,
+    /// Epoch checkpoints kept on disk (the newest ones).
+    #[config(default = 2)]
+    pub keep_checkpoints: usize,
+    /// Progress display.
+    #[config(default = "Verbosity::Auto")]
+    pub verbosity: Verbosity,
+    /// Redraw the curves every epoch (otherwise only at the end).
+    #[config(default = true)]
+    pub plot_every_epoch: bool,
+}
+
+impl TrainerConfig {
+    /// Checks phases and optimisers, naming the offending entry.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.phases.is_empty() {
+            return Err("`phases` is empty: nothing to train".into());
+        }
+        for p in &self.phases {
+            if p.name.trim().is_empty() {
+                return Err("a phase has an empty name".into());
+            }
+        }
+        if self.optimizers.is_empty() {
+            return Err("`optimizers` is empty: give at least one".into());
+        }
+        for (i, o) in self.optimizers.iter().enumerate() {
+            if self.optimizers[..i].iter().any(|p| p.name == o.name) {
+                return Err(format!("two optimizers are called `{}`", o.name));
+            }
+            o.validate()?;
+        }
+        if self.keep_checkpoints == 0 {
+            return Err("keep_checkpoints must be at least 1 (resume needs one)".into());
+        }
+        if let Some(sel) = &self.selection
+            && self.eval_every == 0
+        {
+            return Err(format!(
+                "selection on `{}` needs an evaluator: set eval_every > 0",
+                sel.metric
+            ));
+        }
+        Ok(())
+    }
+
+    /// Total epochs across phases (an upper bound when phases can end early).
+    pub fn total_epochs(&self) -> usize {
+        self.phases.iter().map(|p| p.epochs).sum()
+    }
+}

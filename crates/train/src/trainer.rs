@@ -1,0 +1,985 @@
+//! The training loop every method runs (design §5): phases of epochs over a method's
+//! [`TrainTask`], with hooks, schedules, the NaN guard, checkpoints, resume, evaluation and
+//! reporting.
+//!
+//! The method owns its data, losses and extra state; the loop owns the plumbing:
+//!
+//! ```text
+//! for phase in phases:                      on_phase_start
+//!   for epoch in phase:                     seed RNGs from (seed, epoch); on_epoch_start
+//!     for batch in epoch_batches():         step() → ctx.minimize(model, Loss) → NaN guard,
+//!                                           backward, clip, per-group lr, optimiser step
+//!     on_epoch_end → Continue | EndPhase
+//!     validate() every N epochs → model selection (validation split only)
+//!     metrics.jsonl, curves, atomic checkpoint (model, optimisers, method state, counters)
+//!   on_phase_end
+//! ```
+//!
+//! Resume restores everything the next epoch depends on: parameters, optimiser state, the
+//! method's state, the counters that drive schedules, and — because every random stream is a
+//! function of `(seed, epoch)` — the random numbers. A resumed run therefore ends with the same
+//! metrics as an uninterrupted one.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Tensor};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{latest_valid, list_checkpoints, prune, read_checkpoint, write_checkpoint};
+use crate::config::{Goal, PhaseConfig, TrainerConfig, Verbosity};
+use crate::error::TrainError;
+use crate::optim::NamedOptimizer;
+use crate::plot::{Series, line_chart};
+use crate::rng::{SeededRng, mix_seed};
+use crate::run::{EpochRecord, RunDir};
+use crate::schedule::{Clock, ScheduleClock};
+
+const EPOCH_PREFIX: &str = "epoch-";
+const BEST_PREFIX: &str = "best-";
+const STATE_FILE: &str = "state.json";
+const MODEL_FILE: &str = "model.bpk";
+const METHOD_FILE: &str = "method.bin";
+
+/// Something a batch plan can report its sample count for (throughput, weighting of means).
+pub trait BatchPlan {
+    /// Samples in the batch.
+    fn num_samples(&self) -> usize;
+}
+
+impl BatchPlan for Vec<usize> {
+    fn num_samples(&self) -> usize {
+        self.len()
+    }
+}
+
+impl BatchPlan for std::ops::Range<usize> {
+    fn num_samples(&self) -> usize {
+        self.len()
+    }
+}
+
+/// What a method tells the loop at the end of an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseControl {
+    /// Go on with the phase.
+    Continue,
+    /// End the phase now (ISL's early stop of the GAN, its mining criterion).
+    EndPhase,
+}
+
+/// A method's side of the loop. Only [`TrainTask::epoch_batches`] and [`TrainTask::step`] are
+/// required; hooks default to doing nothing.
+pub trait TrainTask {
+    /// The trained module (a composite of everything any optimiser updates).
+    type Model: Module;
+    /// One batch as planned at epoch start (typically sample indices); the method loads it.
+    type Batch: BatchPlan;
+
+    /// The batches of the coming epoch, in order (shuffle with `ctx.rng`).
+    fn epoch_batches(&mut self, ctx: &mut EpochContext<'_>)
+    -> Result<Vec<Self::Batch>, TrainError>;
+
+    /// One training step: load the batch, compute the loss terms, and update the model with
+    /// [`StepContext::minimize`] (once or, for alternating updates, several times).
+    fn step(
+        &mut self,
+        model: Self::Model,
+        batch: &Self::Batch,
+        ctx: &mut StepContext<'_>,
+    ) -> Result<Self::Model, TrainError>;
+
+    /// Called before the first epoch of each phase (not again when resuming mid-phase: state
+    /// built here must be part of [`TrainTask::save_state`]).
+    fn on_phase_start(
+        &mut self,
+        _model: &mut Self::Model,
+        _ctx: &mut EpochContext<'_>,
+    ) -> Result<(), TrainError> {
+        Ok(())
+    }
+
+    /// Called before each epoch (CMBH refreshes its code cache here, CSRMS re-clusters).
+    fn on_epoch_start(
+        &mut self,
+        _model: &mut Self::Model,
+        _ctx: &mut EpochContext<'_>,
+    ) -> Result<(), TrainError> {
+        Ok(())
+    }
+
+    /// Called after each epoch's steps, with the epoch's means; may end the phase.
+    fn on_epoch_end(
+        &mut self,
+        _model: &mut Self::Model,
+        _ctx: &mut EpochContext<'_>,
+        _record: &EpochRecord,
+    ) -> Result<PhaseControl, TrainError> {
+        Ok(PhaseControl::Continue)
+    }
+
+    /// Called after the last epoch of each phase.
+    fn on_phase_end(
+        &mut self,
+        _model: &mut Self::Model,
+        _ctx: &mut EpochContext<'_>,
+    ) -> Result<(), TrainError> {
+        Ok(())
+    }
+
+    /// Validation metrics of `model` (already in inference mode) on the validation split —
+    /// never the test split. An empty map means "no evaluator".
+    fn validate(
+        &mut self,
+        _model: &Self::Model,
+        _ctx: &mut EpochContext<'_>,
+    ) -> Result<BTreeMap<String, f64>, TrainError> {
+        Ok(BTreeMap::new())
+    }
+
+    /// The method's own state for checkpoints (code caches, memory banks, relation graphs).
+    fn save_state(&self) -> Result<Vec<u8>, TrainError> {
+        Ok(Vec::new())
+    }
+
+    /// Restores [`TrainTask::save_state`]'s bytes on resume.
+    fn load_state(&mut self, _bytes: &[u8]) -> Result<(), TrainError> {
+        Ok(())
+    }
+}
+
+/// Where the loop is, handed to hooks.
+pub struct EpochContext<'a> {
+    /// Phase name.
+    pub phase: &'a str,
+    /// Phase index in the configuration.
+    pub phase_index: usize,
+    /// Global epoch index, 0-based.
+    pub epoch: usize,
+    /// Epoch index inside the phase, 0-based.
+    pub epoch_in_phase: usize,
+    /// The run's seed.
+    pub seed: u64,
+    /// This epoch's random stream (a function of seed and epoch).
+    pub rng: SeededRng,
+    /// The device the trainer was given.
+    pub device: &'a Device,
+    /// The run directory.
+    pub run_dir: &'a Path,
+    extra: BTreeMap<String, (f64, usize)>,
+}
+
+impl EpochContext<'_> {
+    /// Records a scalar in this epoch's `extra` (averaged if recorded several times).
+    pub fn record(&mut self, name: impl Into<String>, value: f64) {
+        let e = self.extra.entry(name.into()).or_insert((0.0, 0));
+        e.0 += value;
+        e.1 += 1;
+    }
+}
+
+/// A method's loss for one update: named terms (already weighted) whose sum is minimised.
+#[derive(Default)]
+pub struct Loss {
+    terms: Vec<(String, Tensor<1>)>,
+}
+
+impl Loss {
+    /// An empty loss.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a term (a one-element tensor, weighted by the caller).
+    pub fn term(mut self, name: impl Into<String>, value: Tensor<1>) -> Self {
+        self.terms.push((name.into(), value));
+        self
+    }
+
+    /// A loss with one term.
+    pub fn single(name: impl Into<String>, value: Tensor<1>) -> Self {
+        Self::new().term(name, value)
+    }
+
+    /// The sum of the terms.
+    pub fn total(&self) -> Option<Tensor<1>> {
+        self.terms
+            .iter()
+            .map(|(_, t)| t.clone())
+            .reduce(|a, b| a + b)
+    }
+}
+
+/// Running sums of per-step scalars, weighted by samples.
+#[derive(Default, Clone)]
+struct Meter {
+    sums: BTreeMap<String, (f64, f64)>,
+}
+
+impl Meter {
+    fn add(&mut self, name: &str, value: f64, weight: f64) {
+        let e = self.sums.entry(name.to_string()).or_insert((0.0, 0.0));
+        e.0 += value * weight;
+        e.1 += weight;
+    }
+
+    fn means(&self) -> BTreeMap<String, f64> {
+        self.sums
+            .iter()
+            .map(|(k, (s, w))| (k.clone(), if *w > 0.0 { s / w } else { f64::NAN }))
+            .collect()
+    }
+}
+
+/// Counters that drive the schedules.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+struct Counters {
+    global_step: usize,
+    phase_step: usize,
+}
+
+/// One step's view of the loop: position, random stream, and the optimisers.
+pub struct StepContext<'a> {
+    /// Phase name.
+    pub phase: &'a str,
+    /// Global epoch (0-based).
+    pub epoch: usize,
+    /// Epoch inside the phase (0-based).
+    pub epoch_in_phase: usize,
+    /// Step inside the epoch (0-based).
+    pub step: usize,
+    /// Steps since the start of the run, before this one (HREM switches on relation modelling
+    /// after a number of iterations).
+    pub global_step: usize,
+    /// The epoch's random stream.
+    pub rng: &'a mut SeededRng,
+    /// The device the trainer was given.
+    pub device: &'a Device,
+    optimizers: &'a mut [NamedOptimizer],
+    counters: Counters,
+    steps_in_epoch: usize,
+    weight: f64,
+    meter: &'a mut Meter,
+    last_good: Option<&'a Path>,
+}
+
+impl StepContext<'_> {
+    fn clock(&self, which: ScheduleClock, epoch_of_phase_start: usize) -> Clock {
+        match which {
+            ScheduleClock::Global => Clock {
+                epoch: self.epoch,
+                iteration: self.counters.global_step,
+                iterations_per_epoch: self.steps_in_epoch,
+                iteration_in_epoch: self.step,
+            },
+            ScheduleClock::Phase => Clock {
+                epoch: self.epoch - epoch_of_phase_start,
+                iteration: self.counters.phase_step,
+                iterations_per_epoch: self.steps_in_epoch,
+                iteration_in_epoch: self.step,
+            },
+        }
+    }
+
+    /// Records a scalar for this epoch's means (accuracy of a batch, a margin, ...).
+    pub fn record(&mut self, name: &str, value: f64) {
+        self.meter.add(name, value, self.weight);
+    }
+
+    /// Minimises `loss` over all of `model`'s parameters with the first optimiser.
+    pub fn minimize<M: Module>(&mut self, model: M, loss: Loss) -> Result<M, TrainError> {
+        let name = self.optimizers[0].config().name.clone();
+        self.minimize_with(model, loss, &name, |m| m)
+    }
+
+    /// Minimises `loss` with the optimiser called `optimizer`, updating only the parameters of
+    /// the sub-module `select` picks (ISL's generator vs discriminator). Checks every term for
+    /// NaN/Inf first: a non-finite term stops training before any parameter changes.
+    pub fn minimize_with<M: Module, S: Module>(
+        &mut self,
+        model: M,
+        loss: Loss,
+        optimizer: &str,
+        select: impl FnOnce(&M) -> &S,
+    ) -> Result<M, TrainError> {
+        let Some(total) = loss.total() else {
+            return Err(TrainError::msg(
+                "StepContext::minimize got a Loss without terms",
+            ));
+        };
+        // One device sync for all terms.
+        let mut parts: Vec<Tensor<1>> = loss.terms.iter().map(|(_, t)| t.clone()).collect();
+        parts.push(total.clone());
+        let values: Vec<f32> = Tensor::cat(parts, 0)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| TrainError::msg(format!("reading loss values: {e:?}")))?;
+        let mut names: Vec<&str> = loss.terms.iter().map(|(n, _)| n.as_str()).collect();
+        names.push("total");
+        for (name, &v) in names.iter().zip(&values) {
+            if !v.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    term: name.to_string(),
+                    value: f64::from(v),
+                    phase: self.phase.to_string(),
+                    epoch: self.epoch,
+                    step: self.step,
+                    global_step: self.counters.global_step,
+                    last_good: self.last_good.map(Path::to_path_buf),
+                });
+            }
+        }
+        let single = loss.terms.len() == 1;
+        for (name, &v) in names.iter().zip(&values) {
+            if single && *name == "total" {
+                continue;
+            }
+            self.meter.add(name, f64::from(v), self.weight);
+        }
+
+        let index = self
+            .optimizers
+            .iter()
+            .position(|o| o.config().name == optimizer)
+            .ok_or_else(|| TrainError::UnknownOptimizer {
+                name: optimizer.to_string(),
+                known: self
+                    .optimizers
+                    .iter()
+                    .map(|o| o.config().name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let mut grads = total.backward();
+        let params = GradientsParams::from_module(&mut grads, select(&model));
+        let clock_kind = self.optimizers[index].config().clock;
+        let clock = self.clock(clock_kind, self.epoch - self.epoch_in_phase);
+        let (model, norm) = self.optimizers[index].apply(model, params, &clock);
+        if let Some(norm) = norm {
+            self.meter
+                .add(&format!("grad_norm/{optimizer}"), norm, self.weight);
+        }
+        Ok(model)
+    }
+}
+
+/// Counters and selection state saved in `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct TrainerState {
+    format: u32,
+    seed: u64,
+    epochs_completed: usize,
+    next_phase: usize,
+    next_epoch_in_phase: usize,
+    counters: Counters,
+    best: Option<BestState>,
+}
+
+/// The best validation result so far.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BestState {
+    /// Epoch (1-based, global) at which it was reached.
+    pub epoch: usize,
+    /// Metric name.
+    pub metric: String,
+    /// Its value.
+    pub value: f64,
+}
+
+/// The best model by validation metric.
+pub struct BestModel<M> {
+    /// Which epoch and value.
+    pub state: BestState,
+    /// Its parameters.
+    pub model: M,
+}
+
+/// What [`Trainer::fit`] returns.
+pub struct FitOutcome<M> {
+    /// The model after the last epoch trained.
+    pub model: M,
+    /// The best model by the selection metric, when selection is configured and ran.
+    pub best: Option<BestModel<M>>,
+    /// Every epoch of the run so far (including epochs before a resume).
+    pub epochs: Vec<EpochRecord>,
+    /// Whether every phase ran to its end (false when stopped by `stop_after_epochs`).
+    pub completed: bool,
+    /// The checkpoint the run resumed from.
+    pub resumed_from: Option<PathBuf>,
+    /// Wall-clock seconds of this invocation.
+    pub seconds: f64,
+}
+
+impl<M: Module> FitOutcome<M> {
+    /// The selected model: the best by validation when selection ran, else the last one.
+    pub fn selected(&self) -> &M {
+        self.best.as_ref().map_or(&self.model, |b| &b.model)
+    }
+}
+
+/// Seeds the backend's generator (weight init, dropout) for `seed`. Call before building a model
+/// so that its initial weights are reproducible.
+pub fn seed_device(device: &Device, seed: u64) {
+    device.seed(seed);
+}
+
+/// The training loop. See the module documentation.
+pub struct Trainer {
+    config: TrainerConfig,
+    device: Device,
+    run: RunDir,
+    stop_after: Option<usize>,
+}
+
+fn record_bytes<M: Module>(model: M, path: &Path) -> Result<Vec<u8>, TrainError> {
+    model
+        .into_record()
+        .into_bytes()
+        .map(|b| b.to_vec())
+        .map_err(|e| TrainError::Record {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
+fn load_model<M: Module>(model: M, bytes: &[u8], path: &Path) -> Result<M, TrainError> {
+    let err = |e: burn::store::RecordError| TrainError::Record {
+        path: path.to_path_buf(),
+        reason: format!("{e} (was the checkpoint written by a different model configuration?)"),
+    };
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(err)?;
+    model.try_load_record(record).map_err(err)
+}
+
+fn better(goal: Goal, new: f64, old: f64) -> bool {
+    match goal {
+        Goal::Maximize => new > old,
+        Goal::Minimize => new < old,
+    }
+}
+
+impl Trainer {
+    /// A trainer for `config` on `device`, writing to `run`.
+    pub fn new(config: TrainerConfig, device: &Device, run: RunDir) -> Result<Self, TrainError> {
+        config.validate().map_err(TrainError::Config)?;
+        Ok(Self {
+            config,
+            device: device.clone(),
+            run,
+            stop_after: None,
+        })
+    }
+
+    /// Stops after `epochs` epochs of this invocation (checkpoint written), as an interrupted
+    /// run would; `--resume` continues from there. Used to time-box runs and to test resume.
+    pub fn stop_after_epochs(mut self, epochs: usize) -> Self {
+        self.stop_after = Some(epochs);
+        self
+    }
+
+    /// The run directory.
+    pub fn run(&self) -> &RunDir {
+        &self.run
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainerConfig {
+        &self.config
+    }
+
+    fn progress_bar(&self, len: u64, prefix: String) -> ProgressBar {
+        let visible = match self.config.verbosity {
+            Verbosity::Auto => std::io::stderr().is_terminal(),
+            Verbosity::Lines | Verbosity::Quiet => false,
+        };
+        if !visible {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>18} {bar:28.cyan/blue} {pos:>5}/{len:5} [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("█▉▊▋▌▍▎▏ "),
+        );
+        bar.set_prefix(prefix);
+        bar
+    }
+
+    fn print_line(&self, line: &str) {
+        let lines = match self.config.verbosity {
+            Verbosity::Auto | Verbosity::Lines => true,
+            Verbosity::Quiet => false,
+        };
+        if lines {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Runs (or resumes) training of `model` by `task`.
+    pub fn fit<T: TrainTask>(
+        &self,
+        task: &mut T,
+        model: T::Model,
+    ) -> Result<FitOutcome<T::Model>, TrainError> {
+        let started = Instant::now();
+        let mut model = model;
+        let mut optimizers: Vec<NamedOptimizer> = self
+            .config
+            .optimizers
+            .iter()
+            .cloned()
+            .map(NamedOptimizer::new)
+            .collect();
+        let ckpt_root = self.run.checkpoints();
+        let mut state = TrainerState {
+            format: 1,
+            seed: self.config.seed,
+            epochs_completed: 0,
+            next_phase: 0,
+            next_epoch_in_phase: 0,
+            counters: Counters::default(),
+            best: None,
+        };
+        let mut history: Vec<EpochRecord> = Vec::new();
+        let mut resumed_from = None;
+        let mut last_good: Option<PathBuf> = None;
+
+        if self.run.is_resumed() && !list_checkpoints(&ckpt_root, EPOCH_PREFIX).is_empty() {
+            let latest = latest_valid(&ckpt_root, EPOCH_PREFIX)?;
+            for skipped in &latest.skipped {
+                self.print_line(&format!("warning: {skipped}; using an older checkpoint"));
+            }
+            let dir = latest.dir;
+            let files = latest.files;
+            let get = |name: &str| {
+                files.get(name).ok_or_else(|| TrainError::Checkpoint {
+                    path: dir.clone(),
+                    reason: format!("{name} is missing"),
+                })
+            };
+            state =
+                serde_json::from_slice(get(STATE_FILE)?).map_err(|e| TrainError::Checkpoint {
+                    path: dir.join(STATE_FILE),
+                    reason: e.to_string(),
+                })?;
+            if state.seed != self.config.seed {
+                return Err(TrainError::Checkpoint {
+                    path: dir.clone(),
+                    reason: format!(
+                        "written with seed {}, the configuration says {}",
+                        state.seed, self.config.seed
+                    ),
+                });
+            }
+            model = load_model(model, get(MODEL_FILE)?, &dir.join(MODEL_FILE))?;
+            for o in &mut optimizers {
+                let file = format!("optim-{}.bpk", o.config().name);
+                o.load_state_bytes(get(&file)?)
+                    .map_err(|reason| TrainError::Record {
+                        path: dir.join(&file),
+                        reason,
+                    })?;
+            }
+            task.load_state(get(METHOD_FILE)?)?;
+            history = self.run.read_epochs()?;
+            history.retain(|r| r.epoch <= state.epochs_completed);
+            self.run.rewrite_epochs(&history)?;
+            self.print_line(&format!(
+                "resuming {} after epoch {}",
+                self.run.path().display(),
+                state.epochs_completed
+            ));
+            resumed_from = Some(dir.clone());
+            last_good = Some(dir);
+        } else if self.run.is_resumed() {
+            self.print_line(&format!(
+                "no checkpoint in {}; starting from epoch 1",
+                ckpt_root.display()
+            ));
+        }
+
+        let phases: Vec<PhaseConfig> = self.config.phases.clone();
+        let mut epochs_this_call = 0usize;
+        let mut completed = true;
+        'phases: for phase_index in state.next_phase..phases.len() {
+            let phase = &phases[phase_index];
+            let first_epoch_in_phase = if phase_index == state.next_phase {
+                state.next_epoch_in_phase
+            } else {
+                0
+            };
+            if first_epoch_in_phase == 0 {
+                state.counters.phase_step = 0;
+                let mut ctx = self.epoch_context(phase, phase_index, state.epochs_completed, 0);
+                task.on_phase_start(&mut model, &mut ctx)?;
+            }
+            let mut epoch_in_phase = first_epoch_in_phase;
+            while epoch_in_phase < phase.epochs {
+                let epoch = state.epochs_completed;
+                let mut ctx = self.epoch_context(phase, phase_index, epoch, epoch_in_phase);
+                self.device
+                    .seed(mix_seed(self.config.seed, &[0xDE71CE, epoch as u64]));
+                task.on_epoch_start(&mut model, &mut ctx)?;
+                let batches = task.epoch_batches(&mut ctx)?;
+                let total_epochs = self.config.total_epochs();
+                let bar = self.progress_bar(
+                    batches.len() as u64,
+                    format!("{} {}/{}", phase.name, epoch + 1, total_epochs),
+                );
+                let mut meter = Meter::default();
+                let mut samples = 0usize;
+                let t0 = Instant::now();
+                let steps_in_epoch = batches.len();
+                for (step, batch) in batches.iter().enumerate() {
+                    let n = batch.num_samples();
+                    let mut step_ctx = StepContext {
+                        phase: &phase.name,
+                        epoch,
+                        epoch_in_phase,
+                        step,
+                        global_step: state.counters.global_step,
+                        rng: &mut ctx.rng,
+                        device: &self.device,
+                        optimizers: &mut optimizers,
+                        counters: state.counters,
+                        steps_in_epoch,
+                        weight: n.max(1) as f64,
+                        meter: &mut meter,
+                        last_good: last_good.as_deref(),
+                    };
+                    model = match task.step(model, batch, &mut step_ctx) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            bar.abandon();
+                            return Err(e);
+                        }
+                    };
+                    state.counters.global_step += 1;
+                    state.counters.phase_step += 1;
+                    samples += n;
+                    if !bar.is_hidden() {
+                        let elapsed = t0.elapsed().as_secs_f64().max(1e-9);
+                        let means = meter.means();
+                        let shown: Vec<String> = means
+                            .iter()
+                            .filter(|(k, _)| !k.starts_with("grad_norm"))
+                            .take(4)
+                            .map(|(k, v)| format!("{k} {v:.4}"))
+                            .collect();
+                        bar.set_message(format!(
+                            "{} · {:.0}/s",
+                            shown.join(" "),
+                            samples as f64 / elapsed
+                        ));
+                        bar.inc(1);
+                    }
+                }
+                bar.finish_and_clear();
+                let seconds = t0.elapsed().as_secs_f64();
+                let lr_clock = Clock {
+                    epoch,
+                    iteration: state.counters.global_step.saturating_sub(1),
+                    iterations_per_epoch: steps_in_epoch,
+                    iteration_in_epoch: steps_in_epoch.saturating_sub(1),
+                };
+                let mut record = EpochRecord {
+                    epoch: epoch + 1,
+                    phase: phase.name.clone(),
+                    epoch_in_phase: epoch_in_phase + 1,
+                    steps: steps_in_epoch,
+                    samples,
+                    seconds,
+                    samples_per_sec: samples as f64 / seconds.max(1e-9),
+                    lr: optimizers
+                        .iter()
+                        .map(|o| {
+                            let clock = match o.config().clock {
+                                ScheduleClock::Global => lr_clock,
+                                ScheduleClock::Phase => Clock {
+                                    epoch: epoch_in_phase,
+                                    iteration: state.counters.phase_step.saturating_sub(1),
+                                    ..lr_clock
+                                },
+                            };
+                            (o.config().name.clone(), o.lr(&clock))
+                        })
+                        .collect(),
+                    loss: BTreeMap::new(),
+                    val: BTreeMap::new(),
+                    extra: BTreeMap::new(),
+                };
+                for (k, v) in meter.means() {
+                    if k.starts_with("grad_norm") {
+                        record.extra.insert(k, v);
+                    } else {
+                        record.loss.insert(k, v);
+                    }
+                }
+                let control = task.on_epoch_end(&mut model, &mut ctx, &record)?;
+                for (k, (s, n)) in std::mem::take(&mut ctx.extra) {
+                    record.extra.insert(k, s / n as f64);
+                }
+                let phase_over =
+                    control == PhaseControl::EndPhase || epoch_in_phase + 1 == phase.epochs;
+                let last_epoch = phase_over && phase_index + 1 == phases.len();
+                let eval_due = self.config.eval_every > 0
+                    && ((epoch + 1).is_multiple_of(self.config.eval_every) || last_epoch);
+                let mut best_improved = false;
+                if eval_due {
+                    let inference = model.valid();
+                    record.val = task.validate(&inference, &mut ctx)?;
+                    if let Some(sel) = &self.config.selection {
+                        let value = *record.val.get(&sel.metric).ok_or_else(|| {
+                            TrainError::Config(format!(
+                                "selection metric `{}` is not among the validation metrics ({})",
+                                sel.metric,
+                                record.val.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ))
+                        })?;
+                        let improved = value.is_finite()
+                            && state
+                                .best
+                                .as_ref()
+                                .is_none_or(|b| better(sel.goal, value, b.value));
+                        if improved {
+                            state.best = Some(BestState {
+                                epoch: epoch + 1,
+                                metric: sel.metric.clone(),
+                                value,
+                            });
+                            best_improved = true;
+                        }
+                    }
+                }
+
+                // Position after this epoch.
+                state.epochs_completed = epoch + 1;
+                if phase_over {
+                    state.next_phase = phase_index + 1;
+                    state.next_epoch_in_phase = 0;
+                } else {
+                    state.next_phase = phase_index;
+                    state.next_epoch_in_phase = epoch_in_phase + 1;
+                }
+
+                if phase_over {
+                    task.on_phase_end(&mut model, &mut ctx)?;
+                }
+
+                // Best model first, then the epoch checkpoint that refers to it (a crash in
+                // between leaves an unreferenced best directory, never a dangling reference).
+                if best_improved {
+                    let bytes = record_bytes(model.clone(), &ckpt_root.join(MODEL_FILE))?;
+                    write_checkpoint(
+                        &ckpt_root,
+                        &format!("{BEST_PREFIX}{:05}", epoch + 1),
+                        &[(MODEL_FILE.to_string(), bytes)],
+                    )?;
+                }
+                let dir = self.write_epoch_checkpoint(&model, &optimizers, task, &state)?;
+                last_good = Some(dir.clone());
+                prune(
+                    &ckpt_root,
+                    EPOCH_PREFIX,
+                    self.config.keep_checkpoints,
+                    Some(&dir),
+                );
+                prune(
+                    &ckpt_root,
+                    BEST_PREFIX,
+                    self.config.keep_checkpoints + 1,
+                    None,
+                );
+
+                self.run.append_epoch(&record)?;
+                self.print_line(&epoch_line(&record, total_epochs));
+                history.push(record);
+                if self.config.plot_every_epoch {
+                    self.plot(&history)?;
+                }
+                epochs_this_call += 1;
+                if phase_over {
+                    if self.stop_after.is_some_and(|n| epochs_this_call >= n)
+                        && state.next_phase < phases.len()
+                    {
+                        completed = false;
+                        break 'phases;
+                    }
+                    continue 'phases;
+                }
+                epoch_in_phase += 1;
+                if self.stop_after.is_some_and(|n| epochs_this_call >= n) {
+                    completed = false;
+                    break 'phases;
+                }
+            }
+        }
+
+        self.plot(&history)?;
+        self.run.write_report(None)?;
+        let best = match (&state.best, self.config.selection.is_some()) {
+            (Some(b), true) => {
+                let dir = ckpt_root.join(format!("{BEST_PREFIX}{:05}", b.epoch));
+                let files = read_checkpoint(&dir)?;
+                let bytes = files
+                    .get(MODEL_FILE)
+                    .ok_or_else(|| TrainError::Checkpoint {
+                        path: dir.clone(),
+                        reason: format!("{MODEL_FILE} is missing"),
+                    })?;
+                Some(BestModel {
+                    state: b.clone(),
+                    model: load_model(model.clone(), bytes, &dir.join(MODEL_FILE))?,
+                })
+            }
+            _ => None,
+        };
+        Ok(FitOutcome {
+            model,
+            best,
+            epochs: history,
+            completed,
+            resumed_from,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn epoch_context<'a>(
+        &'a self,
+        phase: &'a PhaseConfig,
+        phase_index: usize,
+        epoch: usize,
+        epoch_in_phase: usize,
+    ) -> EpochContext<'a> {
+        EpochContext {
+            phase: &phase.name,
+            phase_index,
+            epoch,
+            epoch_in_phase,
+            seed: self.config.seed,
+            rng: SeededRng::for_epoch(self.config.seed, epoch),
+            device: &self.device,
+            run_dir: self.run.path(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    fn write_epoch_checkpoint<T: TrainTask>(
+        &self,
+        model: &T::Model,
+        optimizers: &[NamedOptimizer],
+        task: &T,
+        state: &TrainerState,
+    ) -> Result<PathBuf, TrainError> {
+        let root = self.run.checkpoints();
+        let name = format!("{EPOCH_PREFIX}{:05}", state.epochs_completed);
+        let mut files = vec![
+            (
+                MODEL_FILE.to_string(),
+                record_bytes(model.clone(), &root.join(&name).join(MODEL_FILE))?,
+            ),
+            (METHOD_FILE.to_string(), task.save_state()?),
+            (
+                STATE_FILE.to_string(),
+                serde_json::to_vec_pretty(state).expect("state serialises"),
+            ),
+        ];
+        for o in optimizers {
+            let file = format!("optim-{}.bpk", o.config().name);
+            let bytes = o.state_bytes().map_err(|reason| TrainError::Record {
+                path: root.join(&name).join(&file),
+                reason,
+            })?;
+            files.push((file, bytes));
+        }
+        write_checkpoint(&root, &name, &files)
+    }
+
+    fn plot(&self, history: &[EpochRecord]) -> Result<(), TrainError> {
+        if history.is_empty() {
+            return Ok(());
+        }
+        let curves = self.run.curves();
+        let mut keys: Vec<(&str, String)> = Vec::new();
+        for r in history {
+            for k in r.loss.keys() {
+                if !keys.iter().any(|(kind, n)| *kind == "loss" && n == k) {
+                    keys.push(("loss", k.clone()));
+                }
+            }
+            for k in r.val.keys() {
+                if !keys.iter().any(|(kind, n)| *kind == "val" && n == k) {
+                    keys.push(("val", k.clone()));
+                }
+            }
+        }
+        for (kind, key) in keys {
+            let points: Vec<(f64, f64)> = history
+                .iter()
+                .filter_map(|r| {
+                    let map = if kind == "loss" { &r.loss } else { &r.val };
+                    map.get(&key).map(|v| (r.epoch as f64, *v))
+                })
+                .collect();
+            let safe: String = key
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let title = if kind == "loss" {
+                format!("training loss: {key}")
+            } else {
+                format!("validation: {key}")
+            };
+            line_chart(
+                &curves.join(format!("{kind}-{safe}.png")),
+                &title,
+                "epoch",
+                &[Series {
+                    name: "",
+                    points: &points,
+                }],
+            )?;
+        }
+        let names: Vec<String> = history[0].lr.keys().cloned().collect();
+        let lr_points: Vec<Vec<(f64, f64)>> = names
+            .iter()
+            .map(|n| {
+                history
+                    .iter()
+                    .filter_map(|r| r.lr.get(n).map(|v| (r.epoch as f64, *v)))
+                    .collect()
+            })
+            .collect();
+        let series: Vec<Series<'_>> = names
+            .iter()
+            .zip(&lr_points)
+            .map(|(n, p)| Series { name: n, points: p })
+            .collect();
+        line_chart(&curves.join("lr.png"), "learning rate", "epoch", &series)
+    }
+}
+
+fn epoch_line(r: &EpochRecord, total: usize) -> String {
+    let mut parts = vec![format!("epoch {}/{} [{}]", r.epoch, total, r.phase)];
+    parts.extend(r.loss.iter().map(|(k, v)| format!("{k} {v:.4}")));
+    parts.extend(r.val.iter().map(|(k, v)| format!("val {k} {v:.4}")));
+    parts.push(format!(
+        "{:.1} samples/s, {:.1} s",
+        r.samples_per_sec, r.seconds
+    ));
+    parts.join(" · ")
+}
