@@ -7,7 +7,8 @@
 //!   pure functions of progress, global-norm gradient clipping;
 //! - [`checkpoint`]: atomic, checksummed checkpoint directories;
 //! - [`run`]: run directories, `metrics.jsonl` / `metrics.json` / `report.md`;
-//! - [`plot`]: PNG curves; [`rng`]: the deterministic random streams.
+//! - [`plot`]: PNG curves; [`rng`] (re-exported from relata-dataset): the deterministic random
+//!   streams.
 //!
 //! A method implements [`TrainTask`] and calls [`Trainer::fit`]; it never writes loop plumbing.
 
@@ -17,7 +18,6 @@ pub mod device;
 pub mod error;
 pub mod optim;
 pub mod plot;
-pub mod rng;
 pub mod run;
 pub mod schedule;
 pub mod trainer;
@@ -26,7 +26,8 @@ pub use config::{Goal, PhaseConfig, Selection, TrainerConfig, Verbosity};
 pub use device::{DeviceChoice, DeviceError, compiled_devices, select_device};
 pub use error::TrainError;
 pub use optim::{LrGroup, NamedOptimizer, OptimizerConfig, OptimizerKind, clip_global_norm};
-pub use rng::{SeededRng, mix_seed};
+/// The deterministic random streams live in relata-dataset (samplers and augmentation need them).
+pub use relata_dataset::rng::{self, SeededRng, mix_seed};
 pub use run::{EpochRecord, Results, RunDir, RunOptions};
 pub use schedule::{Clock, LrSchedule, ScheduleClock, Warmup};
 pub use trainer::{

@@ -37,9 +37,9 @@ use crate::config::{Goal, PhaseConfig, TrainerConfig, Verbosity};
 use crate::error::TrainError;
 use crate::optim::NamedOptimizer;
 use crate::plot::{Series, line_chart};
-use crate::rng::{SeededRng, mix_seed};
 use crate::run::{EpochRecord, RunDir};
 use crate::schedule::{Clock, ScheduleClock};
+use relata_dataset::rng::{SeededRng, mix_seed};
 
 const EPOCH_PREFIX: &str = "epoch-";
 const BEST_PREFIX: &str = "best-";

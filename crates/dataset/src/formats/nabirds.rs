@@ -1,0 +1,19 @@
+//! NABirds: the CUB-style id lists, with the 555 leaf classes that have images remapped to
+//! `0..555` (see [`super::cub::read_id_lists`]).
+
+use std::path::Path;
+
+use super::Format;
+use super::cub::read_id_lists;
+use crate::error::DatasetError;
+use crate::source::{ImageDataset, ReadOptions};
+
+pub(crate) fn open(root: &Path, options: ReadOptions) -> Result<ImageDataset, DatasetError> {
+    let nested = root.join("nabirds");
+    let root = if !root.join("images.txt").exists() && nested.join("images.txt").exists() {
+        nested
+    } else {
+        root.to_path_buf()
+    };
+    read_id_lists(&root, Format::Nabirds, options)
+}
