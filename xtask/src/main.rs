@@ -2,10 +2,12 @@
 //!
 //! Subcommands are added only once they work end to end: `ci` (the full check CI runs),
 //! `devices` (which backends this build has, and whether the chosen one comes up), `eval`
-//! (the metrics contract of design §7) and `bench` (side-by-side comparisons).
+//! (the metrics contract of design §7), `bench` (side-by-side comparisons), `data` (inspect a
+//! dataset on disk, export an embedded one) and `fixtures`.
 
 mod bench;
 mod ci;
+mod data;
 mod eval;
 
 use anyhow::Result;
@@ -28,6 +30,15 @@ enum Command {
     /// Evaluate saved outputs: `.npy` in, one JSON object out (design §7).
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// Inspect datasets on disk and export the embedded ones (`data inspect`, `data synth`).
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Regenerate `fixtures/datasets/` (a tiny sample of every supported format).
+    Fixtures {
+        /// Output directory (default: `<workspace>/fixtures/datasets`).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// List the devices compiled into this build and bring one up
     /// (`--device`, else `BURN_DEVICE`, else `flex`).
     Devices {
@@ -44,6 +55,14 @@ fn main() -> Result<()> {
         Command::Eval(cmd) => eval::run(cmd),
         Command::Bench(args) => bench::run(args, &ci::workspace_root()?),
         Command::Devices { device } => devices(device.as_deref()),
+        Command::Data(cmd) => data::run(cmd),
+        Command::Fixtures { out } => {
+            let out = match out {
+                Some(o) => o,
+                None => ci::workspace_root()?.join("fixtures/datasets"),
+            };
+            data::fixtures(&out)
+        }
     }
 }
 

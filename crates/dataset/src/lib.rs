@@ -12,7 +12,9 @@
 
 pub mod batch;
 pub mod error;
+pub mod export;
 pub mod formats;
+pub mod inspect;
 pub mod rng;
 pub mod sampler;
 pub mod source;

@@ -11,6 +11,13 @@ use crate::error::DatasetError;
 use crate::source::{ImageDataset, ReadOptions, Sample};
 
 pub(crate) fn open(root: &Path, options: ReadOptions) -> Result<ImageDataset, DatasetError> {
+    // The archive unpacks to `fgvc-aircraft-2013b/data/`; accept the parent too.
+    let nested = root.join("fgvc-aircraft-2013b");
+    let root = &if !root.join("data").is_dir() && nested.join("data").is_dir() {
+        nested
+    } else {
+        root.to_path_buf()
+    };
     let data = if root.join("data").is_dir() {
         root.join("data")
     } else if root.join("variants.txt").exists() {

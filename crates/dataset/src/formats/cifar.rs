@@ -29,8 +29,10 @@ const CIFAR10_NAMES: [&str; 10] = [
     "truck",
 ];
 
+/// The archive's directory when `root` is its parent (a missing file inside it is then reported
+/// at its real path).
 fn locate(root: &Path, nested: &str, marker: &str) -> PathBuf {
-    if !root.join(marker).exists() && root.join(nested).join(marker).exists() {
+    if !root.join(marker).exists() && root.join(nested).is_dir() {
         root.join(nested)
     } else {
         root.to_path_buf()

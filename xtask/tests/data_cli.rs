@@ -1,0 +1,141 @@
+//! `cargo xtask data inspect|synth` and `cargo xtask fixtures` as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn datasets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/datasets")
+}
+
+fn xtask(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("xtask runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn inspect(format: &str, dir: &Path) -> serde_json::Value {
+    let (ok, out, err) = xtask(&["data", "inspect", format, &dir.display().to_string()]);
+    assert!(ok, "{format}: {err}");
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    serde_json::from_str(out.trim()).expect("one JSON object")
+}
+
+#[test]
+fn inspect_every_fixture() {
+    for (format, dir, classes, train) in [
+        ("cub", "cub", 3, 6),
+        ("aircraft", "aircraft", 3, 6),
+        ("food101", "food101", 3, 6),
+        ("nabirds", "nabirds", 3, 6),
+        ("vegfru", "vegfru", 3, 6),
+        ("cifar10", "cifar10", 10, 8),
+        ("cifar100", "cifar100", 100, 6),
+        ("svhn", "svhn", 10, 5),
+        ("imagefolder", "imagefolder", 3, 6),
+    ] {
+        let v = inspect(format, &datasets().join(dir));
+        assert_eq!(v["format"], format);
+        assert_eq!(v["classes"], classes, "{format}");
+        assert_eq!(v["splits"]["train"], train, "{format}");
+        assert!(v["splits"]["test"].as_u64().unwrap() > 0);
+        assert!(v["image_size"]["min"].is_array(), "{format}: {v}");
+        assert_eq!(v["problems"].as_array().unwrap().len(), 0, "{format}");
+    }
+    let v = inspect("precomp", &datasets().join("precomp"));
+    assert_eq!(v["splits"]["train"], 4);
+    assert_eq!(v["captions"]["train"], 20);
+    assert_eq!(v["image_size"]["regions"], 4);
+}
+
+#[test]
+fn broken_layouts_exit_non_zero_naming_the_file() {
+    // The wrong format for a directory: the missing list file is named.
+    let (ok, _, err) = xtask(&[
+        "data",
+        "inspect",
+        "cub",
+        &datasets().join("food101").display().to_string(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("images.txt: missing"), "{err}");
+    let (ok, _, err) = xtask(&["data", "inspect", "cifar12", "/tmp"]);
+    assert!(!ok && err.contains("unknown format `cifar12`"), "{err}");
+}
+
+#[test]
+fn synth_exports_read_back_as_real_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fine = tmp.path().join("fine");
+    let (ok, _, err) = xtask(&[
+        "data",
+        "synth",
+        "synth-fine",
+        &fine.display().to_string(),
+        "--image-size",
+        "16",
+    ]);
+    assert!(ok, "{err}");
+    let v = inspect("imagefolder", &fine);
+    assert_eq!(v["classes"], 16);
+    assert_eq!(v["splits"]["train"], 640);
+    assert_eq!(v["image_size"]["max"], serde_json::json!([16, 16]));
+    // Refuses to write into a non-empty directory.
+    let (ok, _, err) = xtask(&["data", "synth", "synth-fine", &fine.display().to_string()]);
+    assert!(!ok && err.contains("not empty"), "{err}");
+
+    let caps = tmp.path().join("caps");
+    let (ok, _, err) = xtask(&[
+        "data",
+        "synth",
+        "synth-captions",
+        &caps.display().to_string(),
+    ]);
+    assert!(ok, "{err}");
+    let v = inspect("precomp", &caps);
+    assert_eq!(v["splits"]["test"], 100);
+    assert_eq!(v["captions"]["test"], 500);
+}
+
+/// `cargo xtask fixtures` is deterministic and the committed fixtures are what it writes.
+#[test]
+fn fixtures_regenerate_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("datasets");
+    let (ok, _, err) = xtask(&["fixtures", "--out", &out.display().to_string()]);
+    assert!(ok, "{err}");
+    let mut files = Vec::new();
+    collect(&out, &out, &mut files);
+    assert!(files.len() > 50);
+    for rel in files {
+        let fresh = std::fs::read(out.join(&rel)).unwrap();
+        let committed = std::fs::read(datasets().join(&rel)).unwrap_or_else(|_| {
+            panic!(
+                "{} is not committed; run `cargo xtask fixtures`",
+                rel.display()
+            )
+        });
+        assert!(
+            fresh == committed,
+            "{} differs from a fresh `cargo xtask fixtures`",
+            rel.display()
+        );
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            collect(root, &p, out);
+        } else {
+            out.push(p.strip_prefix(root).unwrap().to_path_buf());
+        }
+    }
+}
