@@ -22,6 +22,9 @@ use serde_json::{Value, json};
 pub enum Suite {
     /// Hamming top-k vs FAISS, mAP@all vs numpy, R@K vs numpy.
     Metrics,
+    /// JPEG decode + resize + crop + normalise into 224×224 batches vs torchvision's PIL
+    /// pipeline (`DataLoader`, 2 workers) on the same files.
+    Data,
 }
 
 #[derive(Args, Debug)]
@@ -35,9 +38,9 @@ pub struct BenchArgs {
     /// Smaller sizes (a minute instead of several).
     #[arg(long)]
     quick: bool,
-    /// Where to write the JSON results.
-    #[arg(long, default_value = "target/bench/metrics.json")]
-    json: PathBuf,
+    /// Where to write the JSON results (default `target/bench/<suite>.json`).
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Deterministic xorshift bytes.
@@ -66,7 +69,7 @@ fn best_of<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     (best, out.expect("reps ≥ 1"))
 }
 
-fn python(py: &str, script: &Path, args: &[&str]) -> Result<Value> {
+pub(crate) fn python(py: &str, script: &Path, args: &[&str]) -> Result<Value> {
     let out = Command::new(py)
         .arg(script)
         .args(args)
@@ -94,7 +97,21 @@ fn single_thread<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T> {
 pub fn run(args: BenchArgs, root: &Path) -> Result<()> {
     match args.suite {
         Suite::Metrics => metrics(&args, root),
+        Suite::Data => crate::bench_data::run(
+            &args.python,
+            args.quick,
+            &json_path(&args, root, "data"),
+            root,
+        ),
     }
+}
+
+fn json_path(args: &BenchArgs, root: &Path, suite: &str) -> PathBuf {
+    root.join(
+        args.json
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("target/bench/{suite}.json"))),
+    )
 }
 
 fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
@@ -288,7 +305,7 @@ fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
             row["speedup"].as_f64().unwrap_or(0.0)
         );
     }
-    let out = root.join(&args.json);
+    let out = json_path(args, root, "metrics");
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -81,6 +81,19 @@ impl DatasetError {
         }
     }
 
+    /// `Missing` when the OS says the path is not there (naming what the format puts there),
+    /// `Io` otherwise.
+    pub(crate) fn opening(path: &std::path::Path, expected: &str, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            DatasetError::Missing {
+                path: path.to_path_buf(),
+                expected: expected.to_string(),
+            }
+        } else {
+            DatasetError::io(path, source)
+        }
+    }
+
     pub(crate) fn malformed(
         path: impl Into<PathBuf>,
         line: Option<usize>,

@@ -135,6 +135,38 @@ pub fn truncation(bytes: &[u8]) -> Option<String> {
     None
 }
 
+/// Samples over an in-memory store, image `i` labelled `labels[i]`.
+pub fn raw_samples(store: RawImages, labels: impl IntoIterator<Item = usize>) -> Vec<Sample> {
+    let store = Arc::new(store);
+    labels
+        .into_iter()
+        .enumerate()
+        .map(|(index, label)| Sample {
+            image: ImageRef::Raw {
+                store: store.clone(),
+                index,
+            },
+            label,
+        })
+        .collect()
+}
+
+/// The error for a split that is not there, listing those that are.
+pub(crate) fn missing_split<'a>(
+    root: &Path,
+    name: &str,
+    have: impl Iterator<Item = &'a String>,
+) -> DatasetError {
+    DatasetError::invalid(
+        "split",
+        format!(
+            "{} has no split `{name}`; it has: {}",
+            root.display(),
+            have.cloned().collect::<Vec<_>>().join(", ")
+        ),
+    )
+}
+
 /// One labelled image.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -185,16 +217,10 @@ pub struct SizeSummary {
 impl ImageDataset {
     /// A split by name, or an error listing the splits there are.
     pub fn split(&self, name: &str) -> Result<&[Sample], DatasetError> {
-        self.splits.get(name).map(Vec::as_slice).ok_or_else(|| {
-            DatasetError::invalid(
-                "split",
-                format!(
-                    "{} has no split `{name}`; it has: {}",
-                    self.root.display(),
-                    self.splits.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            )
-        })
+        self.splits
+            .get(name)
+            .map(Vec::as_slice)
+            .ok_or_else(|| missing_split(&self.root, name, self.splits.keys()))
     }
 
     /// Number of classes.

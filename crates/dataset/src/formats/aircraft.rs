@@ -3,21 +3,16 @@
 //! The official protocol trains on `trainval` (6,667 images) and tests on `test` (3,333); the
 //! reader calls those splits `train` and `test`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{Format, dataset, image_at, read_lines};
+use super::{Format, archive_root, class_index, dataset, image_at, read_lines};
 use crate::error::DatasetError;
 use crate::source::{ImageDataset, ReadOptions, Sample};
 
 pub(crate) fn open(root: &Path, options: ReadOptions) -> Result<ImageDataset, DatasetError> {
     // The archive unpacks to `fgvc-aircraft-2013b/data/`; accept the parent too.
-    let nested = root.join("fgvc-aircraft-2013b");
-    let root = &if !root.join("data").is_dir() && nested.join("data").is_dir() {
-        nested
-    } else {
-        root.to_path_buf()
-    };
+    let root = &archive_root(root, "fgvc-aircraft-2013b", "data");
     let data = if root.join("data").is_dir() {
         root.join("data")
     } else if root.join("variants.txt").exists() {
@@ -30,11 +25,7 @@ pub(crate) fn open(root: &Path, options: ReadOptions) -> Result<ImageDataset, Da
         .into_iter()
         .map(|(_, l)| l)
         .collect();
-    let index: HashMap<&str, usize> = classes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), i))
-        .collect();
+    let index = class_index(&classes);
     let image_dir = data.join("images");
     let mut splits = BTreeMap::new();
     let mut problems = Vec::new();

@@ -9,11 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use super::{Format, dataset, read_lines};
+use super::{Format, archive_root, dataset, read_lines};
 use crate::error::DatasetError;
-use crate::source::{ImageDataset, ImageRef, RawImages, Sample};
+use crate::source::{ImageDataset, RawImages, raw_samples};
 
 const PIXELS: usize = 32 * 32 * 3;
 const CIFAR10_NAMES: [&str; 10] = [
@@ -29,16 +28,6 @@ const CIFAR10_NAMES: [&str; 10] = [
     "truck",
 ];
 
-/// The archive's directory when `root` is its parent (a missing file inside it is then reported
-/// at its real path).
-fn locate(root: &Path, nested: &str, marker: &str) -> PathBuf {
-    if !root.join(marker).exists() && root.join(nested).is_dir() {
-        root.join(nested)
-    } else {
-        root.to_path_buf()
-    }
-}
-
 /// Decodes CIFAR records into an HWC store plus labels.
 fn read_records(
     path: &Path,
@@ -47,13 +36,8 @@ fn read_records(
     store: &mut Vec<u8>,
     labels: &mut Vec<usize>,
 ) -> Result<(), DatasetError> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => DatasetError::Missing {
-            path: path.to_path_buf(),
-            expected: "a CIFAR binary batch".into(),
-        },
-        _ => DatasetError::io(path, e),
-    })?;
+    let bytes =
+        std::fs::read(path).map_err(|e| DatasetError::opening(path, "a CIFAR binary batch", e))?;
     let record = label_bytes + PIXELS;
     if bytes.is_empty() || bytes.len() % record != 0 {
         return Err(DatasetError::malformed(
@@ -118,7 +102,7 @@ type Layout = (
 
 pub(crate) fn open(root: &Path, hundred: bool) -> Result<ImageDataset, DatasetError> {
     let (dir, format, label_bytes, classes, files): Layout = if hundred {
-        let dir = locate(root, "cifar-100-binary", "train.bin");
+        let dir = archive_root(root, "cifar-100-binary", "train.bin");
         let fallback = (0..100).map(|i| format!("class_{i:02}")).collect();
         let classes = class_names(&dir.join("fine_label_names.txt"), fallback)?;
         let files = vec![
@@ -127,7 +111,7 @@ pub(crate) fn open(root: &Path, hundred: bool) -> Result<ImageDataset, DatasetEr
         ];
         (dir, Format::Cifar100, 2, classes, files)
     } else {
-        let dir = locate(root, "cifar-10-batches-bin", "test_batch.bin");
+        let dir = archive_root(root, "cifar-10-batches-bin", "test_batch.bin");
         let classes = class_names(
             &dir.join("batches.meta.txt"),
             CIFAR10_NAMES.iter().map(|s| s.to_string()).collect(),
@@ -165,23 +149,12 @@ pub(crate) fn open(root: &Path, hundred: bool) -> Result<ImageDataset, DatasetEr
         for p in &paths {
             read_records(p, label_bytes, classes.len(), &mut pixels, &mut labels)?;
         }
-        let store = Arc::new(RawImages {
+        let store = RawImages {
             width: 32,
             height: 32,
             data: pixels,
-        });
-        let samples = labels
-            .into_iter()
-            .enumerate()
-            .map(|(index, label)| Sample {
-                image: ImageRef::Raw {
-                    store: store.clone(),
-                    index,
-                },
-                label,
-            })
-            .collect();
-        splits.insert(split.to_string(), samples);
+        };
+        splits.insert(split.to_string(), raw_samples(store, labels));
     }
     Ok(dataset(format, &dir, classes, splits, Vec::new()))
 }

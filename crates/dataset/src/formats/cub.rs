@@ -4,18 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use super::{Format, dataset, image_at, parse_int, read_pairs};
+use super::{Format, archive_root, dataset, image_at, parse_int, read_pairs};
 use crate::error::DatasetError;
 use crate::source::{ImageDataset, ReadOptions, Sample};
 
 pub(crate) fn open(root: &Path, options: ReadOptions) -> Result<ImageDataset, DatasetError> {
     // The archive unpacks to `CUB_200_2011/`; accept its parent too.
-    let nested = root.join("CUB_200_2011");
-    let root = if !root.join("images.txt").exists() && nested.join("images.txt").exists() {
-        nested
-    } else {
-        root.to_path_buf()
-    };
+    let root = archive_root(root, "CUB_200_2011", "images.txt");
     read_id_lists(&root, Format::Cub, options)
 }
 

@@ -1,30 +1,21 @@
 //! Food-101: `meta/classes.txt` (101 names), `meta/{train,test}.txt` (`<class>/<id>` per line),
 //! `images/<class>/<id>.jpg`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{Format, dataset, image_at, read_lines};
+use super::{Format, archive_root, class_index, dataset, image_at, read_lines};
 use crate::error::DatasetError;
 use crate::source::{ImageDataset, ReadOptions, Sample};
 
 pub(crate) fn open(root: &Path, options: ReadOptions) -> Result<ImageDataset, DatasetError> {
-    let nested = root.join("food-101");
-    let root = if !root.join("meta").is_dir() && nested.join("meta").is_dir() {
-        nested
-    } else {
-        root.to_path_buf()
-    };
+    let root = archive_root(root, "food-101", "meta");
     let classes_txt = root.join("meta/classes.txt");
     let classes: Vec<String> = read_lines(&classes_txt, "one class name per line")?
         .into_iter()
         .map(|(_, l)| l)
         .collect();
-    let index: HashMap<&str, usize> = classes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), i))
-        .collect();
+    let index = class_index(&classes);
     let image_dir = root.join("images");
     let mut splits = BTreeMap::new();
     let mut problems = Vec::new();

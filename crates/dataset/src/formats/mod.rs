@@ -6,7 +6,7 @@
 //! and line. Images are checked for existence (and, with `verify_images`, decodability) and
 //! skipped only with `skip_unreadable`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -130,22 +130,34 @@ impl FromStr for Format {
     }
 }
 
+/// The archive's own directory when `root` is its parent: `root/<nested>` is used when `root`
+/// lacks `marker` and `root/<nested>` exists (a file missing inside it is then reported at its
+/// real path).
+pub(crate) fn archive_root(root: &Path, nested: &str, marker: &str) -> PathBuf {
+    if !root.join(marker).exists() && root.join(nested).is_dir() {
+        root.join(nested)
+    } else {
+        root.to_path_buf()
+    }
+}
+
+/// Class name → index.
+pub(crate) fn class_index(classes: &[String]) -> HashMap<&str, usize> {
+    classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect()
+}
+
 /// The non-empty lines of a required text file, with 1-based line numbers.
 pub(crate) fn read_lines(
     path: &Path,
     expected: &str,
 ) -> Result<Vec<(usize, String)>, DatasetError> {
-    let text = match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8(bytes)
-            .map_err(|e| DatasetError::malformed(path, None, format!("not UTF-8 text ({e})")))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(DatasetError::Missing {
-                path: path.to_path_buf(),
-                expected: expected.to_string(),
-            });
-        }
-        Err(e) => return Err(DatasetError::io(path, e)),
-    };
+    let bytes = std::fs::read(path).map_err(|e| DatasetError::opening(path, expected, e))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| DatasetError::malformed(path, None, format!("not UTF-8 text ({e})")))?;
     Ok(text
         .lines()
         .enumerate()

@@ -9,11 +9,6 @@ use crate::error::DatasetError;
 use crate::source::{ImageDataset, ReadOptions};
 
 pub(crate) fn open(root: &Path, options: ReadOptions) -> Result<ImageDataset, DatasetError> {
-    let nested = root.join("nabirds");
-    let root = if !root.join("images.txt").exists() && nested.join("images.txt").exists() {
-        nested
-    } else {
-        root.to_path_buf()
-    };
+    let root = super::archive_root(root, "nabirds", "images.txt");
     read_id_lists(&root, Format::Nabirds, options)
 }

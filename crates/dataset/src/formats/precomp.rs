@@ -132,12 +132,12 @@ pub struct PrecompDataset {
 impl PrecompDataset {
     /// Opens every `{split}_ims.npy` + `{split}_caps.txt` pair under `root`.
     pub fn open(root: &Path) -> Result<Self, DatasetError> {
-        let entries = std::fs::read_dir(root).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => DatasetError::Missing {
-                path: root.to_path_buf(),
-                expected: "a SCAN precomp directory ({split}_ims.npy, {split}_caps.txt)".into(),
-            },
-            _ => DatasetError::io(root, e),
+        let entries = std::fs::read_dir(root).map_err(|e| {
+            DatasetError::opening(
+                root,
+                "a SCAN precomp directory ({split}_ims.npy, {split}_caps.txt)",
+                e,
+            )
         })?;
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
@@ -167,16 +167,9 @@ impl PrecompDataset {
 
     /// A split by name, or an error listing the splits there are.
     pub fn split(&self, name: &str) -> Result<&PrecompSplit, DatasetError> {
-        self.splits.get(name).ok_or_else(|| {
-            DatasetError::invalid(
-                "split",
-                format!(
-                    "{} has no split `{name}`; it has: {}",
-                    self.root.display(),
-                    self.splits.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            )
-        })
+        self.splits
+            .get(name)
+            .ok_or_else(|| crate::source::missing_split(&self.root, name, self.splits.keys()))
     }
 }
 

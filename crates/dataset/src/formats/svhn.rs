@@ -4,22 +4,21 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use matfile::{MatFile, NumericData};
 
 use super::{Format, dataset};
 use crate::error::DatasetError;
-use crate::source::{ImageDataset, ImageRef, RawImages, Sample};
+use crate::source::{ImageDataset, RawImages, raw_samples};
 
 fn read_split(path: &Path) -> Result<(RawImages, Vec<usize>), DatasetError> {
     let bad = |reason: String| DatasetError::malformed(path, None, reason);
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => DatasetError::Missing {
-            path: path.to_path_buf(),
-            expected: "an SVHN format-2 .mat file (X: 32×32×3×N uint8, y: N×1)".into(),
-        },
-        _ => DatasetError::io(path, e),
+    let file = std::fs::File::open(path).map_err(|e| {
+        DatasetError::opening(
+            path,
+            "an SVHN format-2 .mat file (X: 32×32×3×N uint8, y: N×1)",
+            e,
+        )
     })?;
     let mat = MatFile::parse(std::io::BufReader::new(file))
         .map_err(|e| bad(format!("not a readable MATLAB v5 file ({e})")))?;
@@ -96,19 +95,7 @@ pub(crate) fn open(root: &Path) -> Result<ImageDataset, DatasetError> {
             continue;
         }
         let (store, labels) = read_split(&path)?;
-        let store = Arc::new(store);
-        let samples = labels
-            .into_iter()
-            .enumerate()
-            .map(|(index, label)| Sample {
-                image: ImageRef::Raw {
-                    store: store.clone(),
-                    index,
-                },
-                label,
-            })
-            .collect();
-        splits.insert(split.to_string(), samples);
+        splits.insert(split.to_string(), raw_samples(store, labels));
     }
     let classes = (0..10).map(|d| d.to_string()).collect();
     Ok(dataset(Format::Svhn, root, classes, splits, Vec::new()))

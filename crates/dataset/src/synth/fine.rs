@@ -12,14 +12,14 @@
 //! same pixels, at any image size.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DatasetError;
 use crate::rng::SeededRng;
-use crate::source::{ImageDataset, ImageRef, RawImages, Sample};
+use crate::source::{ImageDataset, RawImages, raw_samples};
+use crate::transform::hsv_to_rgb;
 
 /// Head colours per family and stripe counts: the sibling-distinguishing attributes.
 pub const HEAD_COLOURS: usize = 3;
@@ -84,18 +84,9 @@ struct Family {
     stripe_colour: [f32; 3],
 }
 
+/// An HSV colour (components in [0, 1]) as RGB in [0, 255].
 fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
-    let h6 = h.rem_euclid(1.0) * 6.0;
-    let f = h6 - h6.floor();
-    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
-    let (r, g, b) = match h6 as i32 {
-        0 => (v, t, p),
-        1 => (q, v, p),
-        2 => (p, v, t),
-        3 => (p, q, v),
-        4 => (t, p, v),
-        _ => (v, p, q),
-    };
+    let (r, g, b) = hsv_to_rgb(h, s, v);
     [r * 255.0, g * 255.0, b * 255.0]
 }
 
@@ -214,21 +205,13 @@ impl SynthFineConfig {
                 data.extend_from_slice(&px);
                 attrs.push(a);
             }
-            let store = Arc::new(RawImages {
+            let store = RawImages {
                 width: self.image_size,
                 height: self.image_size,
                 data,
-            });
-            let samples = (0..n)
-                .map(|index| Sample {
-                    image: ImageRef::Raw {
-                        store: store.clone(),
-                        index,
-                    },
-                    label: index % self.num_classes(),
-                })
-                .collect();
-            splits.insert(split.to_string(), samples);
+            };
+            let labels = (0..n).map(|index| index % self.num_classes());
+            splits.insert(split.to_string(), raw_samples(store, labels));
             attributes.insert(split.to_string(), attrs);
         }
         Ok(SynthFine {
