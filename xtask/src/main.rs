@@ -10,6 +10,7 @@ mod bench_data;
 mod ci;
 mod data;
 mod eval;
+mod features;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ enum Command {
     /// Inspect datasets on disk and export the embedded ones (`data inspect`, `data synth`).
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Extract ResNet features from `.npy` images with PyTorch weights (`.npy` out).
+    Features(features::FeaturesArgs),
     /// Regenerate `fixtures/datasets/` (a tiny sample of every supported format).
     Fixtures {
         /// Output directory (default: `<workspace>/fixtures/datasets`).
@@ -57,6 +60,7 @@ fn main() -> Result<()> {
         Command::Bench(args) => bench::run(args, &ci::workspace_root()?),
         Command::Devices { device } => devices(device.as_deref()),
         Command::Data(cmd) => data::run(cmd),
+        Command::Features(args) => features::run(args),
         Command::Fixtures { out } => {
             let out = match out {
                 Some(o) => o,

@@ -139,3 +139,56 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// `cargo xtask features` reproduces the torchvision reference through the CLI contract.
+#[test]
+fn features_cli_matches_the_pytorch_reference() {
+    let case = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/backbone/resnet18");
+    let tmp = tempfile::tempdir().unwrap();
+    for (stage, reference) in [("layer3", "eval_layer3.npy"), ("pool", "eval_pooled.npy")] {
+        let out = tmp.path().join(format!("{stage}.npy"));
+        let (ok, _, err) = xtask(&[
+            "features",
+            "--backbone",
+            "resnet18",
+            "--width",
+            "4",
+            "--weights",
+            &case.join("weights.pth").display().to_string(),
+            "--input",
+            &case.join("input.npy").display().to_string(),
+            "--out",
+            &out.display().to_string(),
+            "--stage",
+            stage,
+            "--batch",
+            "1",
+        ]);
+        assert!(ok, "{err}");
+        let ours = relata_metrics::npy::NpyArray::read(&out).unwrap();
+        let theirs = relata_metrics::npy::NpyArray::read(case.join(reference)).unwrap();
+        assert_eq!(ours.shape, theirs.shape);
+        let (a, b) = (ours.to_f32(), theirs.to_f32());
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(err / scale < 1e-4, "{stage}: {err} vs {scale}");
+    }
+    // Wrong architecture: one error listing what does not fit.
+    let (ok, _, err) = xtask(&[
+        "features",
+        "--backbone",
+        "resnet50",
+        "--width",
+        "4",
+        "--weights",
+        &case.join("weights.pth").display().to_string(),
+        "--input",
+        &case.join("input.npy").display().to_string(),
+        "--out",
+        &tmp.path().join("x.npy").display().to_string(),
+    ]);
+    assert!(!ok && err.contains("do not fit"), "{err}");
+}

@@ -1,1 +1,24 @@
-//! relata-backbone
+//! relata-backbone: encoders shared by the methods, with PyTorch weight import.
+//!
+//! - [`resnet`]: ResNet-18/50 in torchvision's layout, per-stage outputs, width multiplier,
+//!   CIFAR stem;
+//! - [`weights`]: state-dict import (`.pth` / `.safetensors`) with a complete mismatch report,
+//!   and relata's own checkpoints;
+//! - [`gru`] and [`vocab`]: the BiGRU caption encoder with packed-sequence semantics and its
+//!   word vocabulary.
+
+#![recursion_limit = "256"]
+
+pub mod error;
+pub mod gru;
+pub mod resnet;
+pub mod vocab;
+pub mod weights;
+
+pub use error::BackboneError;
+pub use gru::{BiGruEncoder, BiGruEncoderConfig};
+pub use resnet::{ResNet, ResNetConfig, ResNetDepth, ResNetFeatures};
+pub use vocab::Vocab;
+pub use weights::{
+    ImportReport, import_state_dict, import_with_remap, load_checkpoint, save_checkpoint,
+};

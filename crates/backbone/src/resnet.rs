@@ -1,0 +1,377 @@
+//! ResNet-18/50 in torchvision's exact layout (`conv1`, `bn1`, `layer1..layer4` of blocks with
+//! `conv1/bn1/conv2/bn2[/conv3/bn3]` and `downsample`, `fc`), returning every stage's feature
+//! map so methods can tap `layer2/layer3/layer4` (CMBH's cross-layer fusion) or the pooled
+//! vector (CSRMS, ISL).
+//!
+//! Beyond torchvision: a `width` (base channels, 64 in torchvision) so the embedded datasets can
+//! train a narrow, fast variant, and a CIFAR stem (3×3 stride-1 conv, no max pool) as CSRMS and
+//! ISL use for 32×32 images. The network is input-size agnostic (adaptive average pooling).
+//! torchvision's Bottleneck puts the stride on the 3×3 conv ("ResNet v1.5"); so does this one.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d, Relu,
+};
+use burn::tensor::{Device, Tensor};
+
+/// Which ResNet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResNetDepth {
+    /// Basic blocks [2, 2, 2, 2].
+    #[serde(rename = "resnet18")]
+    ResNet18,
+    /// Bottleneck blocks [3, 4, 6, 3].
+    #[serde(rename = "resnet50")]
+    ResNet50,
+}
+
+impl ResNetDepth {
+    fn blocks(self) -> [usize; 4] {
+        match self {
+            ResNetDepth::ResNet18 => [2, 2, 2, 2],
+            ResNetDepth::ResNet50 => [3, 4, 6, 3],
+        }
+    }
+
+    fn bottleneck(self) -> bool {
+        self == ResNetDepth::ResNet50
+    }
+}
+
+impl std::str::FromStr for ResNetDepth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "resnet18" | "18" => Ok(ResNetDepth::ResNet18),
+            "resnet50" | "50" => Ok(ResNetDepth::ResNet50),
+            other => Err(format!(
+                "unknown backbone `{other}`; known: resnet18, resnet50"
+            )),
+        }
+    }
+}
+
+/// Configuration of a [`ResNet`].
+#[derive(Config, Debug, PartialEq)]
+pub struct ResNetConfig {
+    /// ResNet-18 or ResNet-50.
+    pub depth: ResNetDepth,
+    /// Base width (torchvision: 64); stages have width, 2·width, 4·width, 8·width channels
+    /// (× 4 at the output of bottleneck blocks).
+    #[config(default = 64)]
+    pub width: usize,
+    /// CIFAR stem: 3×3 stride-1 `conv1`, no max pool.
+    #[config(default = false)]
+    pub cifar_stem: bool,
+    /// Classes of the `fc` head; `None` for a feature extractor without `fc`.
+    #[config(default = "None")]
+    pub num_classes: Option<usize>,
+}
+
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
+    let pad = k / 2;
+    Conv2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu").
+        .with_initializer(Initializer::KaimingNormal {
+            gain: std::f64::consts::SQRT_2,
+            fan_out_only: true,
+        })
+        .init(device)
+}
+
+fn bn(c: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(c).init(device)
+}
+
+/// BatchNorm forward with PyTorch's running-variance update.
+///
+/// In training mode PyTorch folds the *unbiased* batch variance (÷ (n − 1)) into
+/// `running_var`, while burn 0.22's `BatchNorm` folds the biased one (÷ n); both normalise the
+/// batch with the biased variance. The difference is ×n/(n−1) — 3 % on a 4×4 map with batch 2 —
+/// and it shows up in every evaluation after training. This restores PyTorch's statistic:
+/// with burn's update `v' = (1−m)·v + m·σ²_b`, PyTorch's is `v' + (v' − (1−m)·v)/(n−1)`.
+pub fn bn_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let training = x.device().is_autodiff() && bn.training.is_enabled();
+    if !training {
+        return bn.forward(x);
+    }
+    let [b, _, h, w] = x.dims();
+    let n = b * h * w;
+    let before = bn.running_var.value_sync();
+    let out = bn.forward(x);
+    if n > 1 {
+        let after = bn.running_var.value_sync();
+        let fresh = after.clone() - before.mul_scalar(1.0 - bn.momentum);
+        bn.running_var
+            .update(after + fresh.div_scalar((n - 1) as f64));
+    }
+    out
+}
+
+/// `downsample.0` (1×1 conv) and `downsample.1` (BatchNorm) in torchvision.
+#[derive(Module, Debug)]
+pub struct Downsample {
+    /// 1×1 strided convolution.
+    pub conv: Conv2d,
+    /// Its batch norm.
+    pub bn: BatchNorm,
+}
+
+impl Downsample {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        bn_forward(&self.bn, self.conv.forward(x))
+    }
+}
+
+/// ResNet-18's block: 3×3 → 3×3.
+#[derive(Module, Debug)]
+pub struct BasicBlock {
+    /// First 3×3 conv (carries the stride).
+    pub conv1: Conv2d,
+    /// Its BN.
+    pub bn1: BatchNorm,
+    /// Second 3×3 conv.
+    pub conv2: Conv2d,
+    /// Its BN.
+    pub bn2: BatchNorm,
+    /// Shortcut projection when shape changes.
+    pub downsample: Option<Downsample>,
+    relu: Relu,
+}
+
+/// ResNet-50's block: 1×1 → 3×3 (stride) → 1×1 (×4).
+#[derive(Module, Debug)]
+pub struct Bottleneck {
+    /// 1×1 reduce.
+    pub conv1: Conv2d,
+    /// Its BN.
+    pub bn1: BatchNorm,
+    /// 3×3 (carries the stride).
+    pub conv2: Conv2d,
+    /// Its BN.
+    pub bn2: BatchNorm,
+    /// 1×1 expand.
+    pub conv3: Conv2d,
+    /// Its BN.
+    pub bn3: BatchNorm,
+    /// Shortcut projection when shape changes.
+    pub downsample: Option<Downsample>,
+    relu: Relu,
+}
+
+/// A residual block (the enum variant name is skipped when importing PyTorch weights).
+// At most 16 blocks per network and never moved in a hot loop: boxing the larger variant would
+// buy nothing and burn's `Module` derive does not see through `Box`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Block {
+    /// ResNet-18.
+    Basic(BasicBlock),
+    /// ResNet-50.
+    Bottleneck(Bottleneck),
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Block::Basic(b) => {
+                let identity = match &b.downsample {
+                    Some(d) => d.forward(x.clone()),
+                    None => x.clone(),
+                };
+                let out = b.relu.forward(bn_forward(&b.bn1, b.conv1.forward(x)));
+                let out = bn_forward(&b.bn2, b.conv2.forward(out));
+                b.relu.forward(out + identity)
+            }
+            Block::Bottleneck(b) => {
+                let identity = match &b.downsample {
+                    Some(d) => d.forward(x.clone()),
+                    None => x.clone(),
+                };
+                let out = b.relu.forward(bn_forward(&b.bn1, b.conv1.forward(x)));
+                let out = b.relu.forward(bn_forward(&b.bn2, b.conv2.forward(out)));
+                let out = bn_forward(&b.bn3, b.conv3.forward(out));
+                b.relu.forward(out + identity)
+            }
+        }
+    }
+}
+
+/// Every stage's output.
+#[derive(Debug, Clone)]
+pub struct ResNetFeatures {
+    /// After `conv1 → bn1 → relu → maxpool`.
+    pub stem: Tensor<4>,
+    /// Stage outputs.
+    pub layer1: Tensor<4>,
+    /// Stage 2.
+    pub layer2: Tensor<4>,
+    /// Stage 3.
+    pub layer3: Tensor<4>,
+    /// Stage 4.
+    pub layer4: Tensor<4>,
+    /// Global average pool of `layer4`, `[n, channels]`.
+    pub pooled: Tensor<2>,
+}
+
+/// A ResNet (see the module documentation).
+#[derive(Module, Debug)]
+pub struct ResNet {
+    /// Stem convolution.
+    pub conv1: Conv2d,
+    /// Stem BN.
+    pub bn1: BatchNorm,
+    relu: Relu,
+    maxpool: Option<MaxPool2d>,
+    /// Stage 1.
+    pub layer1: Vec<Block>,
+    /// Stage 2.
+    pub layer2: Vec<Block>,
+    /// Stage 3.
+    pub layer3: Vec<Block>,
+    /// Stage 4.
+    pub layer4: Vec<Block>,
+    avgpool: AdaptiveAvgPool2d,
+    /// Classifier head (absent for a feature extractor).
+    pub fc: Option<Linear>,
+}
+
+impl ResNetConfig {
+    /// Channels of each stage's output.
+    pub fn stage_channels(&self) -> [usize; 4] {
+        let e = if self.depth.bottleneck() { 4 } else { 1 };
+        [1, 2, 4, 8].map(|m| self.width * m * e)
+    }
+
+    /// Channels of the pooled vector.
+    pub fn out_channels(&self) -> usize {
+        self.stage_channels()[3]
+    }
+
+    /// Builds the network on `device`.
+    pub fn init(&self, device: &Device) -> ResNet {
+        let w = self.width;
+        let bottleneck = self.depth.bottleneck();
+        let expansion = if bottleneck { 4 } else { 1 };
+        let mut inplanes = w;
+        let mut stage =
+            |planes: usize, blocks: usize, stride: usize| -> Vec<Block> {
+                (0..blocks)
+                    .map(|i| {
+                        let s = if i == 0 { stride } else { 1 };
+                        let downsample = (i == 0 && (s != 1 || inplanes != planes * expansion))
+                            .then(|| Downsample {
+                                conv: conv(inplanes, planes * expansion, 1, s, device),
+                                bn: bn(planes * expansion, device),
+                            });
+                        let block = if bottleneck {
+                            Block::Bottleneck(Bottleneck {
+                                conv1: conv(inplanes, planes, 1, 1, device),
+                                bn1: bn(planes, device),
+                                conv2: conv(planes, planes, 3, s, device),
+                                bn2: bn(planes, device),
+                                conv3: conv(planes, planes * 4, 1, 1, device),
+                                bn3: bn(planes * 4, device),
+                                downsample,
+                                relu: Relu::new(),
+                            })
+                        } else {
+                            Block::Basic(BasicBlock {
+                                conv1: conv(inplanes, planes, 3, s, device),
+                                bn1: bn(planes, device),
+                                conv2: conv(planes, planes, 3, 1, device),
+                                bn2: bn(planes, device),
+                                downsample,
+                                relu: Relu::new(),
+                            })
+                        };
+                        inplanes = planes * expansion;
+                        block
+                    })
+                    .collect()
+            };
+        let [b1, b2, b3, b4] = self.depth.blocks();
+        let layer1 = stage(w, b1, 1);
+        let layer2 = stage(2 * w, b2, 2);
+        let layer3 = stage(4 * w, b3, 2);
+        let layer4 = stage(8 * w, b4, 2);
+        let (conv1, maxpool) = if self.cifar_stem {
+            (conv(3, w, 3, 1, device), None)
+        } else {
+            (
+                conv(3, w, 7, 2, device),
+                Some(
+                    MaxPool2dConfig::new([3, 3])
+                        .with_strides([2, 2])
+                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                        .init(),
+                ),
+            )
+        };
+        ResNet {
+            conv1,
+            bn1: bn(w, device),
+            relu: Relu::new(),
+            maxpool,
+            layer1,
+            layer2,
+            layer3,
+            layer4,
+            avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            fc: self
+                .num_classes
+                .map(|n| LinearConfig::new(8 * w * expansion, n).init(device)),
+        }
+    }
+}
+
+fn run(blocks: &[Block], x: Tensor<4>) -> Tensor<4> {
+    blocks.iter().fold(x, |x, b| b.forward(x))
+}
+
+impl ResNet {
+    /// All stage outputs for `x` (`[n, 3, h, w]`, normalised).
+    pub fn features(&self, x: Tensor<4>) -> ResNetFeatures {
+        let x = self
+            .relu
+            .forward(bn_forward(&self.bn1, self.conv1.forward(x)));
+        let stem = match &self.maxpool {
+            Some(p) => p.forward(x),
+            None => x,
+        };
+        let layer1 = run(&self.layer1, stem.clone());
+        let layer2 = run(&self.layer2, layer1.clone());
+        let layer3 = run(&self.layer3, layer2.clone());
+        let layer4 = run(&self.layer4, layer3.clone());
+        let pooled = self.avgpool.forward(layer4.clone()).flatten(1, 3);
+        ResNetFeatures {
+            stem,
+            layer1,
+            layer2,
+            layer3,
+            layer4,
+            pooled,
+        }
+    }
+
+    /// The pooled feature vector, `[n, channels]`.
+    pub fn pooled(&self, x: Tensor<4>) -> Tensor<2> {
+        self.features(x).pooled
+    }
+
+    /// Logits through `fc`, or the pooled vector when there is no head.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let pooled = self.pooled(x);
+        match &self.fc {
+            Some(fc) => fc.forward(pooled),
+            None => pooled,
+        }
+    }
+}
