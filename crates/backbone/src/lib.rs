@@ -4,17 +4,20 @@
 //!   CIFAR stem;
 //! - [`weights`]: state-dict import (`.pth` / `.safetensors`) with a complete mismatch report,
 //!   and relata's own checkpoints;
+//! - [`bert`]: a BERT encoder loading Hugging Face checkpoint directories, with tokenisation;
 //! - [`gru`] and [`vocab`]: the BiGRU caption encoder with packed-sequence semantics and its
 //!   word vocabulary.
 
 #![recursion_limit = "256"]
 
+pub mod bert;
 pub mod error;
 pub mod gru;
 pub mod resnet;
 pub mod vocab;
 pub mod weights;
 
+pub use bert::{BertConfig, BertModel, BertTokenizer, TokenBatch};
 pub use error::BackboneError;
 pub use gru::{BiGruEncoder, BiGruEncoderConfig};
 pub use resnet::{ResNet, ResNetConfig, ResNetDepth, ResNetFeatures};

@@ -1,0 +1,75 @@
+//! BERT parity with `transformers` (`fixtures/backbone/make_bert.py`): a tiny random BERT saved
+//! with `save_pretrained` (safetensors) and as a `bert.`-prefixed `pytorch_model.bin`; our
+//! WordPiece tokenisation of the captions equals `BertTokenizer`'s, and the last hidden states
+//! agree within 1e-4.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor};
+use relata_backbone::{BertModel, BertTokenizer};
+use relata_metrics::npy::{NpyArray, NpyData};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/backbone")
+}
+
+fn ints(path: &Path) -> Vec<i64> {
+    match NpyArray::read(path).unwrap().data {
+        NpyData::Int(v) => v,
+        other => panic!("{}: not int64 ({other:?})", path.display()),
+    }
+}
+
+#[test]
+fn tokenizer_and_hidden_states_match_transformers() {
+    let device = Device::flex();
+    let reference = fixtures().join("bert-ref");
+    let captions: Vec<String> =
+        serde_json::from_slice(&std::fs::read(reference.join("captions.json")).unwrap()).unwrap();
+    let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
+    let expected = NpyArray::read(reference.join("hidden.npy")).unwrap();
+    for dir in ["bert-tiny", "bert-tiny-bin"] {
+        let dir = fixtures().join(dir);
+        let tok = BertTokenizer::from_dir(&dir, 32).unwrap();
+        let batch = tok.encode(&refs).unwrap();
+        assert_eq!(
+            batch.ids,
+            ints(&reference.join("ids.npy")),
+            "{}",
+            dir.display()
+        );
+        assert_eq!(batch.mask, ints(&reference.join("mask.npy")));
+        let (model, report) = BertModel::from_hf_dir(&dir, &device).unwrap();
+        assert_eq!(report.applied, 5 + 2 * 16, "{report:?}");
+        let (ids, mask) = batch.tensors(&device);
+        let hidden: Tensor<3> = model.forward(ids, mask);
+        assert_eq!(hidden.dims().to_vec(), expected.shape);
+        let want = expected.to_f32();
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = hidden
+            .into_data()
+            .iter::<f32>()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err / scale < 1e-4, "{}: {err} vs {scale}", dir.display());
+    }
+}
+
+#[test]
+fn missing_checkpoint_files_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("bert-tiny/config.json"),
+        tmp.path().join("config.json"),
+    )
+    .unwrap();
+    let err = BertModel::from_hf_dir(tmp.path(), &Device::flex())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("model.safetensors, pytorch_model.bin"),
+        "{err}"
+    );
+    assert!(BertTokenizer::from_dir(tmp.path(), 32).is_err());
+}
