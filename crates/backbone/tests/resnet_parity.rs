@@ -194,3 +194,33 @@ fn own_checkpoints_roundtrip() {
     let wrong = ResNetConfig::new(ResNetDepth::ResNet50).init(&device);
     assert!(load_checkpoint(wrong, &path).is_err());
 }
+
+/// Full-size torchvision ResNet-18/50 (width 64, 224×224) on demand:
+/// `RELATA_PYTHON=<python with torch + torchvision> cargo test -p relata-backbone --test
+/// resnet_parity -- --ignored`. The reference is generated in a temporary directory.
+#[test]
+#[ignore = "needs PyTorch + torchvision (RELATA_PYTHON); generates ~150 MB of weights"]
+fn full_size_torchvision_resnets_match() {
+    let python = std::env::var("RELATA_PYTHON").unwrap_or_else(|_| "python3".into());
+    let device = Device::flex();
+    for (name, depth) in [
+        ("resnet18", ResNetDepth::ResNet18),
+        ("resnet50", ResNetDepth::ResNet50),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new(&python)
+            .arg(case_dir("resnet_reference.py"))
+            .arg(name)
+            .arg(out.path())
+            .status()
+            .expect("python runs");
+        assert!(status.success());
+        let mut model = ResNetConfig::new(depth).init(&device);
+        import_state_dict(&mut model, &out.path().join("weights.pth"), &["fc."]).unwrap();
+        let f = model.features(input(out.path(), &device));
+        assert_close(f.layer3, &out.path().join("eval_layer3.npy"), 1e-4);
+        assert_close(f.layer4, &out.path().join("eval_layer4.npy"), 1e-4);
+        assert_close(f.pooled, &out.path().join("eval_pooled.npy"), 1e-4);
+        eprintln!("{name}: full-size parity ok");
+    }
+}
