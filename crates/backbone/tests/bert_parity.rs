@@ -20,6 +20,17 @@ fn ints(path: &Path) -> Vec<i64> {
     }
 }
 
+/// (max |ours − reference|, max |reference|).
+fn max_error(ours: Tensor<3>, want: &[f32]) -> (f32, f32) {
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = ours
+        .into_data()
+        .iter::<f32>()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    (err, scale)
+}
+
 #[test]
 fn tokenizer_and_hidden_states_match_transformers() {
     let device = Device::flex();
@@ -44,13 +55,7 @@ fn tokenizer_and_hidden_states_match_transformers() {
         let (ids, mask) = batch.tensors(&device);
         let hidden: Tensor<3> = model.forward(ids, mask);
         assert_eq!(hidden.dims().to_vec(), expected.shape);
-        let want = expected.to_f32();
-        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let err = hidden
-            .into_data()
-            .iter::<f32>()
-            .zip(&want)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let (err, scale) = max_error(hidden, &expected.to_f32());
         assert!(err / scale < 1e-4, "{}: {err} vs {scale}", dir.display());
     }
 }
@@ -106,12 +111,7 @@ fn full_size_checkpoint_matches_transformers() {
     let want = NpyArray::read(out.path().join("hidden.npy"))
         .unwrap()
         .to_f32();
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = hidden
-        .into_data()
-        .iter::<f32>()
-        .zip(&want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let (err, scale) = max_error(hidden, &want);
     eprintln!("{}: max abs error {err}, scale {scale}", dir.display());
     assert!(err / scale < 1e-4);
 }
