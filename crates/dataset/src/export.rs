@@ -11,7 +11,6 @@ use image::RgbImage;
 use crate::error::DatasetError;
 use crate::source::ImageDataset;
 use crate::synth::{SynthCaptionsConfig, SynthFineConfig};
-use crate::transform::resize;
 
 fn mkdir(p: &Path) -> Result<(), DatasetError> {
     fs::create_dir_all(p).map_err(|e| DatasetError::io(p, e))
@@ -84,10 +83,17 @@ impl FixtureImages {
         Ok(Self { pool })
     }
 
-    /// Image `i`, at one of a few small sizes (so `inspect` sees a size range).
+    /// Image `i`, at one of a few small sizes (so `inspect` sees a size range). Resized with
+    /// `image`'s scalar filter rather than the SIMD pipeline resize, whose rounding may depend
+    /// on the CPU's instruction set: the committed fixtures must regenerate byte for byte.
     fn get(&self, i: usize) -> Result<RgbImage, DatasetError> {
         let (w, h) = [(40, 30), (30, 40), (36, 36), (48, 32)][i % 4];
-        resize(&self.pool[i % self.pool.len()], w, h, None)
+        Ok(image::imageops::resize(
+            &self.pool[i % self.pool.len()],
+            w,
+            h,
+            image::imageops::FilterType::Triangle,
+        ))
     }
 
     fn raw32(&self, i: usize) -> &RgbImage {
