@@ -25,6 +25,8 @@ pub enum Suite {
     /// JPEG decode + resize + crop + normalise into 224×224 batches vs torchvision's PIL
     /// pipeline (`DataLoader`, 2 workers) on the same files.
     Data,
+    /// ResNet-18/50 forward and forward+backward on flex vs PyTorch CPU.
+    Backbone,
 }
 
 #[derive(Args, Debug)]
@@ -97,6 +99,12 @@ fn single_thread<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T> {
 pub fn run(args: BenchArgs, root: &Path) -> Result<()> {
     match args.suite {
         Suite::Metrics => metrics(&args, root),
+        Suite::Backbone => crate::bench_backbone::run(
+            &args.python,
+            args.quick,
+            &json_path(&args, root, "backbone"),
+            root,
+        ),
         Suite::Data => crate::bench_data::run(
             &args.python,
             args.quick,

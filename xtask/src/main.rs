@@ -6,6 +6,7 @@
 //! dataset on disk, export an embedded one) and `fixtures`.
 
 mod bench;
+mod bench_backbone;
 mod bench_data;
 mod ci;
 mod data;

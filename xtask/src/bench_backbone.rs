@@ -1,0 +1,96 @@
+//! `cargo xtask bench backbone` (issue 5, point 7 — first part): ResNet-18/50 forward and
+//! forward+backward at batch 16 on this build's device, beside PyTorch CPU with the same thread
+//! count, in one run. Best of `reps` after one warm-up, each side; the table gives the ratio
+//! relata / PyTorch (< 1 is faster).
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::tensor::{Device, Distribution, Tensor};
+use relata_backbone::{ResNetConfig, ResNetDepth};
+use serde_json::json;
+
+fn time_case(depth: ResNetDepth, size: usize, backward: bool, device: &Device, reps: usize) -> f64 {
+    let device = if backward {
+        device.clone().autodiff()
+    } else {
+        device.clone()
+    };
+    let model = ResNetConfig::new(depth)
+        .with_num_classes(Some(1000))
+        .init(&device);
+    // Forward only: a plain (non-autodiff) device, so BatchNorm runs in inference mode.
+    let x = Tensor::<4>::random([16, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+    let mut best = f64::INFINITY;
+    for i in 0..=reps {
+        let t = Instant::now();
+        let logits = model.forward(x.clone());
+        if backward {
+            let grads = logits.mean().backward();
+            drop(grads);
+        } else {
+            let _ = logits.into_data();
+        }
+        if i > 0 {
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+    }
+    best
+}
+
+pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()> {
+    let threads = rayon::current_num_threads();
+    let sizes: &[usize] = if quick { &[112] } else { &[112, 224] };
+    let reps = if quick { 2 } else { 3 };
+    let device = burn::tensor::Device::flex();
+    let mut cases = Vec::new();
+    for &size in sizes {
+        for (name, depth) in [
+            ("resnet18", ResNetDepth::ResNet18),
+            ("resnet50", ResNetDepth::ResNet50),
+        ] {
+            for mode in ["fwd", "fwdbwd"] {
+                cases.push((
+                    format!("{name}:{size}:{mode}"),
+                    depth,
+                    size,
+                    mode == "fwdbwd",
+                ));
+            }
+        }
+    }
+    let script = root.join("benches/python/backbone_reference.py");
+    let mut args: Vec<String> = vec![threads.to_string(), reps.to_string()];
+    args.extend(cases.iter().map(|c| c.0.clone()));
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let reference = crate::bench::python(python, &script, &arg_refs)
+        .context("the reference needs torch and torchvision in --python")?;
+    println!(
+        "| case (batch 16) | relata flex (s) | PyTorch {} CPU, {threads} threads (s) | ratio |",
+        reference["torch"].as_str().unwrap_or("?")
+    );
+    println!("| --- | --- | --- | --- |");
+    let mut rows = Vec::new();
+    for (case, depth, size, backward) in &cases {
+        let ours = time_case(*depth, *size, *backward, &device, reps);
+        let theirs = reference["timings"][case]
+            .as_f64()
+            .context("reference timing")?;
+        println!(
+            "| {case} | {ours:.3} | {theirs:.3} | {:.2}× |",
+            ours / theirs
+        );
+        rows.push(json!({"case": case, "relata_flex_s": ours, "pytorch_s": theirs, "ratio": ours / theirs}));
+    }
+    if let Some(parent) = json_out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(
+        json_out,
+        serde_json::to_string_pretty(
+            &json!({"threads": threads, "rows": rows, "reference": reference}),
+        )?,
+    )?;
+    Ok(())
+}
