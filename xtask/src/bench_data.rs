@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use relata_dataset::export::save_image_with_quality;
 use relata_dataset::{BatchLoader, ImageRef, Pipeline, Sample, SynthFineConfig};
 use serde_json::json;
 
@@ -43,18 +44,9 @@ fn make_files(dir: &Path, n: usize) -> Result<Vec<std::path::PathBuf>> {
         let img = synth.dataset.splits["train"][i].image.load_rgb()?;
         let img =
             image::imageops::crop_imm(&img, 0, (WIDTH - HEIGHT) / 2, WIDTH, HEIGHT).to_image();
-        save_image_q90(&img, path)?;
+        save_image_with_quality(&img, path, 90)?;
     }
     Ok(paths)
-}
-
-fn save_image_q90(img: &image::RgbImage, path: &Path) -> Result<()> {
-    let mut bytes = Vec::new();
-    img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
-        &mut bytes, 90,
-    ))?;
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()> {

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::store::{
-    ApplyError, ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
 };
 
 use crate::error::BackboneError;
@@ -99,35 +100,39 @@ pub fn import_with_remap<M: Module + ModuleSnapshot>(
             expected: "a PyTorch state dict (.pth, .pt or .safetensors)".into(),
         });
     }
-    let result: ApplyResult = if is_safetensors(path) {
+    // One fallible remapper for both readers (the stores' `with_key_remapping` panics on a bad
+    // pattern, and the patterns of `import_with_remap` come from callers).
+    let remapper = KeyRemapper::from_patterns(remap.to_vec()).map_err(|e| BackboneError::Read {
+        path: path.to_path_buf(),
+        reason: format!("invalid key remapping pattern: {e}"),
+    })?;
+    let result = if is_safetensors(path) {
         let mut store = SafetensorsStore::from_file(path)
             .with_from_adapter(PyTorchToBurnAdapter)
+            .remap(remapper)
             .allow_partial(true)
             .validate(false);
-        for &(from, to) in remap {
-            store = store.with_key_remapping(from, to);
-        }
-        model
-            .load_from(&mut store)
-            .map_err(|e| BackboneError::Read {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?
+        apply(model, &mut store, path)?
     } else {
         let mut store = PytorchStore::from_file(path)
+            .remap(remapper)
             .allow_partial(true)
             .validate(false);
-        for &(from, to) in remap {
-            store = store.with_key_remapping(from, to);
-        }
-        model
-            .load_from(&mut store)
-            .map_err(|e| BackboneError::Read {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?
+        apply(model, &mut store, path)?
     };
     report(result, path, ignore)
+}
+
+/// Applies a configured store to `model`, naming the file on failure.
+fn apply<M: ModuleSnapshot, S: ModuleStore>(
+    model: &mut M,
+    store: &mut S,
+    path: &Path,
+) -> Result<ApplyResult, BackboneError> {
+    model.load_from(store).map_err(|e| BackboneError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 fn report(

@@ -25,6 +25,15 @@ fn write(p: &Path, bytes: impl AsRef<[u8]>) -> Result<(), DatasetError> {
 
 /// Encodes `img` as JPEG (quality 85) or PNG, by `path`'s extension.
 pub fn save_image(img: &RgbImage, path: &Path) -> Result<(), DatasetError> {
+    save_image_with_quality(img, path, 85)
+}
+
+/// [`save_image`] with an explicit JPEG quality (ignored for PNG).
+pub fn save_image_with_quality(
+    img: &RgbImage,
+    path: &Path,
+    quality: u8,
+) -> Result<(), DatasetError> {
     let mut bytes = Vec::new();
     let ext = path
         .extension()
@@ -34,7 +43,7 @@ pub fn save_image(img: &RgbImage, path: &Path) -> Result<(), DatasetError> {
         img.write_with_encoder(image::codecs::png::PngEncoder::new(&mut bytes))
     } else {
         img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
-            &mut bytes, 85,
+            &mut bytes, quality,
         ))
     };
     result

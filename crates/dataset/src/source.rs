@@ -265,13 +265,8 @@ impl ImageDataset {
         let mut out = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, samples) in &self.splits {
-            let dims: Vec<Result<(u32, u32), DatasetError>> = samples
-                .par_iter()
-                .map(|s| {
-                    check_image(&s.image)?;
-                    s.image.dimensions()
-                })
-                .collect();
+            let dims: Vec<Result<(u32, u32), DatasetError>> =
+                samples.par_iter().map(|s| check_image(&s.image)).collect();
             let mut summary = SizeSummary {
                 count: 0,
                 min: [u32::MAX, u32::MAX],
@@ -296,10 +291,10 @@ impl ImageDataset {
     }
 }
 
-/// Header readable and not truncated.
-pub(crate) fn check_image(image: &ImageRef) -> Result<(), DatasetError> {
+/// Reads an image file once: header readable, not truncated; returns `(width, height)`.
+pub(crate) fn check_image(image: &ImageRef) -> Result<(u32, u32), DatasetError> {
     let ImageRef::File(path) = image else {
-        return Ok(());
+        return image.dimensions();
     };
     let bytes = std::fs::read(path).map_err(|e| DatasetError::io(path, e))?;
     if let Some(reason) = truncation(&bytes) {
@@ -312,7 +307,6 @@ pub(crate) fn check_image(image: &ImageRef) -> Result<(), DatasetError> {
         .with_guessed_format()
         .map_err(|e| DatasetError::io(path, e))?
         .into_dimensions()
-        .map(|_| ())
         .map_err(|e| DatasetError::Decode {
             path: path.clone(),
             reason: e.to_string(),

@@ -244,6 +244,28 @@ struct Counters {
     phase_step: usize,
 }
 
+/// What a schedule with clock `which` sees at `step` of an epoch, given the counters before
+/// that step: the one place both the optimiser step and the logged learning rate read.
+fn schedule_clock(
+    which: ScheduleClock,
+    epoch: usize,
+    epoch_in_phase: usize,
+    counters: Counters,
+    step: usize,
+    steps_in_epoch: usize,
+) -> Clock {
+    let (epoch, iteration) = match which {
+        ScheduleClock::Global => (epoch, counters.global_step),
+        ScheduleClock::Phase => (epoch_in_phase, counters.phase_step),
+    };
+    Clock {
+        epoch,
+        iteration,
+        iterations_per_epoch: steps_in_epoch,
+        iteration_in_epoch: step,
+    }
+}
+
 /// One step's view of the loop: position, random stream, and the optimisers.
 pub struct StepContext<'a> {
     /// Phase name.
@@ -270,23 +292,6 @@ pub struct StepContext<'a> {
 }
 
 impl StepContext<'_> {
-    fn clock(&self, which: ScheduleClock, epoch_of_phase_start: usize) -> Clock {
-        match which {
-            ScheduleClock::Global => Clock {
-                epoch: self.epoch,
-                iteration: self.counters.global_step,
-                iterations_per_epoch: self.steps_in_epoch,
-                iteration_in_epoch: self.step,
-            },
-            ScheduleClock::Phase => Clock {
-                epoch: self.epoch - epoch_of_phase_start,
-                iteration: self.counters.phase_step,
-                iterations_per_epoch: self.steps_in_epoch,
-                iteration_in_epoch: self.step,
-            },
-        }
-    }
-
     /// Records a scalar for this epoch's means (accuracy of a batch, a margin, ...).
     pub fn record(&mut self, name: &str, value: f64) {
         self.meter.add(name, value, self.weight);
@@ -359,7 +364,14 @@ impl StepContext<'_> {
         let mut grads = total.backward();
         let params = GradientsParams::from_module(&mut grads, select(&model));
         let clock_kind = self.optimizers[index].config().clock;
-        let clock = self.clock(clock_kind, self.epoch - self.epoch_in_phase);
+        let clock = schedule_clock(
+            clock_kind,
+            self.epoch,
+            self.epoch_in_phase,
+            self.counters,
+            self.step,
+            self.steps_in_epoch,
+        );
         let (model, norm) = self.optimizers[index].apply(model, params, &clock);
         if let Some(norm) = norm {
             self.meter
@@ -684,11 +696,10 @@ impl Trainer {
                 }
                 bar.finish_and_clear();
                 let seconds = t0.elapsed().as_secs_f64();
-                let lr_clock = Clock {
-                    epoch,
-                    iteration: state.counters.global_step.saturating_sub(1),
-                    iterations_per_epoch: steps_in_epoch,
-                    iteration_in_epoch: steps_in_epoch.saturating_sub(1),
+                // The counters as the epoch's last step saw them.
+                let last_step = Counters {
+                    global_step: state.counters.global_step.saturating_sub(1),
+                    phase_step: state.counters.phase_step.saturating_sub(1),
                 };
                 let mut record = EpochRecord {
                     epoch: epoch + 1,
@@ -701,14 +712,14 @@ impl Trainer {
                     lr: optimizers
                         .iter()
                         .map(|o| {
-                            let clock = match o.config().clock {
-                                ScheduleClock::Global => lr_clock,
-                                ScheduleClock::Phase => Clock {
-                                    epoch: epoch_in_phase,
-                                    iteration: state.counters.phase_step.saturating_sub(1),
-                                    ..lr_clock
-                                },
-                            };
+                            let clock = schedule_clock(
+                                o.config().clock,
+                                epoch,
+                                epoch_in_phase,
+                                last_step,
+                                steps_in_epoch.saturating_sub(1),
+                                steps_in_epoch,
+                            );
                             (o.config().name.clone(), o.lr(&clock))
                         })
                         .collect(),

@@ -250,6 +250,25 @@ fn open(dir: &Path, cfg: &TrainerConfig, resume: bool) -> RunDir {
     .unwrap()
 }
 
+/// Trains a fresh `ToyTask` from a `Toy` initialised with `model_seed` in `dir` (resuming when
+/// asked, stopping after `stop_after` epochs when given), as a separate process would.
+fn run_toy(
+    dev: &Device,
+    cfg: &TrainerConfig,
+    dir: &Path,
+    resume: bool,
+    stop_after: Option<usize>,
+    model_seed: u64,
+) -> relata_train::FitOutcome<Toy> {
+    let mut trainer = Trainer::new(cfg.clone(), dev, open(dir, cfg, resume)).unwrap();
+    if let Some(n) = stop_after {
+        trainer = trainer.stop_after_epochs(n);
+    }
+    trainer
+        .fit(&mut ToyTask::new(), Toy::new(dev, model_seed))
+        .unwrap()
+}
+
 fn params(model: &Toy) -> Vec<f32> {
     let mut v = model
         .fc1
@@ -346,26 +365,16 @@ fn resume_after_epoch_two_matches_uninterrupted_run() {
     let cfg = config(4);
 
     let full_dir = tmp.path().join("full");
-    let full = Trainer::new(cfg.clone(), &dev, open(&full_dir, &cfg, false))
-        .unwrap()
-        .fit(&mut ToyTask::new(), Toy::new(&dev, 3))
-        .unwrap();
+    let full = run_toy(&dev, &cfg, &full_dir, false, None, 3);
 
     let split_dir = tmp.path().join("split");
-    let first = Trainer::new(cfg.clone(), &dev, open(&split_dir, &cfg, false))
-        .unwrap()
-        .stop_after_epochs(2)
-        .fit(&mut ToyTask::new(), Toy::new(&dev, 3))
-        .unwrap();
+    let first = run_toy(&dev, &cfg, &split_dir, false, Some(2), 3);
     assert!(!first.completed);
     assert_eq!(first.epochs.len(), 2);
 
     // A new process: fresh task state, a model with different initial weights (overwritten
     // by the checkpoint), and the same configuration.
-    let resumed = Trainer::new(cfg.clone(), &dev, open(&split_dir, &cfg, true))
-        .unwrap()
-        .fit(&mut ToyTask::new(), Toy::new(&dev, 999))
-        .unwrap();
+    let resumed = run_toy(&dev, &cfg, &split_dir, true, None, 999);
     assert!(resumed.completed);
     assert!(resumed.resumed_from.unwrap().ends_with("epoch-00002"));
     assert_eq!(comparable(&resumed.epochs), comparable(&full.epochs));
@@ -385,21 +394,10 @@ fn truncated_checkpoint_falls_back_to_the_previous_one() {
     let tmp = tempfile::tempdir().unwrap();
     let dev = device();
     let cfg = config(4);
-    let full = Trainer::new(
-        cfg.clone(),
-        &dev,
-        open(&tmp.path().join("full"), &cfg, false),
-    )
-    .unwrap()
-    .fit(&mut ToyTask::new(), Toy::new(&dev, 3))
-    .unwrap();
+    let full = run_toy(&dev, &cfg, &tmp.path().join("full"), false, None, 3);
 
     let dir = tmp.path().join("crashed");
-    Trainer::new(cfg.clone(), &dev, open(&dir, &cfg, false))
-        .unwrap()
-        .stop_after_epochs(3)
-        .fit(&mut ToyTask::new(), Toy::new(&dev, 3))
-        .unwrap();
+    run_toy(&dev, &cfg, &dir, false, Some(3), 3);
     // The crash: epoch 3's model file cut short.
     let model = dir.join("checkpoints/epoch-00003/model.bpk");
     let len = fs::metadata(&model).unwrap().len();
@@ -409,10 +407,7 @@ fn truncated_checkpoint_falls_back_to_the_previous_one() {
         .unwrap()
         .set_len(len / 2)
         .unwrap();
-    let resumed = Trainer::new(cfg.clone(), &dev, open(&dir, &cfg, true))
-        .unwrap()
-        .fit(&mut ToyTask::new(), Toy::new(&dev, 3))
-        .unwrap();
+    let resumed = run_toy(&dev, &cfg, &dir, true, None, 3);
     assert!(resumed.resumed_from.unwrap().ends_with("epoch-00002"));
     // Epoch 3 is recomputed and the run still ends where the uninterrupted one does.
     assert_eq!(comparable(&resumed.epochs), comparable(&full.epochs));
@@ -461,10 +456,7 @@ fn nan_loss_stops_with_step_term_and_last_good_checkpoint() {
             .count(),
         1
     );
-    let resumed = Trainer::new(cfg.clone(), &dev, open(&dir, &cfg, true))
-        .unwrap()
-        .fit(&mut ToyTask::new(), Toy::new(&dev, 3))
-        .unwrap();
+    let resumed = run_toy(&dev, &cfg, &dir, true, None, 3);
     assert!(resumed.completed && resumed.epochs.len() == 4);
 }
 
