@@ -171,6 +171,18 @@ fn mismatched_weights_are_listed_in_one_error() {
     );
     let report = import_state_dict(&mut headless, &dir.join("weights.pth"), &["fc."]).unwrap();
     assert!(report.ignored.iter().any(|k| k == "fc.weight"));
+    // A caller's bad remapping pattern is an error naming it, not a panic.
+    let err = relata_backbone::import_with_remap(
+        &mut headless,
+        &dir.join("weights.pth"),
+        &[("(unclosed", "x")],
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("invalid key remapping pattern"),
+        "{err}"
+    );
     // Missing file.
     let err = import_state_dict(&mut headless, &dir.join("nope.pth"), &[]).unwrap_err();
     assert!(err.to_string().contains("nope.pth: missing"), "{err}");
