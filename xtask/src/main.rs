@@ -12,6 +12,7 @@ mod ci;
 mod data;
 mod eval;
 mod features;
+mod reproduce;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -38,6 +39,12 @@ enum Command {
     Data(data::DataCommand),
     /// Extract ResNet features from `.npy` images with PyTorch weights (`.npy` out).
     Features(features::FeaturesArgs),
+    /// Train and evaluate a method, write the results table (`reproduce cmbh`).
+    #[command(subcommand)]
+    Reproduce(reproduce::ReproduceCommand),
+    /// Query a trained run (`search cmbh --run RUN --image q.jpg`).
+    #[command(subcommand)]
+    Search(reproduce::SearchCommand),
     /// Regenerate `fixtures/datasets/` (a tiny sample of every supported format).
     Fixtures {
         /// Output directory (default: `<workspace>/fixtures/datasets`).
@@ -62,6 +69,8 @@ fn main() -> Result<()> {
         Command::Devices { device } => devices(device.as_deref()),
         Command::Data(cmd) => data::run(cmd),
         Command::Features(args) => features::run(args),
+        Command::Reproduce(cmd) => reproduce::run(cmd),
+        Command::Search(cmd) => reproduce::search(cmd),
         Command::Fixtures { out } => {
             let out = match out {
                 Some(o) => o,

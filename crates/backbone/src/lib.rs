@@ -20,7 +20,7 @@ pub mod weights;
 pub use bert::{BertConfig, BertModel, BertTokenizer, TokenBatch};
 pub use error::BackboneError;
 pub use gru::{BiGruEncoder, BiGruEncoderConfig};
-pub use resnet::{ResNet, ResNetConfig, ResNetDepth, ResNetFeatures};
+pub use resnet::{ResNet, ResNetConfig, ResNetDepth, ResNetFeatures, StageCost};
 pub use vocab::Vocab;
 pub use weights::{
     ImportReport, import_state_dict, import_with_remap, load_checkpoint, save_checkpoint,

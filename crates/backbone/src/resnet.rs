@@ -97,13 +97,19 @@ fn bn(c: usize, device: &Device) -> BatchNorm {
 /// batch with the biased variance. The difference is ×n/(n−1) — 3 % on a 4×4 map with batch 2 —
 /// and it shows up in every evaluation after training. This restores PyTorch's statistic:
 /// with burn's update `v' = (1−m)·v + m·σ²_b`, PyTorch's is `v' + (v' − (1−m)·v)/(n−1)`.
-pub fn bn_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+pub fn bn_forward<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     let training = x.device().is_autodiff() && bn.training.is_enabled();
     if !training {
         return bn.forward(x);
     }
-    let [b, _, h, w] = x.dims();
-    let n = b * h * w;
+    // Values per channel: every dimension but the channel one.
+    let dims = x.dims();
+    let n: usize = dims
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, d)| d)
+        .product();
     let before = bn.running_var.value_sync();
     let out = bn.forward(x);
     if n > 1 {
@@ -204,6 +210,17 @@ impl Block {
     }
 }
 
+/// What [`ResNetConfig::cost`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageCost {
+    /// Parameters.
+    pub params: u64,
+    /// Multiply–accumulates for one image.
+    pub macs: u64,
+    /// Output `[channels, h, w]` of the last stage counted.
+    pub output: [usize; 3],
+}
+
 /// Every stage's output.
 #[derive(Debug, Clone)]
 pub struct ResNetFeatures {
@@ -253,6 +270,57 @@ impl ResNetConfig {
     /// Channels of the pooled vector.
     pub fn out_channels(&self) -> usize {
         self.stage_channels()[3]
+    }
+
+    /// Parameters (conv weights + BN γ/β, as `torch`'s `numel` counts them) and multiply–
+    /// accumulates of the stem and `layer1..layer{last}` on one `[3, h, w]` input.
+    ///
+    /// MACs count convolutions only (what `thop`/`ptflops` report as "FLOPs" for conv nets,
+    /// minus their small element-wise terms); torchvision's ResNet-18 to `layer4` at 224×224 is
+    /// 1.8136 G, ResNet-50 4.0871 G. Used for the inference-cost reports (CMBH's Table 5).
+    pub fn cost(&self, input: [usize; 2], last: usize) -> StageCost {
+        let mut params = 0u64;
+        let mut macs = 0u64;
+        let out_size = |s: usize, k: usize, stride: usize| (s + 2 * (k / 2) - k) / stride + 1;
+        let mut conv = |cin: usize, cout: usize, k: usize, stride: usize, hw: [usize; 2]| {
+            let [h, w] = hw.map(|s| out_size(s, k, stride));
+            let weights = (cin * cout * k * k) as u64;
+            params += weights + 2 * cout as u64; // + the following BN's γ and β
+            macs += weights * (h * w) as u64;
+            [h, w]
+        };
+        let mut hw = if self.cifar_stem {
+            conv(3, self.width, 3, 1, input)
+        } else {
+            let hw = conv(3, self.width, 7, 2, input);
+            hw.map(|s| (s + 2 - 3) / 2 + 1) // max pool 3×3, stride 2, padding 1
+        };
+        let bottleneck = self.depth.bottleneck();
+        let expansion = if bottleneck { 4 } else { 1 };
+        let mut inplanes = self.width;
+        for (stage, &blocks) in self.depth.blocks().iter().enumerate().take(last.min(4)) {
+            let planes = self.width << stage;
+            for i in 0..blocks {
+                let s = if i == 0 && stage > 0 { 2 } else { 1 };
+                if i == 0 && (s != 1 || inplanes != planes * expansion) {
+                    conv(inplanes, planes * expansion, 1, s, hw);
+                }
+                hw = if bottleneck {
+                    let a = conv(inplanes, planes, 1, 1, hw);
+                    let b = conv(planes, planes, 3, s, a);
+                    conv(planes, planes * 4, 1, 1, b)
+                } else {
+                    let a = conv(inplanes, planes, 3, s, hw);
+                    conv(planes, planes, 3, 1, a)
+                };
+                inplanes = planes * expansion;
+            }
+        }
+        StageCost {
+            params,
+            macs,
+            output: [inplanes, hw[0], hw[1]],
+        }
     }
 
     /// Builds the network on `device`.
@@ -361,6 +429,25 @@ impl ResNet {
         }
     }
 
+    /// The outputs of `layer1..layer{last}` only (`last` in 1..=4), skipping the deeper stages:
+    /// an inference path that stops at `layer3` (CMBH's hash path) costs nothing for `layer4`.
+    pub fn stages(&self, x: Tensor<4>, last: usize) -> Vec<Tensor<4>> {
+        let x = self
+            .relu
+            .forward(bn_forward(&self.bn1, self.conv1.forward(x)));
+        let mut x = match &self.maxpool {
+            Some(p) => p.forward(x),
+            None => x,
+        };
+        let layers = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
+        let mut out = Vec::with_capacity(last.min(4));
+        for blocks in layers.into_iter().take(last.min(4)) {
+            x = run(blocks, x);
+            out.push(x.clone());
+        }
+        out
+    }
+
     /// The pooled feature vector, `[n, channels]`.
     pub fn pooled(&self, x: Tensor<4>) -> Tensor<2> {
         self.features(x).pooled
@@ -373,5 +460,47 @@ impl ResNet {
             Some(fc) => fc.forward(pooled),
             None => pooled,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// torchvision's counts (parameters by `numel`, conv MACs by forward hooks) at 224×224.
+    #[test]
+    fn cost_matches_torchvision_counts() {
+        let r18 = ResNetConfig::new(ResNetDepth::ResNet18);
+        let r50 = ResNetConfig::new(ResNetDepth::ResNet50);
+        let c = r18.cost([224, 224], 3);
+        assert_eq!(
+            (c.params, c.macs, c.output),
+            (2_782_784, 1_402_519_552, [256, 14, 14])
+        );
+        let c = r18.cost([224, 224], 4);
+        assert_eq!(
+            (c.params, c.macs, c.output),
+            (11_176_512, 1_813_561_344, [512, 7, 7])
+        );
+        let c = r50.cost([224, 224], 3);
+        assert_eq!(
+            (c.params, c.macs, c.output),
+            (8_543_296, 3_277_897_728, [1024, 14, 14])
+        );
+        let c = r50.cost([224, 224], 4);
+        assert_eq!((c.params, c.macs), (23_508_032, 4_087_136_256));
+    }
+
+    #[test]
+    fn cost_params_agree_with_the_module() {
+        let device = burn::tensor::Device::flex();
+        let cfg = ResNetConfig::new(ResNetDepth::ResNet18).with_width(8);
+        let net = cfg.init(&device);
+        // burn's `num_params` also counts BN's running mean and variance (600 channels of BN in
+        // a width-8 ResNet-18); `cost` counts trainable parameters only, as torch does.
+        assert_eq!(
+            cfg.cost([32, 32], 4).params as usize + 2 * 600,
+            net.num_params()
+        );
     }
 }

@@ -1,0 +1,444 @@
+//! `cargo xtask reproduce cmbh` as a library call: presets, datasets, one training run per
+//! (variant, bits), evaluation, the encoder + Hamming index saved per run, and the results table
+//! (design §5) with the paper's Table 2 / Table 4 numbers beside the measured ones.
+//!
+//! Layout: `<out>/cmbh/<dataset>/<time>/` holds `config.json`, `metrics.json`, `report.md`, and
+//! one sub-directory per run, `<variant>-<bits>bits/` (checkpoints, curves, `encoder/`,
+//! `index.bin`, `result.json`). `--resume` continues the newest reproduction: finished runs are
+//! kept, an interrupted one resumes from its last checkpoint.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use relata_backbone::{ResNetConfig, ResNetDepth};
+use relata_dataset::{Format, ImageDataset, Pipeline, ReadOptions, Sample, SynthFineConfig};
+use relata_train::{Results, RunDir, RunOptions, Verbosity};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::config::{Ablation, CmbhConfig, CmbhTrainingConfig};
+use crate::error::CmbhError;
+use crate::eval::evaluate;
+use crate::train::{FitOptions, fit};
+
+/// Reproduction presets (design §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Seconds: a tiny network on a tiny synth-fine, for tests.
+    Smoke,
+    /// Minutes on a laptop CPU: synth-fine.
+    Default,
+    /// The paper's protocol (Sec. 5.4) on real data.
+    Paper,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = CmbhError;
+    fn from_str(s: &str) -> Result<Self, CmbhError> {
+        match s.to_ascii_lowercase().as_str() {
+            "smoke" => Ok(Preset::Smoke),
+            "default" => Ok(Preset::Default),
+            "paper" => Ok(Preset::Paper),
+            other => Err(CmbhError::Config(format!(
+                "unknown preset `{other}` (known: smoke, default, paper)"
+            ))),
+        }
+    }
+}
+
+impl Preset {
+    /// The name used in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Smoke => "smoke",
+            Preset::Default => "default",
+            Preset::Paper => "paper",
+        }
+    }
+}
+
+/// Which data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataChoice {
+    /// The embedded fine-grained set (generated; sized by the preset).
+    SynthFine,
+    /// A real dataset in its official layout.
+    Real {
+        /// cub, aircraft, food101, nabirds, vegfru (or any image format).
+        format: Format,
+        /// Its root directory.
+        dir: PathBuf,
+    },
+}
+
+impl DataChoice {
+    /// The dataset's name in run paths and results.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataChoice::SynthFine => "synth-fine",
+            DataChoice::Real { format, .. } => format.name(),
+        }
+    }
+}
+
+/// Everything `reproduce cmbh` takes.
+#[derive(Debug, Clone)]
+pub struct ReproduceOptions {
+    /// Preset.
+    pub preset: Preset,
+    /// Data.
+    pub data: DataChoice,
+    /// Code lengths (default 12, 24, 32, 48).
+    pub bits: Vec<usize>,
+    /// Also train the B, B+L and B+L+T variants (Table 4).
+    pub ablation: bool,
+    /// Backbone (default: ResNet-50 for `paper`, ResNet-18 otherwise).
+    pub backbone: Option<ResNetDepth>,
+    /// ImageNet weights for the backbone (torchvision state dict).
+    pub weights: Option<PathBuf>,
+    /// Override the preset's epochs.
+    pub epochs: Option<usize>,
+    /// Override the preset's batch size.
+    pub batch_size: Option<usize>,
+    /// Seed.
+    pub seed: u64,
+    /// Runs root (`runs/`).
+    pub out: PathBuf,
+    /// Continue the newest reproduction of this dataset.
+    pub resume: bool,
+    /// Replace an existing run directory with a different configuration.
+    pub overwrite: bool,
+    /// Progress display of each training run.
+    pub verbosity: Verbosity,
+}
+
+impl ReproduceOptions {
+    /// Defaults: the `default` preset on synth-fine, 12/24/32/48 bits, full variant only.
+    pub fn new(preset: Preset) -> Self {
+        Self {
+            preset,
+            data: DataChoice::SynthFine,
+            bits: vec![12, 24, 32, 48],
+            ablation: false,
+            backbone: None,
+            weights: None,
+            epochs: None,
+            batch_size: None,
+            seed: 42,
+            out: PathBuf::from("runs"),
+            resume: false,
+            overwrite: false,
+            verbosity: Verbosity::Auto,
+        }
+    }
+}
+
+/// The synth-fine generator settings of a preset.
+pub fn synth_config(preset: Preset, seed: u64) -> SynthFineConfig {
+    match preset {
+        Preset::Smoke => SynthFineConfig {
+            families: 2,
+            classes_per_family: 2,
+            modes: 2,
+            train_per_class: 8,
+            test_per_class: 4,
+            image_size: 32,
+            seed,
+        },
+        _ => SynthFineConfig {
+            seed,
+            ..SynthFineConfig::default()
+        },
+    }
+}
+
+/// The training configuration of a preset for `classes` and `bits`.
+pub fn preset_config(
+    preset: Preset,
+    depth: Option<ResNetDepth>,
+    classes: usize,
+    bits: usize,
+    ablation: Ablation,
+) -> CmbhTrainingConfig {
+    match preset {
+        Preset::Paper => {
+            let model = CmbhConfig::paper(depth.unwrap_or(ResNetDepth::ResNet50), classes, bits)
+                .with_ablation(ablation);
+            let batch = if classes > 200 { 64 } else { 16 };
+            CmbhTrainingConfig::paper(model, batch)
+        }
+        Preset::Default => {
+            // From scratch on 64×64 synth-fine within minutes on 2 cores (docs/cmbh.md): a
+            // width-8 ResNet-18, α = 4 (α = 16 saturates the softmax of randomly initialised
+            // cosine scores and learns far slower without ImageNet features), M = 2 regions
+            // (each region costs a full forward/backward pass), and the larger learning rate of
+            // training from scratch.
+            let backbone = ResNetConfig::new(depth.unwrap_or(ResNetDepth::ResNet18)).with_width(8);
+            let model = CmbhConfig::new(backbone, classes, bits)
+                .with_dim(64)
+                .with_sub_hidden(64)
+                .with_alpha(4.0)
+                .with_regions(2)
+                .with_ablation(ablation);
+            CmbhTrainingConfig::new(model)
+                .with_epochs(14)
+                .with_batch_size(16)
+                .with_lr(0.05)
+                .with_lr_milestones(vec![10])
+                .with_resize(73)
+                .with_crop(64)
+        }
+        Preset::Smoke => {
+            let backbone = ResNetConfig::new(depth.unwrap_or(ResNetDepth::ResNet18)).with_width(8);
+            let model = CmbhConfig::new(backbone, classes, bits)
+                .with_dim(16)
+                .with_sub_hidden(16)
+                .with_alpha(4.0)
+                .with_regions(2)
+                .with_ablation(ablation);
+            CmbhTrainingConfig::new(model)
+                .with_epochs(2)
+                .with_batch_size(8)
+                .with_lr(0.05)
+                .with_lr_milestones(vec![])
+                .with_resize(36)
+                .with_crop(32)
+        }
+    }
+}
+
+/// Table 2 (ResNet-50 mAP, %): dataset → [12, 24, 32, 48] bits.
+pub const PAPER_TABLE2: [(&str, [f64; 4]); 5] = [
+    ("cub", [84.07, 85.79, 86.21, 86.47]),
+    ("aircraft", [89.11, 91.45, 91.60, 92.88]),
+    ("food101", [87.85, 88.71, 89.28, 88.87]),
+    ("nabirds", [74.42, 81.04, 81.64, 82.07]),
+    ("vegfru", [84.37, 88.63, 88.46, 89.06]),
+];
+
+/// Table 4 (CUB ablation, mAP %): variant → [12, 24, 32, 48] bits.
+pub const PAPER_TABLE4: [(&str, [f64; 4]); 4] = [
+    ("B", [17.89, 48.07, 55.25, 51.90]),
+    ("B+L", [77.56, 81.12, 81.61, 82.26]),
+    ("B+L+T", [80.30, 82.16, 82.68, 82.80]),
+    ("full", [84.07, 85.79, 86.21, 86.47]),
+];
+
+const PAPER_BITS: [usize; 4] = [12, 24, 32, 48];
+
+fn row(variant: &str, bits: usize, map: f64) -> Map<String, Value> {
+    let mut r = Map::new();
+    r.insert("variant".into(), json!(variant));
+    r.insert("bits".into(), json!(bits));
+    r.insert("map".into(), json!(map));
+    r
+}
+
+/// The paper's rows for this dataset, bit lengths and variants (mAP as a fraction).
+pub fn paper_rows(dataset: &str, bits: &[usize], variants: &[String]) -> Vec<Map<String, Value>> {
+    let mut rows = Vec::new();
+    for v in variants {
+        let table: Option<[f64; 4]> = if v == "full" {
+            PAPER_TABLE2
+                .iter()
+                .find(|(d, _)| *d == dataset)
+                .map(|(_, m)| *m)
+        } else if dataset == "cub" {
+            PAPER_TABLE4.iter().find(|(n, _)| n == v).map(|(_, m)| *m)
+        } else {
+            None
+        };
+        let Some(maps) = table else { continue };
+        for &b in bits {
+            if let Some(i) = PAPER_BITS.iter().position(|&p| p == b) {
+                rows.push(row(v, b, maps[i] / 100.0));
+            }
+        }
+    }
+    rows
+}
+
+/// What a reproduction produced.
+pub struct ReproduceOutcome {
+    /// The results table (also in `metrics.json`).
+    pub results: Results,
+    /// The reproduction's directory.
+    pub dir: PathBuf,
+}
+
+/// The sub-directory of one run.
+pub fn run_name(variant: &str, bits: usize) -> String {
+    format!("{variant}-{bits}bits")
+}
+
+/// The train and test splits of the chosen data.
+pub fn load_data(options: &ReproduceOptions) -> Result<ImageDataset, CmbhError> {
+    match &options.data {
+        DataChoice::SynthFine => Ok(synth_config(options.preset, options.seed)
+            .generate()?
+            .dataset),
+        DataChoice::Real { format, dir } => Ok(format.open(dir, ReadOptions::default())?),
+    }
+}
+
+/// Saved next to a run's index: which database image each code is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseEntry {
+    /// Position in the train split.
+    pub index: usize,
+    /// Class id.
+    pub label: usize,
+    /// Class name when known.
+    pub class: Option<String>,
+    /// File path, or a description of an in-memory image.
+    pub image: String,
+}
+
+/// Runs the reproduction.
+pub fn reproduce(
+    options: &ReproduceOptions,
+    device: &Device,
+) -> Result<ReproduceOutcome, CmbhError> {
+    let start = Instant::now();
+    if options.bits.is_empty() {
+        return Err(CmbhError::Config(
+            "no bit lengths given (e.g. --bits 12,24)".into(),
+        ));
+    }
+    if options.preset == Preset::Paper && options.data == DataChoice::SynthFine {
+        tracing::warn!("preset `paper` on synth-fine: the paper's settings on the embedded data");
+    }
+    let data = load_data(options)?;
+    let train = data.split("train")?;
+    let test = data.split("test")?;
+    let classes = data.num_classes();
+    let variants: Vec<Ablation> = if options.ablation {
+        Ablation::table4().to_vec()
+    } else {
+        vec![Ablation::FULL]
+    };
+    let dataset = options.data.name();
+    let top_config = json!({
+        "method": "cmbh",
+        "dataset": dataset,
+        "preset": options.preset.name(),
+        "bits": options.bits,
+        "variants": variants.iter().map(Ablation::variant).collect::<Vec<_>>(),
+        "backbone": options.backbone,
+        "weights": options.weights,
+        "epochs": options.epochs,
+        "batch_size": options.batch_size,
+        "seed": options.seed,
+    });
+    let top = RunDir::open(
+        &RunOptions::new("cmbh", dataset)
+            .with_runs_root(&options.out)
+            .with_resume(options.resume)
+            .with_overwrite(options.overwrite),
+        &top_config,
+    )?;
+    let mut rows = Vec::new();
+    for ablation in &variants {
+        for &bits in &options.bits {
+            let mut config =
+                preset_config(options.preset, options.backbone, classes, bits, *ablation);
+            config.seed = options.seed;
+            if let Some(e) = options.epochs {
+                config.epochs = e;
+                config.lr_milestones.retain(|&m| m < e);
+            }
+            if let Some(b) = options.batch_size {
+                config.batch_size = b;
+            }
+            let name = run_name(&ablation.variant(), bits);
+            let dir = top.path().join(&name);
+            let map = run_one(options, &config, train, test, &data, &dir, device)?;
+            println!("cmbh {dataset} {name}: mAP@all {map:.4}");
+            rows.push(row(&ablation.variant(), bits, map));
+        }
+    }
+    let variant_names: Vec<String> = variants.iter().map(Ablation::variant).collect();
+    let results = Results {
+        method: "cmbh".into(),
+        dataset: dataset.into(),
+        preset: options.preset.name().into(),
+        device: format!("{device:?}"),
+        seconds: start.elapsed().as_secs_f64(),
+        rows,
+        paper: paper_rows(dataset, &options.bits, &variant_names),
+    };
+    top.write_results(&results)?;
+    Ok(ReproduceOutcome {
+        results,
+        dir: top.path().to_path_buf(),
+    })
+}
+
+/// One (variant, bits) run: train (or resume), evaluate, save encoder + index. A run that
+/// already has `result.json` is not repeated.
+fn run_one(
+    options: &ReproduceOptions,
+    config: &CmbhTrainingConfig,
+    train: &[Sample],
+    test: &[Sample],
+    data: &ImageDataset,
+    dir: &Path,
+    device: &Device,
+) -> Result<f64, CmbhError> {
+    let result_path = dir.join("result.json");
+    if options.resume
+        && let Ok(text) = fs::read_to_string(&result_path)
+        && let Ok(v) = serde_json::from_str::<Value>(&text)
+        && let Some(map) = v.get("map").and_then(Value::as_f64)
+    {
+        return Ok(map);
+    }
+    let resume = options.resume && dir.join("config.json").exists();
+    let fit_options = FitOptions {
+        run: RunOptions::new("cmbh", options.data.name())
+            .with_dir(dir)
+            .with_resume(resume)
+            .with_overwrite(options.overwrite),
+        verbosity: options.verbosity,
+        stop_after_epochs: None,
+        weights: options.weights.clone(),
+    };
+    let trained = fit(config, train, device, &fit_options)?;
+    let encoder = trained.model.into_encoder();
+    let pipeline = Pipeline::cmbh_test_sized(config.resize, config.crop);
+    let eval_batch = config.batch_size.max(32);
+    let evaluation = evaluate(&encoder, train, test, &pipeline, eval_batch, device)?;
+    encoder.save(&config.model, &dir.join("encoder"))?;
+    evaluation.index()?.save(dir.join("index.bin"))?;
+    let entries: Vec<DatabaseEntry> = train
+        .iter()
+        .enumerate()
+        .map(|(index, s)| DatabaseEntry {
+            index,
+            label: s.label,
+            class: data.classes.get(s.label).cloned(),
+            image: s.image.describe(),
+        })
+        .collect();
+    let write = |path: PathBuf, value: &Value| -> Result<(), CmbhError> {
+        let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
+        fs::write(&path, text).map_err(|e| CmbhError::file(&path, e.to_string()))
+    };
+    write(
+        dir.join("database.json"),
+        &serde_json::to_value(&entries).expect("entries serialise"),
+    )?;
+    write(
+        dir.join("pipeline.json"),
+        &json!({"resize": config.resize, "crop": config.crop}),
+    )?;
+    write(
+        result_path,
+        &json!({"variant": config.model.ablation.variant(), "bits": config.model.bits,
+                "map": evaluation.map, "seconds": trained.seconds}),
+    )?;
+    Ok(evaluation.map)
+}

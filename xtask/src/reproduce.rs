@@ -1,0 +1,211 @@
+//! `cargo xtask reproduce <method>` and `cargo xtask search <method>`: thin CLIs over the method
+//! crates' `reproduce` / `search` modules.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use relata_backbone::ResNetDepth;
+use relata_cmbh::CmbhConfig;
+use relata_cmbh::cost::PAPER_TABLE5;
+use relata_cmbh::reproduce::{DataChoice, Preset, ReproduceOptions, reproduce};
+use relata_cmbh::search::SearchRun;
+use relata_dataset::Format;
+use relata_train::Verbosity;
+use relata_train::device::select_device;
+
+#[derive(Subcommand, Debug)]
+pub enum ReproduceCommand {
+    /// CMBH (CVPR 2024): fine-grained hashing, mAP@all per bit length.
+    Cmbh(CmbhArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SearchCommand {
+    /// Query a trained CMBH run with an image.
+    Cmbh(CmbhSearchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CmbhArgs {
+    /// synth-fine (embedded, default) | cub | aircraft | food101 | nabirds | vegfru
+    #[arg(long, default_value = "synth-fine")]
+    dataset: String,
+    /// The dataset's root directory (real datasets).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// smoke | default | paper
+    #[arg(long, default_value = "default")]
+    preset: String,
+    /// Code lengths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "12,24,32,48")]
+    bits: Vec<usize>,
+    /// Also train the B, B+L and B+L+T variants (Table 4).
+    #[arg(long)]
+    ablation: bool,
+    /// resnet18 | resnet50 (default: resnet50 for --preset paper, else resnet18).
+    #[arg(long)]
+    backbone: Option<ResNetDepth>,
+    /// torchvision ImageNet weights for the backbone (.pth / .safetensors).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Override the preset's epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override the preset's batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Runs root.
+    #[arg(long, default_value = "runs")]
+    out: PathBuf,
+    /// Continue the newest reproduction of this dataset.
+    #[arg(long)]
+    resume: bool,
+    /// Replace an existing run directory.
+    #[arg(long)]
+    overwrite: bool,
+    /// flex | wgpu | tch | cuda | ... (else BURN_DEVICE, else flex)
+    #[arg(long)]
+    device: Option<String>,
+    /// Print the inference path's parameters and FLOPs beside the paper's Table 5 and exit.
+    #[arg(long)]
+    report_cost: bool,
+    /// One line per epoch instead of progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CmbhSearchArgs {
+    /// A `reproduce cmbh` run directory (or one of its `<variant>-<bits>bits` runs).
+    #[arg(long)]
+    run: PathBuf,
+    /// The query image.
+    #[arg(long)]
+    image: PathBuf,
+    /// Neighbours to print.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Which bit length's run (default: the largest).
+    #[arg(long)]
+    bits: Option<usize>,
+    /// Device.
+    #[arg(long)]
+    device: Option<String>,
+}
+
+pub fn run(cmd: ReproduceCommand) -> Result<()> {
+    match cmd {
+        ReproduceCommand::Cmbh(args) => cmbh(args),
+    }
+}
+
+pub fn search(cmd: SearchCommand) -> Result<()> {
+    match cmd {
+        SearchCommand::Cmbh(args) => {
+            let (_, device) = select_device(args.device.as_deref())?;
+            let run = SearchRun::open(&args.run, args.bits, &device)?;
+            let hits = run.search_image(&args.image, args.k, &device)?;
+            println!(
+                "{} nearest of {} database images ({}, {} bits):",
+                hits.len(),
+                run.index.len(),
+                run.dir.display(),
+                run.encoder.bits()
+            );
+            println!("| rank | distance | index | class | image |");
+            println!("| --- | --- | --- | --- | --- |");
+            for (rank, h) in hits.iter().enumerate() {
+                println!(
+                    "| {} | {} | {} | {} | {} |",
+                    rank + 1,
+                    h.distance,
+                    h.entry.index,
+                    h.entry
+                        .class
+                        .clone()
+                        .unwrap_or_else(|| h.entry.label.to_string()),
+                    h.entry.image
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn report_cost() {
+    println!("CMBH inference path (backbone to layer3, N_sub-2, C, hash head), CUB: 200 classes,");
+    println!("k = 2, d = 512, 224×224. Params as Table 5 counts them (without the bare C");
+    println!("parameter; with C in brackets); GMACs count conv + FC multiply-accumulates.\n");
+    println!("| backbone | bits | params (M) | paper params (M) | GMACs | paper GFLOPs |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (backbone, bits, p_params, p_flops) in PAPER_TABLE5 {
+        let depth: ResNetDepth = backbone.parse().expect("known backbone");
+        let cost = CmbhConfig::paper(depth, 200, bits).inference_cost([224, 224]);
+        println!(
+            "| {backbone} | {bits} | {:.4} [{:.4}] | {p_params:.4} | {:.4} | {p_flops:.4} |",
+            cost.params_without_cvectors as f64 / 1e6,
+            cost.params as f64 / 1e6,
+            cost.macs as f64 / 1e9,
+        );
+    }
+}
+
+fn cmbh(args: CmbhArgs) -> Result<()> {
+    if args.report_cost {
+        report_cost();
+        return Ok(());
+    }
+    let preset: Preset = args.preset.parse()?;
+    let data = match args.dataset.as_str() {
+        "synth-fine" => {
+            if args.data_dir.is_some() {
+                bail!("--data-dir is for real datasets; synth-fine is generated");
+            }
+            DataChoice::SynthFine
+        }
+        name => {
+            let format = Format::ALL
+                .into_iter()
+                .find(|f| f.name() == name)
+                .with_context(|| {
+                    format!(
+                        "unknown --dataset `{name}`; known: synth-fine, cub, aircraft, food101, \
+                         nabirds, vegfru"
+                    )
+                })?;
+            let dir = args.data_dir.clone().with_context(|| {
+                format!("--dataset {name} needs --data-dir pointing at its root directory")
+            })?;
+            DataChoice::Real { format, dir }
+        }
+    };
+    let (choice, device) = select_device(args.device.as_deref())?;
+    let options = ReproduceOptions {
+        preset,
+        data,
+        bits: args.bits,
+        ablation: args.ablation,
+        backbone: args.backbone,
+        weights: args.weights,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        out: args.out,
+        resume: args.resume,
+        overwrite: args.overwrite,
+        verbosity: if args.quiet {
+            Verbosity::Lines
+        } else {
+            Verbosity::Auto
+        },
+    };
+    eprintln!("reproduce cmbh on {} ({choice})", options.data.name());
+    let outcome = reproduce(&options, &device)?;
+    println!("\n{}", outcome.results.to_markdown());
+    println!("run directory: {}", outcome.dir.display());
+    Ok(())
+}
