@@ -184,10 +184,10 @@ pub fn preset_config(
                 .with_regions(2)
                 .with_ablation(ablation);
             CmbhTrainingConfig::new(model)
-                .with_epochs(14)
+                .with_epochs(12)
                 .with_batch_size(16)
                 .with_lr(0.05)
-                .with_lr_milestones(vec![10])
+                .with_lr_milestones(vec![9])
                 .with_resize(73)
                 .with_crop(64)
         }
