@@ -20,6 +20,7 @@ pub mod eval;
 pub mod hamming;
 pub mod hashing;
 pub mod index;
+pub mod kmeans;
 pub mod knn;
 pub mod labels;
 pub mod npy;
@@ -34,6 +35,7 @@ pub use hashing::{
     HashingEvalConfig, HashingMetrics, TopKMode, evaluate_hashing, mean_average_precision,
 };
 pub use index::{HammingIndex, Neighbours};
+pub use kmeans::{KMeansConfig, KMeansResult, kmeans};
 pub use knn::{Features, KnnConfig, KnnReport, knn_classify};
 pub use labels::Labels;
 pub use ranking::{hamming_rank, hamming_rank_into};

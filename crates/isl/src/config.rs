@@ -1,0 +1,116 @@
+//! ISL's hyper-parameters (spec "Schedule", "Backbone and memory bank", "GAN", "Mining").
+
+use burn::config::Config;
+use relata_backbone::{ResNetConfig, ResNetDepth};
+
+use crate::error::IslError;
+use crate::gan::GanConfig;
+use crate::mining::MiningConfig;
+
+/// When the GAN phase of a round ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum GanStop {
+    /// The authors' rule on the epoch-mean G loss (at most `max_epochs`; at least 10 epochs in
+    /// round 0): stop when the minimum is not within the last 3 epochs.
+    EarlyStop {
+        /// Upper bound (200).
+        max_epochs: usize,
+    },
+    /// A fixed number of epochs.
+    Fixed {
+        /// Epochs.
+        epochs: usize,
+    },
+}
+
+/// The whole ISL run.
+#[derive(Config, Debug, PartialEq)]
+pub struct IslConfig {
+    /// Backbone (CIFAR stem for 32×32 images).
+    pub backbone: ResNetConfig,
+    /// Embedding size (128).
+    #[config(default = 128)]
+    pub dim: usize,
+    /// Softmax temperature τ (0.1; 0.07 for ImageNet).
+    #[config(default = 0.1)]
+    pub temperature: f64,
+    /// Memory momentum η (0.5).
+    #[config(default = 0.5)]
+    pub momentum: f64,
+    /// Weight λ of L₂ (0.5).
+    #[config(default = 0.5)]
+    pub hard_weight: f64,
+    /// Rounds after round 0 (the authors: 4 rounds in all).
+    #[config(default = 4)]
+    pub rounds: usize,
+    /// Backbone epochs per round (200 for CIFAR in the code).
+    #[config(default = 200)]
+    pub backbone_epochs: usize,
+    /// GAN phase length.
+    #[config(default = "GanStop::EarlyStop { max_epochs: 200 }")]
+    pub gan_stop: GanStop,
+    /// Mining epochs at most per round (200).
+    #[config(default = 200)]
+    pub max_mining_epochs: usize,
+    /// Mining quota per round: stop when Σ(|S_i|−1)/N > (round + 1)·quota (0.5).
+    #[config(default = 0.5)]
+    pub quota: f64,
+    /// GAN sizes.
+    #[config(default = "GanConfig::new()")]
+    pub gan: GanConfig,
+    /// Mining.
+    #[config(default = "MiningConfig::new()")]
+    pub mining: MiningConfig,
+    /// SGD learning rate (0.03), cosine-annealed within each backbone phase.
+    #[config(default = 0.03)]
+    pub lr: f64,
+    /// SGD weight decay (5e-4).
+    #[config(default = 5e-4)]
+    pub weight_decay: f64,
+    /// Adam learning rate of G and D (1e-4).
+    #[config(default = 1e-4)]
+    pub gan_lr: f64,
+    /// Batch size (128).
+    #[config(default = 128)]
+    pub batch_size: usize,
+    /// Training image side (random resized crop).
+    #[config(default = 32)]
+    pub image_size: u32,
+    /// Seed.
+    #[config(default = 42)]
+    pub seed: u64,
+}
+
+impl IslConfig {
+    /// The authors' small-image setting: CIFAR ResNet-18.
+    pub fn cifar() -> Self {
+        Self::new(ResNetConfig::new(ResNetDepth::ResNet18).with_cifar_stem(true))
+    }
+
+    /// Checks every value.
+    pub fn check(&self) -> Result<(), IslError> {
+        let bad = |m: String| Err(IslError::Config(m));
+        if self.dim == 0 || self.batch_size < 2 {
+            return bad("dim must be positive and batch_size at least 2".into());
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return bad(format!(
+                "temperature = {}: must be positive",
+                self.temperature
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(format!("momentum = {}: use [0, 1)", self.momentum));
+        }
+        if self.backbone_epochs == 0 {
+            return bad("backbone_epochs = 0: train at least one epoch per round".into());
+        }
+        if self.gan.dim != self.dim {
+            return bad(format!(
+                "gan.dim = {} but dim = {}: the GAN works on the embedding",
+                self.gan.dim, self.dim
+            ));
+        }
+        Ok(())
+    }
+}

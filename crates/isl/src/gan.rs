@@ -1,0 +1,234 @@
+//! The GAN that mines the feature manifold (spec "GAN"): generator G (384 → 256 → 128 → 128,
+//! LeakyReLU 0.01, L2-normalised proxy) and discriminator D (384 → 128 → 64 → 1, LeakyReLU 0.01,
+//! sigmoid) over concatenated (anchor, positive, negative) features, their BCE losses, and the
+//! triplet sampler (positive = the anchor's own memory entry, negative = the hardest of 4,096
+//! random non-members).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{LeakyRelu, LeakyReluConfig, Linear, LinearConfig};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Tensor};
+use relata_dataset::SeededRng;
+
+use crate::memory::l2_normalize;
+use crate::positives::PositiveSets;
+
+/// Sizes of G and D.
+#[derive(Config, Debug, PartialEq)]
+pub struct GanConfig {
+    /// Feature dimension (128).
+    #[config(default = 128)]
+    pub dim: usize,
+    /// Random non-members drawn per anchor for the hardest negative (4,096).
+    #[config(default = 4096)]
+    pub negatives: usize,
+}
+
+/// Generator: proxy f^g = normalise(G(a, p, n)).
+#[derive(Module, Debug)]
+pub struct Generator {
+    /// 3d → 256.
+    pub fc1: Linear,
+    /// 256 → d.
+    pub fc2: Linear,
+    /// d → d.
+    pub fc3: Linear,
+    act: LeakyRelu,
+}
+
+/// Discriminator: D(a, x, y) ∈ (0, 1).
+#[derive(Module, Debug)]
+pub struct Discriminator {
+    /// 3d → 128.
+    pub fc1: Linear,
+    /// 128 → 64.
+    pub fc2: Linear,
+    /// 64 → 1.
+    pub fc3: Linear,
+    act: LeakyRelu,
+}
+
+/// Both networks (one module so that one checkpoint holds them; each has its own optimiser).
+#[derive(Module, Debug)]
+pub struct Gan {
+    /// G.
+    pub generator: Generator,
+    /// D.
+    pub discriminator: Discriminator,
+}
+
+impl GanConfig {
+    /// Builds G and D.
+    pub fn init(&self, device: &Device) -> Gan {
+        let d = self.dim;
+        let act = LeakyReluConfig::new().with_negative_slope(0.01).init();
+        Gan {
+            generator: Generator {
+                fc1: LinearConfig::new(3 * d, 256).init(device),
+                fc2: LinearConfig::new(256, d).init(device),
+                fc3: LinearConfig::new(d, d).init(device),
+                act: act.clone(),
+            },
+            discriminator: Discriminator {
+                fc1: LinearConfig::new(3 * d, 128).init(device),
+                fc2: LinearConfig::new(128, 64).init(device),
+                fc3: LinearConfig::new(64, 1).init(device),
+                act,
+            },
+        }
+    }
+}
+
+impl Generator {
+    /// The proxy for triplets (a, p, n), each `[b, d]`.
+    pub fn forward(&self, a: Tensor<2>, p: Tensor<2>, n: Tensor<2>) -> Tensor<2> {
+        let x = Tensor::cat(vec![a, p, n], 1);
+        let x = self.act.forward(self.fc1.forward(x));
+        let x = self.act.forward(self.fc2.forward(x));
+        l2_normalize(self.fc3.forward(x))
+    }
+}
+
+impl Discriminator {
+    /// The probability that (a, x, y) is a real (anchor, positive, negative) triplet, `[b]`.
+    pub fn forward(&self, a: Tensor<2>, x: Tensor<2>, y: Tensor<2>) -> Tensor<1> {
+        let h = Tensor::cat(vec![a, x, y], 1);
+        let h = self.act.forward(self.fc1.forward(h));
+        let h = self.act.forward(self.fc2.forward(h));
+        let [b, _] = h.dims();
+        sigmoid(self.fc3.forward(h)).reshape([b])
+    }
+}
+
+/// Binary cross-entropy of probabilities against a constant target, mean over the batch
+/// (PyTorch's `nn.BCELoss`, whose log is clamped at −100).
+pub fn bce(prob: Tensor<1>, target: f64) -> Tensor<1> {
+    let log_p = prob.clone().log().clamp_min(-100.0);
+    let log_1p = prob.neg().add_scalar(1.0).log().clamp_min(-100.0);
+    (log_p.mul_scalar(target) + log_1p.mul_scalar(1.0 - target))
+        .mean()
+        .neg()
+}
+
+impl Gan {
+    /// D's loss: [BCE(D(a,p,n), 1) + ½·BCE(D(a,p,g), 0) + ½·BCE(D(a,g,n), 0)] / 2 with
+    /// g = G(a,p,n) held constant.
+    pub fn discriminator_loss(&self, a: Tensor<2>, p: Tensor<2>, n: Tensor<2>) -> Tensor<1> {
+        let g = self
+            .generator
+            .forward(a.clone(), p.clone(), n.clone())
+            .detach();
+        let d = &self.discriminator;
+        let real = bce(d.forward(a.clone(), p.clone(), n.clone()), 1.0);
+        let fake_pos = bce(d.forward(a.clone(), p, g.clone()), 0.0);
+        let fake_neg = bce(d.forward(a, g, n), 0.0);
+        (real + fake_pos.mul_scalar(0.5) + fake_neg.mul_scalar(0.5)).div_scalar(2.0)
+    }
+
+    /// G's loss: ½·BCE(D(a,p,g), 1) + ½·BCE(D(a,g,n), 1). Minimise it over G's parameters only.
+    pub fn generator_loss(&self, a: Tensor<2>, p: Tensor<2>, n: Tensor<2>) -> Tensor<1> {
+        let g = self.generator.forward(a.clone(), p.clone(), n.clone());
+        let d = &self.discriminator;
+        let as_negative = bce(d.forward(a.clone(), p, g.clone()), 1.0);
+        let as_positive = bce(d.forward(a, g, n), 1.0);
+        as_negative.mul_scalar(0.5) + as_positive.mul_scalar(0.5)
+    }
+}
+
+/// For each anchor (feature `anchors[i]`, instance `indices[i]`): the hardest negative among
+/// `draws` uniformly drawn instances outside S_i — the one with the highest aᵀm_j. Returns
+/// instance indices (the anchor itself when every instance is a positive).
+pub fn hardest_negatives(
+    anchors: &[f32],
+    indices: &[usize],
+    sets: &PositiveSets,
+    memory: &[f32],
+    dim: usize,
+    draws: usize,
+    rng: &mut SeededRng,
+) -> Vec<usize> {
+    let n = sets.len();
+    indices
+        .iter()
+        .enumerate()
+        .map(|(row, &i)| {
+            let a = &anchors[row * dim..(row + 1) * dim];
+            let members = sets.get(i);
+            if members.len() >= n {
+                return i;
+            }
+            let mut best: Option<(f32, usize)> = None;
+            let mut drawn = 0;
+            // Rejection-sample non-members (sets are small relative to N).
+            let mut attempts = 0;
+            while drawn < draws && attempts < draws * 20 {
+                attempts += 1;
+                let j = rng.below(n);
+                if members.contains(&j) {
+                    continue;
+                }
+                drawn += 1;
+                let s: f32 = memory[j * dim..(j + 1) * dim]
+                    .iter()
+                    .zip(a)
+                    .map(|(x, y)| x * y)
+                    .sum();
+                if best.is_none_or(|(bs, bj)| s > bs || (s == bs && j < bj)) {
+                    best = Some((s, j));
+                }
+            }
+            best.map_or(i, |(_, j)| j)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn bce_by_hand() {
+        let d = Device::flex();
+        let p = Tensor::<1>::from_data(TensorData::new(vec![0.8f32, 0.4], [2]), &d);
+        let want = -(0.8f32.ln() + 0.4f32.ln()) / 2.0;
+        assert!((bce(p.clone(), 1.0).into_scalar::<f32>() - want).abs() < 1e-6);
+        let want = -(0.2f32.ln() + 0.6f32.ln()) / 2.0;
+        assert!((bce(p, 0.0).into_scalar::<f32>() - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn shapes_and_normalised_proxy() {
+        let d = Device::flex();
+        let gan = GanConfig::new().with_dim(8).init(&d);
+        let x = Tensor::<2>::ones([3, 8], &d);
+        let g = gan.generator.forward(x.clone(), x.clone(), x.clone());
+        assert_eq!(g.dims(), [3, 8]);
+        let norms: Vec<f32> = g
+            .powi_scalar(2)
+            .sum_dim(1)
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-5));
+        let p: Vec<f32> = gan
+            .discriminator
+            .forward(x.clone(), x.clone(), x)
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn hardest_negative_skips_members() {
+        let mut sets = PositiveSets::identity(4);
+        sets.add_pair(0, 1);
+        // Anchor a = (1, 0); memory: 1 is the most similar but a member; 3 beats 2.
+        let memory = [1.0, 0.0, 1.0, 0.0, -1.0, 0.0, 0.5, 0.5];
+        let mut rng = SeededRng::new(1);
+        let hard = hardest_negatives(&[1.0, 0.0], &[0], &sets, &memory, 2, 64, &mut rng);
+        assert_eq!(hard, vec![3]);
+    }
+}

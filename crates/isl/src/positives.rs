@@ -1,0 +1,122 @@
+//! The positive sets S_i (spec "Backbone and memory bank", "Mining positives"): every instance
+//! starts as its own only positive; mining adds pairs symmetrically and nothing is removed.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// S_1..S_N.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositiveSets {
+    sets: Vec<BTreeSet<usize>>,
+}
+
+/// Mined-pair statistics against hidden labels (reporting only).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MiningReport {
+    /// Σ_i (|S_i| − 1) / N.
+    pub mined_per_instance: f64,
+    /// Mined ordered pairs (i, j), i ≠ j.
+    pub pairs: usize,
+    /// Fraction of those pairs with the same hidden label (1.0 when none).
+    pub precision: f64,
+}
+
+impl PositiveSets {
+    /// S_i = {i} for i in 0..n.
+    pub fn identity(n: usize) -> Self {
+        Self {
+            sets: (0..n).map(|i| BTreeSet::from([i])).collect(),
+        }
+    }
+
+    /// N.
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// Whether there are no instances.
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// S_i (always contains i).
+    pub fn get(&self, i: usize) -> &BTreeSet<usize> {
+        &self.sets[i]
+    }
+
+    /// Adds j to S_i and i to S_j. Returns whether the pair was new.
+    pub fn add_pair(&mut self, i: usize, j: usize) -> bool {
+        if i == j {
+            return false;
+        }
+        let new = self.sets[i].insert(j);
+        self.sets[j].insert(i);
+        new
+    }
+
+    /// Σ_i (|S_i| − 1) / N, the quantity the mining quota compares with (round + 1)·0.5.
+    pub fn mined_per_instance(&self) -> f64 {
+        let extra: usize = self.sets.iter().map(|s| s.len() - 1).sum();
+        extra as f64 / self.sets.len().max(1) as f64
+    }
+
+    /// Mined pairs and their precision against `labels` (labels never reach training).
+    pub fn report(&self, labels: &[usize]) -> MiningReport {
+        let mut pairs = 0;
+        let mut correct = 0;
+        for (i, s) in self.sets.iter().enumerate() {
+            for &j in s {
+                if j != i {
+                    pairs += 1;
+                    correct += usize::from(labels[i] == labels[j]);
+                }
+            }
+        }
+        MiningReport {
+            mined_per_instance: self.mined_per_instance(),
+            pairs,
+            precision: if pairs == 0 {
+                1.0
+            } else {
+                correct as f64 / pairs as f64
+            },
+        }
+    }
+
+    /// Row-major `[indices.len(), n]` 0/1 membership mask of the given anchors' sets.
+    pub fn mask(&self, indices: &[usize]) -> Vec<f32> {
+        let n = self.sets.len();
+        let mut m = vec![0f32; indices.len() * n];
+        for (row, &i) in indices.iter().enumerate() {
+            for &j in &self.sets[i] {
+                m[row * n + j] = 1.0;
+            }
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symmetric_growth_and_report() {
+        let mut s = PositiveSets::identity(4);
+        assert_eq!(s.mined_per_instance(), 0.0);
+        assert!(s.add_pair(0, 1));
+        assert!(!s.add_pair(1, 0), "already there (symmetric)");
+        assert!(!s.add_pair(2, 2), "an instance is always its own positive");
+        assert!(s.add_pair(0, 3));
+        assert_eq!(s.get(0).iter().copied().collect::<Vec<_>>(), [0, 1, 3]);
+        assert!(s.get(3).contains(&0) && s.get(1).contains(&0));
+        // Σ(|S_i| − 1) = 2 + 1 + 0 + 1 = 4 over N = 4.
+        assert_eq!(s.mined_per_instance(), 1.0);
+        let r = s.report(&[0, 0, 1, 1]);
+        assert_eq!(r.pairs, 4);
+        // (0,1) and (1,0) are same-label; (0,3) and (3,0) are not.
+        assert_eq!(r.precision, 0.5);
+        assert_eq!(s.mask(&[3]), vec![1.0, 0.0, 0.0, 1.0]);
+    }
+}

@@ -1,0 +1,575 @@
+//! ISL's rounds on the shared training loop (spec "Schedule"): for r in 0..R, a backbone phase
+//! (L₁ + L₂ with the memory bank; round 0 is pure instance discrimination), a GAN phase (D then G
+//! each step, backbone frozen; early stop or fixed epochs) and a mining phase (until the quota);
+//! then a last backbone phase that trains on the final positive sets. The learning rate is a
+//! cosine within each backbone phase — nothing looks at the test set.
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use relata_dataset::{BatchLoader, Pipeline, Sample};
+use relata_train::{
+    EpochContext, EpochRecord, Loss, LrSchedule, OptimizerConfig, OptimizerKind, PhaseConfig,
+    PhaseControl, ScheduleClock, StepContext, TrainError, TrainTask, TrainerConfig, Verbosity,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{GanStop, IslConfig};
+use crate::error::IslError;
+use crate::eval::{IslEval, evaluate};
+use crate::loss::{hard_positive_loss, hard_positives_with, mask_tensor, positive_set_loss};
+use crate::memory::MemoryBank;
+use crate::mining::{apply_proposals, mine_batch};
+use crate::model::IslModel;
+use crate::positives::PositiveSets;
+
+/// What a phase does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseKind {
+    /// Train the encoder with the memory bank.
+    Backbone,
+    /// Train G and D.
+    Gan,
+    /// Grow the positive sets.
+    Mine,
+}
+
+/// `backbone-3` → (Backbone, 3).
+pub fn parse_phase(name: &str) -> Result<(PhaseKind, usize), TrainError> {
+    let (kind, round) = name
+        .rsplit_once('-')
+        .ok_or_else(|| TrainError::msg(format!("ISL phase `{name}`: expected <kind>-<round>")))?;
+    let round: usize = round
+        .parse()
+        .map_err(|_| TrainError::msg(format!("ISL phase `{name}`: bad round number")))?;
+    let kind = match kind {
+        "backbone" => PhaseKind::Backbone,
+        "gan" => PhaseKind::Gan,
+        "mine" => PhaseKind::Mine,
+        other => return Err(TrainError::msg(format!("unknown ISL phase kind `{other}`"))),
+    };
+    Ok((kind, round))
+}
+
+/// The phases of a run: backbone-r, gan-r, mine-r for each round, then backbone-R.
+pub fn phases(config: &IslConfig) -> Vec<PhaseConfig> {
+    let gan_epochs = match config.gan_stop {
+        GanStop::EarlyStop { max_epochs } => max_epochs,
+        GanStop::Fixed { epochs } => epochs,
+    };
+    let mut p = Vec::new();
+    for r in 0..config.rounds {
+        p.push(PhaseConfig::new(
+            format!("backbone-{r}"),
+            config.backbone_epochs,
+        ));
+        p.push(PhaseConfig::new(format!("gan-{r}"), gan_epochs.max(1)));
+        p.push(PhaseConfig::new(
+            format!("mine-{r}"),
+            config.max_mining_epochs.max(1),
+        ));
+    }
+    p.push(PhaseConfig::new(
+        format!("backbone-{}", config.rounds),
+        config.backbone_epochs,
+    ));
+    p
+}
+
+/// The scaffold configuration: SGD for the encoder (cosine per phase), Adam for G and for D.
+pub fn trainer_config(config: &IslConfig, verbosity: Verbosity) -> TrainerConfig {
+    let sgd = OptimizerConfig::new(
+        "sgd",
+        OptimizerKind::sgd(0.9, config.weight_decay),
+        config.lr,
+    )
+    .with_schedule(LrSchedule::Cosine {
+        epochs: config.backbone_epochs,
+        min_factor: 0.0,
+        per_iteration: false,
+    })
+    .with_clock(ScheduleClock::Phase);
+    let adam = |name: &str| OptimizerConfig::new(name, OptimizerKind::adam(0.0), config.gan_lr);
+    TrainerConfig::new(phases(config), vec![sgd, adam("adam_d"), adam("adam_g")])
+        .with_seed(config.seed)
+        .with_eval_every(0)
+        .with_verbosity(verbosity)
+}
+
+/// The authors' GAN stopping rule on epoch-mean G losses (round 0 needs 10 epochs; never while
+/// the loss is above 1; stop once the minimum is more than 3 epochs old).
+pub fn gan_should_stop(losses: &[f64], round: usize) -> bool {
+    let min_epochs = if round == 0 { 10 } else { 3 };
+    if losses.len() < min_epochs {
+        return false;
+    }
+    let last = *losses.last().expect("non-empty");
+    let (argmin, min) = losses
+        .iter()
+        .copied()
+        .enumerate()
+        .fold(
+            (0, f64::INFINITY),
+            |b, (i, v)| if v < b.1 { (i, v) } else { b },
+        );
+    if (round == 0 && last > 1.0) || min > 1.0 {
+        return false;
+    }
+    argmin + 3 < losses.len()
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    sets: PositiveSets,
+    gan_losses: Vec<f64>,
+    round0: Option<IslEval>,
+    dim: usize,
+}
+
+/// ISL's training state: the memory bank, the positive sets, the GAN loss history.
+pub struct IslTask<'a> {
+    config: IslConfig,
+    loader: BatchLoader<'a>,
+    train: &'a [Sample],
+    test: &'a [Sample],
+    test_pipeline: Pipeline,
+    /// The memory bank.
+    pub memory: MemoryBank,
+    /// S_i.
+    pub sets: PositiveSets,
+    labels: Vec<usize>,
+    gan_losses: Vec<f64>,
+    memory_host: Vec<f32>,
+    /// Evaluation after round 0 (the instance-discrimination baseline).
+    pub round0: Option<IslEval>,
+}
+
+impl<'a> IslTask<'a> {
+    /// A task over `train` (labels hidden from training; used only to report mining
+    /// precision) and `test` (reporting only). `device` is the training (autodiff) device.
+    pub fn new(
+        config: IslConfig,
+        train: &'a [Sample],
+        test: &'a [Sample],
+        test_pipeline: Pipeline,
+        device: &Device,
+    ) -> Result<Self, IslError> {
+        config.check()?;
+        if train.len() < 2 {
+            return Err(IslError::Input("need at least 2 training images".into()));
+        }
+        let memory = MemoryBank::new(
+            train.len(),
+            config.dim,
+            config.temperature,
+            config.momentum,
+            device,
+        );
+        Ok(Self {
+            loader: BatchLoader::new(train, Pipeline::isl_train(config.image_size), config.seed)?,
+            sets: PositiveSets::identity(train.len()),
+            labels: train.iter().map(|s| s.label).collect(),
+            train,
+            test,
+            test_pipeline,
+            memory,
+            gan_losses: Vec::new(),
+            memory_host: Vec::new(),
+            round0: None,
+            config,
+        })
+    }
+
+    fn images(
+        &self,
+        batch: &[usize],
+        epoch: usize,
+        device: &Device,
+    ) -> Result<Tensor<4>, IslError> {
+        let host = self.loader.load_host(batch, epoch)?;
+        Ok(Tensor::from_data(
+            TensorData::new(host.pixels, host.shape),
+            device,
+        ))
+    }
+
+    /// Embeddings of the batch with the encoder frozen in inference mode (GAN and mining).
+    fn frozen_features(
+        &self,
+        model: &IslModel,
+        batch: &[usize],
+        epoch: usize,
+        device: &Device,
+    ) -> Result<Tensor<2>, IslError> {
+        let inner = device.clone().inner();
+        let net = model.net.clone().valid();
+        let f = net.forward(self.images(batch, epoch, &inner)?);
+        Ok(f.to_device(device))
+    }
+}
+
+impl TrainTask for IslTask<'_> {
+    type Model = IslModel;
+    type Batch = Vec<usize>;
+
+    fn epoch_batches(&mut self, ctx: &mut EpochContext<'_>) -> Result<Vec<Vec<usize>>, TrainError> {
+        let order = ctx.rng.permutation(self.labels.len());
+        let mut batches: Vec<Vec<usize>> = order
+            .chunks(self.config.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
+        if batches.len() > 1 && batches.last().is_some_and(|b| b.len() < 2) {
+            let last = batches.pop().expect("checked");
+            batches.last_mut().expect("checked").extend(last);
+        }
+        Ok(batches)
+    }
+
+    fn on_phase_start(
+        &mut self,
+        _model: &mut IslModel,
+        ctx: &mut EpochContext<'_>,
+    ) -> Result<(), TrainError> {
+        if parse_phase(ctx.phase)?.0 == PhaseKind::Gan {
+            self.gan_losses.clear();
+        }
+        Ok(())
+    }
+
+    fn on_epoch_start(
+        &mut self,
+        _model: &mut IslModel,
+        ctx: &mut EpochContext<'_>,
+    ) -> Result<(), TrainError> {
+        if parse_phase(ctx.phase)?.0 != PhaseKind::Backbone {
+            self.memory_host = self.memory.to_vec()?;
+        }
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        model: IslModel,
+        batch: &Vec<usize>,
+        ctx: &mut StepContext<'_>,
+    ) -> Result<IslModel, TrainError> {
+        let device = ctx.device.clone();
+        let (kind, _) = parse_phase(ctx.phase)?;
+        match kind {
+            PhaseKind::Backbone => {
+                let f = model.net.forward(self.images(batch, ctx.epoch, &device)?);
+                let logits = self.memory.logits(f.clone());
+                let mask = mask_tensor(&self.sets, batch, &device);
+                let inst = positive_set_loss(logits.clone(), mask);
+                // Memory rows of the anchors and their positives, for the hard positives.
+                let mut ids: Vec<usize> = batch
+                    .iter()
+                    .flat_map(|&i| self.sets.get(i).iter().copied())
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let rows = self
+                    .memory
+                    .rows(&ids)
+                    .into_data()
+                    .try_into_vec_as::<f32>()
+                    .map_err(|e| TrainError::msg(format!("reading memory rows: {e:?}")))?;
+                let dim = self.config.dim;
+                let at: HashMap<usize, usize> =
+                    ids.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+                let hard = hard_positives_with(batch, &self.sets, |i| {
+                    &rows[at[&i] * dim..(at[&i] + 1) * dim]
+                });
+                let hard_loss =
+                    hard_positive_loss(logits, &self.memory, &hard, self.config.hard_weight);
+                let loss = Loss::new().term("inst", inst).term("hard", hard_loss);
+                let model = ctx.minimize_with(model, loss, "sgd", |m| &m.net)?;
+                self.memory.update(batch, f)?;
+                Ok(model)
+            }
+            PhaseKind::Gan => {
+                let a = self.frozen_features(&model, batch, ctx.epoch, &device)?;
+                let anchors = a
+                    .clone()
+                    .into_data()
+                    .try_into_vec_as::<f32>()
+                    .map_err(|e| TrainError::msg(format!("reading features: {e:?}")))?;
+                let negatives = crate::gan::hardest_negatives(
+                    &anchors,
+                    batch,
+                    &self.sets,
+                    &self.memory_host,
+                    self.config.dim,
+                    self.config.gan.negatives,
+                    ctx.rng,
+                );
+                let p = self.memory.rows(batch);
+                let n = self.memory.rows(&negatives);
+                let d_loss = model
+                    .gan
+                    .discriminator_loss(a.clone(), p.clone(), n.clone());
+                let model = ctx.minimize_with(model, Loss::single("d", d_loss), "adam_d", |m| {
+                    &m.gan.discriminator
+                })?;
+                let g_loss = model.gan.generator_loss(a, p, n);
+                ctx.minimize_with(model, Loss::single("g", g_loss), "adam_g", |m| {
+                    &m.gan.generator
+                })
+            }
+            PhaseKind::Mine => {
+                let a = self.frozen_features(&model, batch, ctx.epoch, &device)?;
+                let proposals = mine_batch(
+                    &model.gan,
+                    a,
+                    batch,
+                    &self.sets,
+                    &self.memory,
+                    &self.config.mining,
+                    ctx.rng,
+                )?;
+                let accepted = proposals.iter().filter(|p| !p.added.is_empty()).count();
+                let new = apply_proposals(&mut self.sets, &proposals);
+                ctx.record("mined_new_pairs", new as f64);
+                ctx.record("accepted_anchors", accepted as f64 / batch.len() as f64);
+                Ok(model)
+            }
+        }
+    }
+
+    fn on_epoch_end(
+        &mut self,
+        _model: &mut IslModel,
+        ctx: &mut EpochContext<'_>,
+        record: &EpochRecord,
+    ) -> Result<PhaseControl, TrainError> {
+        let (kind, round) = parse_phase(ctx.phase)?;
+        match kind {
+            PhaseKind::Backbone => Ok(PhaseControl::Continue),
+            PhaseKind::Gan => {
+                let g = record.loss.get("g").copied().unwrap_or(f64::INFINITY);
+                self.gan_losses.push(g);
+                let early = matches!(self.config.gan_stop, GanStop::EarlyStop { .. });
+                Ok(if early && gan_should_stop(&self.gan_losses, round) {
+                    PhaseControl::EndPhase
+                } else {
+                    PhaseControl::Continue
+                })
+            }
+            PhaseKind::Mine => {
+                let report = self.sets.report(&self.labels);
+                ctx.record("mined_per_instance", report.mined_per_instance);
+                ctx.record("mining_precision", report.precision);
+                let quota = (round + 1) as f64 * self.config.quota;
+                Ok(if report.mined_per_instance > quota {
+                    PhaseControl::EndPhase
+                } else {
+                    PhaseControl::Continue
+                })
+            }
+        }
+    }
+
+    fn on_phase_end(
+        &mut self,
+        model: &mut IslModel,
+        ctx: &mut EpochContext<'_>,
+    ) -> Result<(), TrainError> {
+        if ctx.phase == "backbone-0" {
+            let net = model.net.clone().valid();
+            let inner = ctx.device.clone().inner();
+            let eval = evaluate(
+                &net,
+                self.train,
+                self.test,
+                &self.test_pipeline,
+                &self.config,
+                &inner,
+            )?;
+            ctx.record("round0_knn_top1", eval.knn_top1);
+            self.round0 = Some(eval);
+        }
+        Ok(())
+    }
+
+    fn save_state(&self) -> Result<Vec<u8>, TrainError> {
+        let memory = self.memory.to_vec()?;
+        let meta = serde_json::to_vec(&SavedState {
+            sets: self.sets.clone(),
+            gan_losses: self.gan_losses.clone(),
+            round0: self.round0,
+            dim: self.config.dim,
+        })
+        .map_err(|e| TrainError::msg(format!("serialising ISL state: {e}")))?;
+        let mut out = b"ISLSTATE".to_vec();
+        out.extend((meta.len() as u64).to_le_bytes());
+        out.extend(meta);
+        for v in memory {
+            out.extend(v.to_le_bytes());
+        }
+        Ok(out)
+    }
+
+    fn load_state(&mut self, bytes: &[u8]) -> Result<(), TrainError> {
+        let bad = |w: &str| TrainError::msg(format!("ISL checkpoint state: {w}"));
+        let rest = bytes
+            .strip_prefix(b"ISLSTATE".as_slice())
+            .ok_or_else(|| bad("bad magic"))?;
+        let (len, rest) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| bad("truncated"))?;
+        let (meta, rest) = rest
+            .split_at_checked(u64::from_le_bytes(*len) as usize)
+            .ok_or_else(|| bad("truncated"))?;
+        let saved: SavedState =
+            serde_json::from_slice(meta).map_err(|e| bad(&format!("corrupt: {e}")))?;
+        let memory: Vec<f32> = rest
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if saved.sets.len() != self.labels.len() || memory.len() != self.labels.len() * saved.dim {
+            return Err(bad("sizes differ from this dataset/configuration"));
+        }
+        self.memory = MemoryBank::from_values(
+            memory,
+            saved.dim,
+            self.config.temperature,
+            self.config.momentum,
+            &self.memory.values().device(),
+        )?;
+        self.sets = saved.sets;
+        self.gan_losses = saved.gan_losses;
+        self.round0 = saved.round0;
+        Ok(())
+    }
+
+    fn validate(
+        &mut self,
+        _model: &IslModel,
+        _ctx: &mut EpochContext<'_>,
+    ) -> Result<BTreeMap<String, f64>, TrainError> {
+        Ok(BTreeMap::new())
+    }
+}
+
+impl From<IslError> for TrainError {
+    fn from(e: IslError) -> Self {
+        match e {
+            IslError::Train(t) => t,
+            other => TrainError::msg(other.to_string()),
+        }
+    }
+}
+
+/// A trained ISL model and its evaluations.
+pub struct TrainedIsl {
+    /// The model after the last phase, in inference mode.
+    pub model: IslModel,
+    /// After round 0 (instance discrimination alone): the baseline.
+    pub round0: Option<IslEval>,
+    /// After the last round.
+    pub last: IslEval,
+    /// Mined positives at the end, with their precision against the hidden labels.
+    pub mining: crate::positives::MiningReport,
+    /// The run directory.
+    pub run_dir: std::path::PathBuf,
+    /// Per-epoch records.
+    pub epochs: Vec<EpochRecord>,
+    /// Whether every phase ran.
+    pub completed: bool,
+}
+
+/// Trains ISL on `train` (labels hidden) and evaluates on `test`; `device` is a plain device.
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    config: &IslConfig,
+    train: &[Sample],
+    test: &[Sample],
+    test_pipeline: &Pipeline,
+    device: &Device,
+    run: &relata_train::RunOptions,
+    verbosity: Verbosity,
+    stop_after_epochs: Option<usize>,
+) -> Result<TrainedIsl, IslError> {
+    config.check()?;
+    let autodiff = device.clone().autodiff();
+    let json = serde_json::to_value(config)
+        .map_err(|e| IslError::Config(format!("serialising the configuration: {e}")))?;
+    let run_dir = relata_train::RunDir::open(run, &json)?;
+    let path = run_dir.path().to_path_buf();
+    relata_train::seed_device(&autodiff, config.seed);
+    let model = config.init(&autodiff);
+    let mut task = IslTask::new(
+        config.clone(),
+        train,
+        test,
+        test_pipeline.clone(),
+        &autodiff,
+    )?;
+    let mut trainer =
+        relata_train::Trainer::new(trainer_config(config, verbosity), &autodiff, run_dir)?;
+    if let Some(n) = stop_after_epochs {
+        trainer = trainer.stop_after_epochs(n);
+    }
+    let outcome = trainer.fit(&mut task, model)?;
+    let model = outcome.model.valid();
+    let last = evaluate(&model.net, train, test, test_pipeline, config, device)?;
+    Ok(TrainedIsl {
+        mining: task.sets.report(&task.labels),
+        round0: task.round0,
+        last,
+        model,
+        run_dir: path,
+        epochs: outcome.epochs,
+        completed: outcome.completed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gan_stop_rule() {
+        // Round 0 needs 10 epochs.
+        let falling_then_flat = [0.9, 0.8, 0.7, 0.6, 0.65, 0.66, 0.67, 0.68, 0.69];
+        assert!(!gan_should_stop(&falling_then_flat, 0));
+        assert!(
+            gan_should_stop(&falling_then_flat, 1),
+            "minimum 5 epochs old"
+        );
+        // The minimum among the last 3 epochs: go on.
+        assert!(!gan_should_stop(&[0.9, 0.8, 0.7, 0.6, 0.5], 1));
+        // Never while every loss is above 1.
+        assert!(!gan_should_stop(&[3.0, 2.0, 1.5, 1.6, 1.7, 1.8], 1));
+        // Round 0: not while the last loss is above 1.
+        let mut l = vec![0.5; 10];
+        l.push(1.2);
+        assert!(!gan_should_stop(&l, 0));
+    }
+
+    #[test]
+    fn phases_of_a_run() {
+        let c = IslConfig::cifar()
+            .with_rounds(2)
+            .with_backbone_epochs(3)
+            .with_gan_stop(GanStop::Fixed { epochs: 4 });
+        let names: Vec<(String, usize)> =
+            phases(&c).into_iter().map(|p| (p.name, p.epochs)).collect();
+        let want = [
+            ("backbone-0", 3),
+            ("gan-0", 4),
+            ("mine-0", 200),
+            ("backbone-1", 3),
+            ("gan-1", 4),
+            ("mine-1", 200),
+            ("backbone-2", 3),
+        ];
+        assert_eq!(names.len(), want.len());
+        for ((n, e), (wn, we)) in names.iter().zip(want) {
+            assert_eq!((n.as_str(), *e), (wn, we));
+        }
+        assert_eq!(parse_phase("mine-12").unwrap(), (PhaseKind::Mine, 12));
+        assert!(parse_phase("warmup").is_err());
+    }
+}
