@@ -18,6 +18,99 @@ use relata_train::device::select_device;
 pub enum ReproduceCommand {
     /// CMBH (CVPR 2024): fine-grained hashing, mAP@all per bit length.
     Cmbh(CmbhArgs),
+    /// ISL (ICCV 2021): unsupervised features; kNN and k-means scores after round 0 and last.
+    Isl(IslArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IslArgs {
+    /// synth-fine (embedded, default) | cifar10 | cifar100 | svhn | imagefolder
+    #[arg(long, default_value = "synth-fine")]
+    dataset: String,
+    /// The dataset's root directory (real datasets).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// smoke | default | paper
+    #[arg(long, default_value = "default")]
+    preset: String,
+    /// Override the backbone epochs per round.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override the number of mining rounds.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Runs root.
+    #[arg(long, default_value = "runs")]
+    out: PathBuf,
+    /// Continue the newest run of this dataset.
+    #[arg(long)]
+    resume: bool,
+    /// Replace an existing run directory.
+    #[arg(long)]
+    overwrite: bool,
+    /// flex | wgpu | tch | cuda | ... (else BURN_DEVICE, else flex)
+    #[arg(long)]
+    device: Option<String>,
+    /// One line per epoch instead of progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn isl(args: IslArgs) -> Result<()> {
+    use relata_isl::reproduce as r;
+    let preset: r::Preset = args.preset.parse()?;
+    let data = match args.dataset.as_str() {
+        "synth-fine" => {
+            if args.data_dir.is_some() {
+                bail!("--data-dir is for real datasets; synth-fine is generated");
+            }
+            None
+        }
+        name => {
+            let format = [
+                Format::Cifar10,
+                Format::Cifar100,
+                Format::Svhn,
+                Format::ImageFolder,
+            ]
+            .into_iter()
+            .find(|f| f.name() == name)
+            .with_context(|| {
+                format!(
+                    "unknown --dataset `{name}`; known: synth-fine, cifar10, cifar100, svhn, \
+                         imagefolder"
+                )
+            })?;
+            let dir = args.data_dir.clone().with_context(|| {
+                format!("--dataset {name} needs --data-dir pointing at its root directory")
+            })?;
+            Some((format, dir))
+        }
+    };
+    let (choice, device) = select_device(args.device.as_deref())?;
+    let options = r::ReproduceOptions {
+        preset,
+        data,
+        epochs: args.epochs,
+        rounds: args.rounds,
+        seed: args.seed,
+        out: args.out,
+        resume: args.resume,
+        overwrite: args.overwrite,
+        verbosity: if args.quiet {
+            Verbosity::Lines
+        } else {
+            Verbosity::Auto
+        },
+    };
+    eprintln!("reproduce isl on {} ({choice})", options.dataset());
+    let outcome = r::reproduce(&options, &device)?;
+    println!("\n{}", outcome.results.to_markdown());
+    println!("run directory: {}", outcome.dir.display());
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +193,7 @@ pub struct CmbhSearchArgs {
 pub fn run(cmd: ReproduceCommand) -> Result<()> {
     match cmd {
         ReproduceCommand::Cmbh(args) => cmbh(args),
+        ReproduceCommand::Isl(args) => isl(args),
     }
 }
 

@@ -24,6 +24,7 @@ pub mod memory;
 pub mod mining;
 pub mod model;
 pub mod positives;
+pub mod reproduce;
 pub mod train;
 
 pub use config::{GanStop, IslConfig};

@@ -78,3 +78,27 @@ fn a_round_of_backbone_gan_and_mining() {
         assert!((0.0..=1.0).contains(&e.acc) && e.nmi.is_finite() && e.ari.is_finite());
     }
 }
+
+#[test]
+fn reproduce_smoke_writes_baseline_and_full_rows() {
+    use relata_isl::reproduce::{Preset, ReproduceOptions, reproduce};
+    let root = tempfile::tempdir().unwrap();
+    let mut opts = ReproduceOptions::new(Preset::Smoke);
+    opts.out = root.path().to_path_buf();
+    opts.verbosity = Verbosity::Quiet;
+    let outcome = reproduce(&opts, &Device::flex()).unwrap();
+    let variants: Vec<&str> = outcome
+        .results
+        .rows
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(variants, ["baseline", "full"]);
+    for r in &outcome.results.rows {
+        for k in ["knn_top1", "knn_top5", "acc", "nmi", "ari"] {
+            assert!(r[k].as_f64().unwrap().is_finite(), "{k}");
+        }
+    }
+    assert!(outcome.dir.join("metrics.json").is_file());
+    assert!(outcome.dir.join("report.md").is_file());
+}

@@ -1,0 +1,251 @@
+//! `cargo xtask reproduce isl` as a library call: presets, data (labels hidden from training),
+//! one run, the results table (design §5) with the round-0 baseline beside the last round.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use relata_backbone::{ResNetConfig, ResNetDepth};
+use relata_dataset::{Format, ImageDataset, Pipeline, ReadOptions, SynthFineConfig, Transform};
+use relata_train::{Results, RunDir, RunOptions, Verbosity};
+use serde_json::{Map, Value, json};
+
+use crate::config::{GanStop, IslConfig};
+use crate::error::IslError;
+use crate::eval::IslEval;
+use crate::gan::GanConfig;
+use crate::mining::MiningConfig;
+use crate::train::fit;
+
+/// Reproduction presets (design §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// Seconds: tests.
+    Smoke,
+    /// Minutes on a laptop CPU: synth-fine.
+    Default,
+    /// The authors' small-image protocol (CIFAR ResNet-18, 4 rounds × 200 epochs).
+    Paper,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = IslError;
+    fn from_str(s: &str) -> Result<Self, IslError> {
+        match s.to_ascii_lowercase().as_str() {
+            "smoke" => Ok(Preset::Smoke),
+            "default" => Ok(Preset::Default),
+            "paper" => Ok(Preset::Paper),
+            other => Err(IslError::Config(format!(
+                "unknown preset `{other}` (known: smoke, default, paper)"
+            ))),
+        }
+    }
+}
+
+impl Preset {
+    /// The name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Smoke => "smoke",
+            Preset::Default => "default",
+            Preset::Paper => "paper",
+        }
+    }
+}
+
+/// Everything `reproduce isl` takes.
+#[derive(Debug, Clone)]
+pub struct ReproduceOptions {
+    /// Preset.
+    pub preset: Preset,
+    /// `None`: synth-fine; else a format (cifar10, cifar100, svhn, imagefolder) and its root.
+    pub data: Option<(Format, PathBuf)>,
+    /// Override the preset's backbone epochs per round.
+    pub epochs: Option<usize>,
+    /// Override the number of mining rounds.
+    pub rounds: Option<usize>,
+    /// Seed.
+    pub seed: u64,
+    /// Runs root.
+    pub out: PathBuf,
+    /// Continue the newest run.
+    pub resume: bool,
+    /// Replace an existing run directory.
+    pub overwrite: bool,
+    /// Progress display.
+    pub verbosity: Verbosity,
+}
+
+impl ReproduceOptions {
+    /// Defaults for a preset on synth-fine.
+    pub fn new(preset: Preset) -> Self {
+        Self {
+            preset,
+            data: None,
+            epochs: None,
+            rounds: None,
+            seed: 42,
+            out: PathBuf::from("runs"),
+            resume: false,
+            overwrite: false,
+            verbosity: Verbosity::Auto,
+        }
+    }
+
+    /// The dataset name in paths and results.
+    pub fn dataset(&self) -> &'static str {
+        self.data.as_ref().map_or("synth-fine", |(f, _)| f.name())
+    }
+}
+
+/// The synth-fine generator settings of a preset.
+pub fn synth_config(preset: Preset, seed: u64) -> SynthFineConfig {
+    match preset {
+        Preset::Smoke => SynthFineConfig {
+            families: 2,
+            classes_per_family: 2,
+            modes: 2,
+            train_per_class: 16,
+            test_per_class: 8,
+            image_size: 32,
+            seed,
+        },
+        _ => SynthFineConfig {
+            seed,
+            ..SynthFineConfig::default()
+        },
+    }
+}
+
+/// The configuration of a preset.
+pub fn preset_config(preset: Preset) -> IslConfig {
+    match preset {
+        Preset::Paper => IslConfig::cifar(),
+        Preset::Default => {
+            // 64×64 synth-fine from scratch in minutes: a width-16 ResNet-18 with the ImageNet
+            // stem (the CIFAR stem would run layer1 at 64×64), 3 rounds of 20 backbone epochs.
+            IslConfig::new(ResNetConfig::new(ResNetDepth::ResNet18).with_width(16))
+                .with_rounds(2)
+                .with_backbone_epochs(20)
+                .with_gan_stop(GanStop::EarlyStop { max_epochs: 30 })
+                .with_max_mining_epochs(10)
+                .with_batch_size(64)
+                .with_image_size(64)
+        }
+        Preset::Smoke => IslConfig::new(
+            ResNetConfig::new(ResNetDepth::ResNet18)
+                .with_width(8)
+                .with_cifar_stem(true),
+        )
+        .with_dim(32)
+        .with_gan(GanConfig::new().with_dim(32).with_negatives(64))
+        .with_mining(MiningConfig::new().with_negatives(64))
+        .with_rounds(1)
+        .with_backbone_epochs(2)
+        .with_gan_stop(GanStop::Fixed { epochs: 2 })
+        .with_max_mining_epochs(2)
+        .with_batch_size(32)
+        .with_image_size(32),
+    }
+}
+
+fn row(variant: &str, e: &IslEval) -> Map<String, Value> {
+    let mut r = Map::new();
+    r.insert("variant".into(), json!(variant));
+    r.insert("knn_top1".into(), json!(e.knn_top1));
+    r.insert("knn_top5".into(), json!(e.knn_top5));
+    r.insert("acc".into(), json!(e.acc));
+    r.insert("nmi".into(), json!(e.nmi));
+    r.insert("ari".into(), json!(e.ari));
+    r
+}
+
+/// What a reproduction produced.
+pub struct ReproduceOutcome {
+    /// The results table.
+    pub results: Results,
+    /// The run directory.
+    pub dir: PathBuf,
+}
+
+fn load(options: &ReproduceOptions) -> Result<ImageDataset, IslError> {
+    match &options.data {
+        None => Ok(synth_config(options.preset, options.seed)
+            .generate()?
+            .dataset),
+        Some((format, dir)) => Ok(format.open(dir, ReadOptions::default())?),
+    }
+}
+
+/// Runs the reproduction: train (labels hidden), evaluate after round 0 and at the end.
+pub fn reproduce(
+    options: &ReproduceOptions,
+    device: &Device,
+) -> Result<ReproduceOutcome, IslError> {
+    let start = Instant::now();
+    let data = load(options)?;
+    let train = data.split("train")?;
+    let test = data.split("test")?;
+    let mut config = preset_config(options.preset).with_seed(options.seed);
+    if let Some(e) = options.epochs {
+        config.backbone_epochs = e;
+    }
+    if let Some(r) = options.rounds {
+        config.rounds = r;
+    }
+    // The test transform: normalisation, after resizing when the images are not the training
+    // size (synth-fine at 64 px for a 32 px model, ImageFolder).
+    let mut test_pipeline = Pipeline::isl_test();
+    let size = train
+        .first()
+        .map(|s| s.image.dimensions())
+        .transpose()?
+        .unwrap_or((config.image_size, config.image_size));
+    if size != (config.image_size, config.image_size) {
+        test_pipeline.transforms.insert(
+            0,
+            Transform::ResizeExact {
+                width: config.image_size,
+                height: config.image_size,
+            },
+        );
+    }
+    let run = RunOptions::new("isl", options.dataset())
+        .with_runs_root(&options.out)
+        .with_resume(options.resume)
+        .with_overwrite(options.overwrite);
+    let trained = fit(
+        &config,
+        train,
+        test,
+        &test_pipeline,
+        device,
+        &run,
+        options.verbosity,
+        None,
+    )?;
+    let mut rows = Vec::new();
+    if let Some(r0) = &trained.round0 {
+        rows.push(row("baseline", r0));
+    }
+    rows.push(row("full", &trained.last));
+    let results = Results {
+        method: "isl".into(),
+        dataset: options.dataset().into(),
+        preset: options.preset.name().into(),
+        device: format!("{device:?}"),
+        seconds: start.elapsed().as_secs_f64(),
+        rows,
+        paper: Vec::new(),
+    };
+    let dir = trained.run_dir.clone();
+    let run_dir = RunDir::open(
+        &RunOptions::new("isl", options.dataset())
+            .with_dir(&dir)
+            .with_resume(true),
+        &serde_json::to_value(&config)
+            .map_err(|e| IslError::Config(format!("serialising: {e}")))?,
+    )?;
+    run_dir.write_results(&results)?;
+    Ok(ReproduceOutcome { results, dir })
+}
