@@ -1,7 +1,7 @@
-//! `cargo xtask bench backbone` (issue 5, point 7 — first part): ResNet-18/50 forward and
-//! forward+backward at batch 16 on this build's device, beside PyTorch CPU with the same thread
-//! count, in one run. Best of `reps` after one warm-up, each side; the table gives the ratio
-//! relata / PyTorch (< 1 is faster).
+//! `cargo xtask bench backbone` (issue 5, point 7): ResNet-18/50 forward and forward+backward
+//! at batch 16 on every CPU backend this build has (`flex`; `tch` when xtask is built with
+//! `--features tch`), beside PyTorch CPU with the same thread count, in one run. Best of `reps`
+//! after one warm-up, each side; the ratios are relata / PyTorch (< 1 is faster).
 
 use std::path::Path;
 use std::time::Instant;
@@ -43,7 +43,12 @@ pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()
     let threads = rayon::current_num_threads();
     let sizes: &[usize] = if quick { &[112] } else { &[112, 224] };
     let reps = if quick { 2 } else { 3 };
-    let device = burn::tensor::Device::flex();
+    // The CPU backends compiled into this build, each timed on every case.
+    let mut devices = vec![("flex", burn::tensor::Device::flex())];
+    if cfg!(feature = "tch") {
+        let (_, tch) = relata_train::select_device(Some("tch"))?;
+        devices.push(("tch", tch));
+    }
     let mut cases = Vec::new();
     for &size in sizes {
         for (name, depth) in [
@@ -66,22 +71,41 @@ pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let reference = crate::bench::python(python, &script, &arg_refs)
         .context("the reference needs torch and torchvision in --python")?;
-    println!(
-        "| case (batch 16) | relata flex (s) | PyTorch {} CPU, {threads} threads (s) | ratio |",
-        reference["torch"].as_str().unwrap_or("?")
-    );
-    println!("| --- | --- | --- | --- |");
+    let torch = reference["torch"].as_str().unwrap_or("?");
+    let mut header = String::from("| case (batch 16) |");
+    for (name, _) in &devices {
+        header.push_str(&format!(" relata {name} (s) |"));
+    }
+    header.push_str(&format!(" PyTorch {torch} CPU, {threads} threads (s) |"));
+    for (name, _) in &devices {
+        header.push_str(&format!(" {name} / PyTorch |"));
+    }
+    println!("{header}");
+    println!("|{}", " --- |".repeat(2 + 2 * devices.len()));
     let mut rows = Vec::new();
     for (case, depth, size, backward) in &cases {
-        let ours = time_case(*depth, *size, *backward, &device, reps);
         let theirs = reference["timings"][case]
             .as_f64()
             .context("reference timing")?;
-        println!(
-            "| {case} | {ours:.3} | {theirs:.3} | {:.2}× |",
-            ours / theirs
-        );
-        rows.push(json!({"case": case, "relata_flex_s": ours, "pytorch_s": theirs, "ratio": ours / theirs}));
+        let ours: Vec<f64> = devices
+            .iter()
+            .map(|(_, d)| time_case(*depth, *size, *backward, d, reps))
+            .collect();
+        let mut line = format!("| {case} |");
+        for t in &ours {
+            line.push_str(&format!(" {t:.3} |"));
+        }
+        line.push_str(&format!(" {theirs:.3} |"));
+        for t in &ours {
+            line.push_str(&format!(" {:.2}× |", t / theirs));
+        }
+        println!("{line}");
+        let mut row = json!({"case": case, "pytorch_s": theirs});
+        for ((name, _), t) in devices.iter().zip(&ours) {
+            row[format!("relata_{name}_s")] = json!(t);
+            row[format!("{name}_ratio")] = json!(t / theirs);
+        }
+        rows.push(row);
     }
     if let Some(parent) = json_out.parent() {
         std::fs::create_dir_all(parent)?;

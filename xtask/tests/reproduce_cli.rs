@@ -141,3 +141,77 @@ fn real_dataset_prints_the_papers_numbers_beside() {
     assert!(!ok);
     assert!(err.contains("unknown preset"), "{err}");
 }
+
+#[test]
+fn isl_smoke_on_synth_fine_and_a_cifar_directory() {
+    let out_root = tempfile::tempdir().unwrap();
+    let root = out_root.path().display().to_string();
+    let (ok, out, err) = xtask(&[
+        "reproduce",
+        "isl",
+        "--preset",
+        "smoke",
+        "--out",
+        &root,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("| baseline |") && out.contains("| full |"),
+        "{out}"
+    );
+    let dir = run_dir(&out);
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["method"], "isl");
+    assert_eq!(metrics["dataset"], "synth-fine");
+    assert_eq!(metrics["rows"][1]["variant"], "full");
+    assert!(metrics["rows"][1]["mined_per_instance"].is_number());
+    assert!(dir.join("encoder/encoder.bpk").is_file());
+    // Progress is one line per epoch, naming the phase.
+    assert!(
+        err.contains("[backbone-0]") && err.contains("[gan-0]"),
+        "{err}"
+    );
+
+    // A real dataset's directory (the CIFAR-10 binary fixture).
+    let cifar = fixtures().join("cifar10").display().to_string();
+    let (ok, out, err) = xtask(&[
+        "reproduce",
+        "isl",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        &cifar,
+        "--preset",
+        "smoke",
+        "--out",
+        &root,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        run_dir(&out).starts_with(out_root.path().join("isl/cifar10")),
+        "{out}"
+    );
+}
+
+#[test]
+fn isl_bad_arguments_say_what_to_do() {
+    let (ok, _, err) = xtask(&["reproduce", "isl", "--dataset", "cifar10"]);
+    assert!(!ok && err.contains("--data-dir"), "{err}");
+    let (ok, _, err) = xtask(&["reproduce", "isl", "--dataset", "imagenet"]);
+    assert!(!ok && err.contains("known: synth-fine"), "{err}");
+    let (ok, _, err) = xtask(&["reproduce", "isl", "--preset", "huge"]);
+    assert!(!ok && err.contains("smoke, default, paper"), "{err}");
+    let missing = tempfile::tempdir().unwrap();
+    let (ok, _, err) = xtask(&[
+        "reproduce",
+        "isl",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        &missing.path().join("nope").display().to_string(),
+    ]);
+    assert!(!ok && err.contains("nope"), "{err}");
+}

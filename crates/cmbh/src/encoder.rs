@@ -3,13 +3,11 @@
 //! images into packed ±1 codes. Saved as `encoder.json` (the model configuration) +
 //! `encoder.bpk` (burn's record).
 
-use std::fs;
 use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 use relata_backbone::ResNet;
 use relata_metrics::PackedCodes;
 
@@ -17,8 +15,8 @@ use crate::config::CmbhConfig;
 use crate::error::CmbhError;
 use crate::model::{CmbhModel, Reduce, SubNetwork, cosine_match, hash_head};
 
-const CONFIG_FILE: &str = "encoder.json";
-const RECORD_FILE: &str = "encoder.bpk";
+/// `encoder.json` + `encoder.bpk`.
+const STEM: &str = "encoder";
 
 /// CMBH's encoder: images → b-bit codes.
 #[derive(Module, Debug)]
@@ -120,48 +118,15 @@ impl CmbhEncoder {
 
     /// Writes `encoder.json` + `encoder.bpk` into `dir` (created if needed).
     pub fn save(&self, config: &CmbhConfig, dir: &Path) -> Result<(), CmbhError> {
-        fs::create_dir_all(dir).map_err(|e| CmbhError::file(dir, format!("creating: {e}")))?;
-        let json = serde_json::to_vec_pretty(config)
-            .map_err(|e| CmbhError::Config(format!("serialising: {e}")))?;
-        let cfg_path = dir.join(CONFIG_FILE);
-        fs::write(&cfg_path, json).map_err(|e| CmbhError::file(&cfg_path, e.to_string()))?;
-        let record_path = dir.join(RECORD_FILE);
-        let bytes = self
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| CmbhError::file(&record_path, e.to_string()))?;
-        fs::write(&record_path, &bytes[..])
-            .map_err(|e| CmbhError::file(&record_path, e.to_string()))?;
-        Ok(())
+        Ok(relata_train::export::save_module(self, config, dir, STEM)?)
     }
 
     /// Loads an encoder saved by [`CmbhEncoder::save`], with its configuration.
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, CmbhConfig), CmbhError> {
-        let cfg_path = dir.join(CONFIG_FILE);
-        let text = fs::read_to_string(&cfg_path).map_err(|e| {
-            CmbhError::file(
-                &cfg_path,
-                format!("{e}; is this a CMBH run's `encoder` directory?"),
-            )
-        })?;
-        let config: CmbhConfig = serde_json::from_str(&text)
-            .map_err(|e| CmbhError::file(&cfg_path, format!("not a CMBH configuration: {e}")))?;
+        let config: CmbhConfig =
+            relata_train::export::load_config(dir, STEM, "a CMBH run's `encoder` directory")?;
         config.check()?;
-        let record_path = dir.join(RECORD_FILE);
-        let bytes =
-            fs::read(&record_path).map_err(|e| CmbhError::file(&record_path, e.to_string()))?;
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-            .map_err(|e| CmbhError::file(&record_path, format!("corrupt record: {e}")))?;
-        let encoder = config
-            .init_encoder(device)
-            .try_load_record(record)
-            .map_err(|e| {
-                CmbhError::file(
-                    &record_path,
-                    format!("does not match {}: {e}", cfg_path.display()),
-                )
-            })?;
+        let encoder = relata_train::export::load_module(config.init_encoder(device), dir, STEM)?;
         Ok((encoder, config))
     }
 }

@@ -52,6 +52,11 @@ pub struct IslConfig {
     /// Mining epochs at most per round (200).
     #[config(default = 200)]
     pub max_mining_epochs: usize,
+    /// End a mining phase after this many consecutive epochs that add no pair (`None`: the
+    /// authors' rule — only the quota or `max_mining_epochs` end it). Where D rejects every
+    /// proxy, further epochs repeat the same verdicts and only cost time.
+    #[config(default = "None")]
+    pub mining_patience: Option<usize>,
     /// Mining quota per round: stop when Σ(|S_i|−1)/N > (round + 1)·quota (0.5).
     #[config(default = 0.5)]
     pub quota: f64,
@@ -76,6 +81,19 @@ pub struct IslConfig {
     /// Training image side (random resized crop).
     #[config(default = 32)]
     pub image_size: u32,
+    /// Scale range of the training random resized crop ([0.2, 1] as in the authors' code).
+    #[config(default = "[0.2, 1.0]")]
+    pub crop_scale: [f64; 2],
+    /// Hue jitter of the training augmentation (0.4 as in the authors' code). Lower it where
+    /// hue is what tells classes apart (synth-fine's siblings differ only in the head's hue):
+    /// an invariance to it, learnt from augmented views, erases exactly that cue.
+    #[config(default = 0.4)]
+    pub hue_jitter: f64,
+    /// Neighbours of the weighted-kNN evaluation (200, the authors' value for CIFAR's 5,000
+    /// images per class; with a few dozen per class, as in synth-fine, 200 neighbours span
+    /// several classes and the vote drifts to the class prior).
+    #[config(default = 200)]
+    pub knn_k: usize,
     /// Seed.
     #[config(default = 42)]
     pub seed: u64,
@@ -104,6 +122,24 @@ impl IslConfig {
         }
         if self.backbone_epochs == 0 {
             return bad("backbone_epochs = 0: train at least one epoch per round".into());
+        }
+        if self.knn_k == 0 {
+            return bad("knn_k = 0: the kNN evaluation needs at least one neighbour".into());
+        }
+        if self.mining_patience == Some(0) {
+            return bad("mining_patience = 0: use None or at least 1 epoch".into());
+        }
+        let [lo, hi] = self.crop_scale;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            return bad(format!(
+                "crop_scale = [{lo}, {hi}]: use 0 < low <= high <= 1 (fractions of the image area)"
+            ));
+        }
+        if !(0.0..=0.5).contains(&self.hue_jitter) {
+            return bad(format!(
+                "hue_jitter = {}: use [0, 0.5] (a fraction of the hue circle)",
+                self.hue_jitter
+            ));
         }
         if self.gan.dim != self.dim {
             return bad(format!(

@@ -1,4 +1,4 @@
-//! Evaluation (spec "Evaluation"): weighted kNN (k = 200, weights exp(sim/τ)) with the training
+//! Evaluation (spec "Evaluation"): weighted kNN (k = 200 by default, weights exp(sim/τ)) with the training
 //! set re-encoded by the test transform, and k-means (k = #classes) on the test features scored
 //! by ACC (Hungarian), NMI and ARI. Labels are used here only.
 
@@ -73,7 +73,7 @@ pub fn evaluate(
         Features { data: &test_f, dim },
         &test_l,
         KnnConfig {
-            k: 200.min(train.len()),
+            k: config.knn_k.min(train.len()),
             tau: config.temperature,
         },
     )?;

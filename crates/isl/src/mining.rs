@@ -45,6 +45,10 @@ pub struct Proposal {
     pub anchor: usize,
     /// D's score of the chosen proxy.
     pub score: f64,
+    /// The proxy's highest cosine with a memory entry other than the anchor's: where nothing
+    /// is mined although D is confident, this says the proxies lie off the data (the radius r
+    /// is above it).
+    pub nearest: f64,
     /// Instances that join S_anchor (empty when the score is at most h).
     pub added: Vec<usize>,
 }
@@ -121,13 +125,14 @@ pub fn mine_batch(
         .map(|(row, b)| {
             let (score, _) = b.expect("one proposal at least");
             let anchor = indices[row];
+            let sims = &cos[row * n_all..(row + 1) * n_all];
+            let mut order: Vec<usize> = (0..n_all).filter(|&j| j != anchor).collect();
+            // Top-k by cosine, ties by index.
+            order.sort_by(|&x, &y| sims[y].total_cmp(&sims[x]).then(x.cmp(&y)));
+            let nearest = order.first().map_or(f64::NAN, |&j| f64::from(sims[j]));
             let mut added = Vec::new();
             if score > config.threshold {
                 let r = radius(score, config.base_radius) as f32;
-                let sims = &cos[row * n_all..(row + 1) * n_all];
-                let mut order: Vec<usize> = (0..n_all).filter(|&j| j != anchor).collect();
-                // Top-k by cosine, ties by index.
-                order.sort_by(|&x, &y| sims[y].total_cmp(&sims[x]).then(x.cmp(&y)));
                 added = order
                     .into_iter()
                     .take(config.neighbours)
@@ -137,6 +142,7 @@ pub fn mine_batch(
             Proposal {
                 anchor,
                 score,
+                nearest,
                 added,
             }
         })
@@ -170,11 +176,13 @@ mod tests {
             Proposal {
                 anchor: 0,
                 score: 0.9,
+                nearest: 0.95,
                 added: vec![2],
             },
             Proposal {
                 anchor: 2,
                 score: 0.9,
+                nearest: 0.95,
                 added: vec![0],
             },
         ];

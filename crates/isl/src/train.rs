@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use relata_dataset::{BatchLoader, Pipeline, Sample};
+use relata_dataset::{BatchLoader, Pipeline, Sample, Transform};
 use relata_train::{
     EpochContext, EpochRecord, Loss, LrSchedule, OptimizerConfig, OptimizerKind, PhaseConfig,
     PhaseControl, ScheduleClock, StepContext, TrainError, TrainTask, TrainerConfig, Verbosity,
@@ -50,6 +50,20 @@ pub fn parse_phase(name: &str) -> Result<(PhaseKind, usize), TrainError> {
         other => return Err(TrainError::msg(format!("unknown ISL phase kind `{other}`"))),
     };
     Ok((kind, round))
+}
+
+/// The training augmentation: the authors' (`Pipeline::isl_train`) with the configured crop
+/// scale and hue jitter.
+pub fn train_pipeline(config: &IslConfig) -> Pipeline {
+    let mut pipeline = Pipeline::isl_train(config.image_size);
+    for t in &mut pipeline.transforms {
+        match t {
+            Transform::ColorJitter { hue, .. } => *hue = config.hue_jitter,
+            Transform::RandomResizedCrop { scale, .. } => *scale = config.crop_scale,
+            _ => {}
+        }
+    }
+    pipeline
 }
 
 /// The phases of a run: backbone-r, gan-r, mine-r for each round, then backbone-R.
@@ -125,6 +139,9 @@ struct SavedState {
     gan_losses: Vec<f64>,
     round0: Option<IslEval>,
     dim: usize,
+    /// Consecutive mining epochs without a new pair (older checkpoints: 0).
+    #[serde(default)]
+    idle_mining_epochs: usize,
 }
 
 /// ISL's training state: the memory bank, the positive sets, the GAN loss history.
@@ -141,6 +158,10 @@ pub struct IslTask<'a> {
     labels: Vec<usize>,
     gan_losses: Vec<f64>,
     memory_host: Vec<f32>,
+    /// New pairs in the current mining epoch.
+    epoch_new_pairs: usize,
+    /// Consecutive mining epochs that added nothing (for `mining_patience`).
+    idle_mining_epochs: usize,
     /// Evaluation after round 0 (the instance-discrimination baseline).
     pub round0: Option<IslEval>,
 }
@@ -167,7 +188,7 @@ impl<'a> IslTask<'a> {
             device,
         );
         Ok(Self {
-            loader: BatchLoader::new(train, Pipeline::isl_train(config.image_size), config.seed)?,
+            loader: BatchLoader::new(train, train_pipeline(&config), config.seed)?,
             sets: PositiveSets::identity(train.len()),
             labels: train.iter().map(|s| s.label).collect(),
             train,
@@ -176,6 +197,8 @@ impl<'a> IslTask<'a> {
             memory,
             gan_losses: Vec::new(),
             memory_host: Vec::new(),
+            epoch_new_pairs: 0,
+            idle_mining_epochs: 0,
             round0: None,
             config,
         })
@@ -231,8 +254,10 @@ impl TrainTask for IslTask<'_> {
         _model: &mut IslModel,
         ctx: &mut EpochContext<'_>,
     ) -> Result<(), TrainError> {
-        if parse_phase(ctx.phase)?.0 == PhaseKind::Gan {
-            self.gan_losses.clear();
+        match parse_phase(ctx.phase)?.0 {
+            PhaseKind::Gan => self.gan_losses.clear(),
+            PhaseKind::Mine => self.idle_mining_epochs = 0,
+            PhaseKind::Backbone => {}
         }
         Ok(())
     }
@@ -245,6 +270,7 @@ impl TrainTask for IslTask<'_> {
         if parse_phase(ctx.phase)?.0 != PhaseKind::Backbone {
             self.memory_host = self.memory.to_vec()?;
         }
+        self.epoch_new_pairs = 0;
         Ok(())
     }
 
@@ -328,10 +354,24 @@ impl TrainTask for IslTask<'_> {
                     &self.config.mining,
                     ctx.rng,
                 )?;
+                let b = batch.len() as f64;
                 let accepted = proposals.iter().filter(|p| !p.added.is_empty()).count();
+                let confident = proposals
+                    .iter()
+                    .filter(|p| p.score > self.config.mining.threshold)
+                    .count();
+                let mean_score = proposals.iter().map(|p| p.score).sum::<f64>() / b;
+                let nearest = proposals.iter().map(|p| p.nearest).sum::<f64>() / b;
                 let new = apply_proposals(&mut self.sets, &proposals);
+                self.epoch_new_pairs += new;
                 ctx.record("mined_new_pairs", new as f64);
-                ctx.record("accepted_anchors", accepted as f64 / batch.len() as f64);
+                // D's verdicts: mean score, share above h, the proxies' best cosine with the
+                // memory, share that found neighbours within the radius — where mining stalls,
+                // these say which test fails.
+                ctx.record("mean_score", mean_score);
+                ctx.record("proxy_nearest_cosine", nearest);
+                ctx.record("above_threshold", confident as f64 / b);
+                ctx.record("accepted_anchors", accepted as f64 / b);
                 Ok(model)
             }
         }
@@ -361,7 +401,16 @@ impl TrainTask for IslTask<'_> {
                 ctx.record("mined_per_instance", report.mined_per_instance);
                 ctx.record("mining_precision", report.precision);
                 let quota = (round + 1) as f64 * self.config.quota;
-                Ok(if report.mined_per_instance > quota {
+                if self.epoch_new_pairs == 0 {
+                    self.idle_mining_epochs += 1;
+                } else {
+                    self.idle_mining_epochs = 0;
+                }
+                let stalled = self
+                    .config
+                    .mining_patience
+                    .is_some_and(|k| self.idle_mining_epochs >= k);
+                Ok(if report.mined_per_instance > quota || stalled {
                     PhaseControl::EndPhase
                 } else {
                     PhaseControl::Continue
@@ -399,6 +448,7 @@ impl TrainTask for IslTask<'_> {
             gan_losses: self.gan_losses.clone(),
             round0: self.round0,
             dim: self.config.dim,
+            idle_mining_epochs: self.idle_mining_epochs,
         })
         .map_err(|e| TrainError::msg(format!("serialising ISL state: {e}")))?;
         let mut out = b"ISLSTATE".to_vec();
@@ -440,6 +490,7 @@ impl TrainTask for IslTask<'_> {
         self.sets = saved.sets;
         self.gan_losses = saved.gan_losses;
         self.round0 = saved.round0;
+        self.idle_mining_epochs = saved.idle_mining_epochs;
         Ok(())
     }
 
@@ -471,7 +522,7 @@ pub struct TrainedIsl {
     pub last: IslEval,
     /// Mined positives at the end, with their precision against the hidden labels.
     pub mining: crate::positives::MiningReport,
-    /// The run directory.
+    /// The run directory (`encoder/` in it holds the trained encoder once every phase ran).
     pub run_dir: std::path::PathBuf,
     /// Per-epoch records.
     pub epochs: Vec<EpochRecord>,
@@ -513,6 +564,9 @@ pub fn fit(
     }
     let outcome = trainer.fit(&mut task, model)?;
     let model = outcome.model.valid();
+    if outcome.completed {
+        model.net.save(config, &path.join("encoder"))?;
+    }
     let last = evaluate(&model.net, train, test, test_pipeline, config, device)?;
     Ok(TrainedIsl {
         mining: task.sets.report(&task.labels),
@@ -546,6 +600,35 @@ mod tests {
         let mut l = vec![0.5; 10];
         l.push(1.2);
         assert!(!gan_should_stop(&l, 0));
+    }
+
+    #[test]
+    fn augmentation_follows_the_config() {
+        let c = IslConfig::cifar()
+            .with_hue_jitter(0.0)
+            .with_crop_scale([0.5, 1.0]);
+        let p = train_pipeline(&c);
+        assert!(p.transforms.iter().any(|t| matches!(
+            t,
+            Transform::ColorJitter { hue, brightness, .. } if *hue == 0.0 && *brightness == 0.4
+        )));
+        assert!(p.transforms.iter().any(
+            |t| matches!(t, Transform::RandomResizedCrop { scale, .. } if *scale == [0.5, 1.0])
+        ));
+        // The authors' values by default.
+        assert_eq!(
+            train_pipeline(&IslConfig::cifar()).transforms,
+            Pipeline::isl_train(32).transforms
+        );
+        for bad in [
+            IslConfig::cifar().with_hue_jitter(0.7),
+            IslConfig::cifar().with_crop_scale([0.0, 1.0]),
+            IslConfig::cifar().with_crop_scale([0.8, 0.5]),
+            IslConfig::cifar().with_mining_patience(Some(0)),
+            IslConfig::cifar().with_knn_k(0),
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,14 +1,33 @@
 //! ISL's rounds end to end on a tiny synth-fine (labels hidden from training): every phase
 //! runs, the GAN trains, mining grows the positive sets, and both evaluations are reported.
 
+use burn::module::Module;
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
-use relata_dataset::{Pipeline, SynthFineConfig, Transform};
-use relata_isl::{GanConfig, GanStop, IslConfig, MiningConfig, fit};
+use relata_dataset::{ImageDataset, Pipeline, SynthFineConfig};
+use relata_isl::train::trainer_config;
+use relata_isl::{
+    GanConfig, GanStop, IslConfig, IslNet, IslTask, MiningConfig, TrainedIsl, evaluate, fit,
+};
 use relata_train::{RunOptions, Verbosity};
 
-#[test]
-fn a_round_of_backbone_gan_and_mining() {
+/// The flex device's random generator is process-wide: tests that seed it and initialise models
+/// concurrently would interleave their draws. Every training test here holds this lock.
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Tiny {
+    data: ImageDataset,
+    config: IslConfig,
+    test_pipeline: Pipeline,
+}
+
+/// A tiny synth-fine (4 classes) and a one-round configuration whose mining threshold and
+/// radius are lowered so that every anchor mines.
+fn tiny() -> Tiny {
     let data = SynthFineConfig {
         families: 2,
         classes_per_family: 2,
@@ -21,7 +40,6 @@ fn a_round_of_backbone_gan_and_mining() {
     .generate()
     .unwrap()
     .dataset;
-    let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
     let config = IslConfig::new(
         ResNetConfig::new(ResNetDepth::ResNet18)
             .with_width(8)
@@ -41,27 +59,38 @@ fn a_round_of_backbone_gan_and_mining() {
     .with_max_mining_epochs(2)
     .with_batch_size(32)
     .with_image_size(32);
-    let mut test_pipeline = Pipeline::isl_test();
-    test_pipeline.transforms.insert(
-        0,
-        Transform::ResizeExact {
-            width: 32,
-            height: 32,
-        },
+    Tiny {
+        data,
+        config,
+        test_pipeline: Pipeline::isl_test(),
+    }
+}
+
+fn run(tiny: &Tiny, options: &RunOptions, stop_after: Option<usize>) -> TrainedIsl {
+    let (train, test) = (
+        tiny.data.split("train").unwrap(),
+        tiny.data.split("test").unwrap(),
     );
-    let root = tempfile::tempdir().unwrap();
-    let run = RunOptions::new("isl", "synth-fine").with_dir(root.path().join("run"));
-    let trained = fit(
-        &config,
+    fit(
+        &tiny.config,
         train,
         test,
-        &test_pipeline,
+        &tiny.test_pipeline,
         &Device::flex(),
-        &run,
+        options,
         Verbosity::Quiet,
-        None,
+        stop_after,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_round_of_backbone_gan_and_mining() {
+    let _lock = exclusive();
+    let tiny = tiny();
+    let root = tempfile::tempdir().unwrap();
+    let options = RunOptions::new("isl", "synth-fine").with_dir(root.path().join("run"));
+    let trained = run(&tiny, &options, None);
     assert!(trained.completed);
     let phases: Vec<&str> = trained.epochs.iter().map(|e| e.phase.as_str()).collect();
     assert_eq!(&phases[..4], ["backbone-0", "backbone-0", "gan-0", "gan-0"]);
@@ -79,8 +108,89 @@ fn a_round_of_backbone_gan_and_mining() {
     }
 }
 
+/// With D's threshold out of reach nothing is mined; `mining_patience` ends the phase after that
+/// many barren epochs instead of running all `max_mining_epochs`, and the epoch records say why.
+#[test]
+fn mining_patience_ends_a_barren_phase() {
+    let _lock = exclusive();
+    let mut tiny = tiny();
+    tiny.config = tiny
+        .config
+        .clone()
+        .with_backbone_epochs(1)
+        .with_gan_stop(GanStop::Fixed { epochs: 1 })
+        .with_mining(MiningConfig::new().with_negatives(16).with_threshold(1.0))
+        .with_max_mining_epochs(5)
+        .with_mining_patience(Some(2));
+    let root = tempfile::tempdir().unwrap();
+    let trained = run(
+        &tiny,
+        &RunOptions::new("isl", "synth-fine").with_dir(root.path().join("run")),
+        None,
+    );
+    let mining: Vec<_> = trained
+        .epochs
+        .iter()
+        .filter(|e| e.phase == "mine-0")
+        .collect();
+    assert_eq!(mining.len(), 2);
+    for e in mining {
+        assert_eq!(e.loss["mined_new_pairs"], 0.0);
+        assert_eq!(e.loss["above_threshold"], 0.0);
+        assert!(e.loss["mean_score"] < 1.0 && e.loss["proxy_nearest_cosine"].is_finite());
+    }
+    assert_eq!(trained.mining.pairs, 0);
+}
+
+/// Interrupted in the GAN phase and resumed, a run ends exactly where an uninterrupted one does:
+/// memory bank, positive sets, GAN history and random streams are all in the checkpoint.
+#[test]
+fn resume_mid_round_is_exact() {
+    let _lock = exclusive();
+    let tiny = tiny();
+    let root = tempfile::tempdir().unwrap();
+    let whole = run(
+        &tiny,
+        &RunOptions::new("isl", "synth-fine").with_dir(root.path().join("whole")),
+        None,
+    );
+    let split = RunOptions::new("isl", "synth-fine").with_dir(root.path().join("split"));
+    let first = run(&tiny, &split, Some(3));
+    assert!(!first.completed);
+    assert_eq!(first.epochs.last().unwrap().phase, "gan-0");
+    assert!(
+        !first.run_dir.join("encoder").exists(),
+        "an unfinished run must not export its encoder"
+    );
+    let resumed = run(&tiny, &split.with_resume(true), None);
+    assert!(resumed.completed);
+    let losses = |t: &TrainedIsl| -> Vec<(String, Vec<(String, f64)>)> {
+        t.epochs
+            .iter()
+            .map(|e| {
+                let mut l: Vec<(String, f64)> =
+                    e.loss.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                l.sort_by(|a, b| a.0.cmp(&b.0));
+                (e.phase.clone(), l)
+            })
+            .collect()
+    };
+    assert_eq!(losses(&whole), losses(&resumed));
+    assert_eq!(whole.mining, resumed.mining);
+    assert_eq!(whole.round0, resumed.round0);
+    assert_eq!(whole.last, resumed.last);
+    // The exported encoders are the same network.
+    let device = Device::flex();
+    let (a, _) = IslNet::load(&whole.run_dir.join("encoder"), &device).unwrap();
+    let (b, config) = IslNet::load(&resumed.run_dir.join("encoder"), &device).unwrap();
+    assert_eq!(config, tiny.config);
+    let x = burn::tensor::Tensor::<4>::ones([2, 3, 32, 32], &device);
+    assert_eq!(a.forward(x.clone()).into_data(), b.forward(x).into_data());
+}
+
 #[test]
 fn reproduce_smoke_writes_baseline_and_full_rows() {
+    let _lock = exclusive();
     use relata_isl::reproduce::{Preset, ReproduceOptions, reproduce};
     let root = tempfile::tempdir().unwrap();
     let mut opts = ReproduceOptions::new(Preset::Smoke);
@@ -101,4 +211,80 @@ fn reproduce_smoke_writes_baseline_and_full_rows() {
     }
     assert!(outcome.dir.join("metrics.json").is_file());
     assert!(outcome.dir.join("report.md").is_file());
+}
+
+/// Trains round 0 only, with S_i either {i} (instance discrimination) or, as an oracle for
+/// perfect mining, every training image of i's hidden class; returns the test kNN top-1.
+fn round0_knn(tiny: &Tiny, oracle: bool) -> f64 {
+    // Batch 8: 48 steps, so that BatchNorm's running statistics (momentum 0.1) forget their
+    // initial values before the inference-mode evaluation.
+    let config = tiny
+        .config
+        .clone()
+        .with_rounds(0)
+        .with_backbone_epochs(6)
+        .with_batch_size(8);
+    let (train, test) = (
+        tiny.data.split("train").unwrap(),
+        tiny.data.split("test").unwrap(),
+    );
+    let autodiff = Device::flex().autodiff();
+    relata_train::seed_device(&autodiff, config.seed);
+    let model = config.init(&autodiff);
+    let mut task = IslTask::new(
+        config.clone(),
+        train,
+        test,
+        tiny.test_pipeline.clone(),
+        &autodiff,
+    )
+    .unwrap();
+    if oracle {
+        for (i, a) in train.iter().enumerate() {
+            for (j, b) in train.iter().enumerate() {
+                if a.label == b.label {
+                    task.sets.add_pair(i, j);
+                }
+            }
+        }
+    }
+    let root = tempfile::tempdir().unwrap();
+    let options = RunOptions::new("isl", "synth-fine").with_dir(root.path().join("run"));
+    let run_dir =
+        relata_train::RunDir::open(&options, &serde_json::to_value(&config).unwrap()).unwrap();
+    let trainer = relata_train::Trainer::new(
+        trainer_config(&config, Verbosity::Quiet),
+        &autodiff,
+        run_dir,
+    )
+    .unwrap();
+    let outcome = trainer.fit(&mut task, model).unwrap();
+    let net = outcome.model.valid().net;
+    evaluate(
+        &net,
+        train,
+        test,
+        &tiny.test_pipeline,
+        &config,
+        &Device::flex(),
+    )
+    .unwrap()
+    .knn_top1
+}
+
+/// The backbone objective learns from positives: with the positive sets a perfect miner would
+/// find (L₁ over same-class instances, L₂ towards the least similar one), six epochs lift the
+/// test kNN well above instance discrimination's (measured: 56.2% vs 25.0%, chance 25%). On
+/// 64 images instance discrimination itself stays at ln N — the memory bank converges to one
+/// direction before the network separates instances; synth-fine's 640 escape (docs/isl.md).
+#[test]
+fn mined_positives_teach_the_backbone() {
+    let _lock = exclusive();
+    let tiny = tiny();
+    let plain = round0_knn(&tiny, false);
+    let oracle = round0_knn(&tiny, true);
+    assert!(
+        oracle > plain + 15.0 && oracle > 45.0,
+        "kNN top-1 {oracle:.1}% with same-class positives vs {plain:.1}% without (chance 25%)"
+    );
 }

@@ -6,6 +6,8 @@
 //! - [`optim`] and [`schedule`]: burn's optimisers with per-group learning rates, schedules as
 //!   pure functions of progress, global-norm gradient clipping;
 //! - [`checkpoint`]: atomic, checksummed checkpoint directories;
+//! - [`export`]: a trained model as `<stem>.json` + `<stem>.bpk`, with loaders that name the file
+//!   at fault;
 //! - [`run`]: run directories, `metrics.jsonl` / `metrics.json` / `report.md`;
 //! - [`plot`]: PNG curves; [`rng`] (re-exported from relata-dataset): the deterministic random
 //!   streams.
@@ -16,6 +18,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod export;
 pub mod optim;
 pub mod plot;
 pub mod run;
