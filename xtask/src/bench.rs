@@ -25,7 +25,7 @@ pub enum Suite {
     /// JPEG decode + resize + crop + normalise into 224×224 batches vs torchvision's PIL
     /// pipeline (`DataLoader`, 2 workers) on the same files.
     Data,
-    /// ResNet-18/50 forward and forward+backward on flex vs PyTorch CPU.
+    /// ResNet-18/50 forward and forward+backward on flex (and tch when built with it) vs PyTorch CPU.
     Backbone,
 }
 

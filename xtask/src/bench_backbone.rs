@@ -82,15 +82,24 @@ pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()
     }
     println!("{header}");
     println!("|{}", " --- |".repeat(2 + 2 * devices.len()));
+    // Device-major: every case on one backend before the next, so that libtorch's OpenMP
+    // workers, which spin for a while after each parallel region, never share the cores with
+    // a flex measurement (interleaved, they made flex look 30-50% slower).
+    let timings: Vec<Vec<f64>> = devices
+        .iter()
+        .map(|(_, d)| {
+            cases
+                .iter()
+                .map(|(_, depth, size, backward)| time_case(*depth, *size, *backward, d, reps))
+                .collect()
+        })
+        .collect();
     let mut rows = Vec::new();
-    for (case, depth, size, backward) in &cases {
+    for (k, (case, ..)) in cases.iter().enumerate() {
         let theirs = reference["timings"][case]
             .as_f64()
             .context("reference timing")?;
-        let ours: Vec<f64> = devices
-            .iter()
-            .map(|(_, d)| time_case(*depth, *size, *backward, d, reps))
-            .collect();
+        let ours: Vec<f64> = timings.iter().map(|t| t[k]).collect();
         let mut line = format!("| {case} |");
         for t in &ours {
             line.push_str(&format!(" {t:.3} |"));
