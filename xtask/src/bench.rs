@@ -27,6 +27,9 @@ pub enum Suite {
     Data,
     /// ResNet-18/50 forward and forward+backward on flex (and tch when built with it) vs PyTorch CPU.
     Backbone,
+    /// ResNet-18's layers one at a time (convolutions, batch norm, max pool, ReLU), forward and
+    /// forward+backward, on flex (and tch) vs PyTorch CPU: which op loses.
+    Ops,
 }
 
 #[derive(Args, Debug)]
@@ -103,6 +106,12 @@ pub fn run(args: BenchArgs, root: &Path) -> Result<()> {
             &args.python,
             args.quick,
             &json_path(&args, root, "backbone"),
+            root,
+        ),
+        Suite::Ops => crate::bench_ops::run(
+            &args.python,
+            args.quick,
+            &json_path(&args, root, "ops"),
             root,
         ),
         Suite::Data => crate::bench_data::run(

@@ -43,12 +43,7 @@ pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()
     let threads = rayon::current_num_threads();
     let sizes: &[usize] = if quick { &[112] } else { &[112, 224] };
     let reps = if quick { 2 } else { 3 };
-    // The CPU backends compiled into this build, each timed on every case.
-    let mut devices = vec![("flex", burn::tensor::Device::flex())];
-    if cfg!(feature = "tch") {
-        let (_, tch) = relata_train::select_device(Some("tch"))?;
-        devices.push(("tch", tch));
-    }
+    let devices = cpu_devices()?;
     let mut cases = Vec::new();
     for &size in sizes {
         for (name, depth) in [
@@ -65,23 +60,15 @@ pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()
             }
         }
     }
-    let script = root.join("benches/python/backbone_reference.py");
-    let mut args: Vec<String> = vec![threads.to_string(), reps.to_string()];
-    args.extend(cases.iter().map(|c| c.0.clone()));
-    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let reference = crate::bench::python(python, &script, &arg_refs)
-        .context("the reference needs torch and torchvision in --python")?;
-    let torch = reference["torch"].as_str().unwrap_or("?");
-    let mut header = String::from("| case (batch 16) |");
-    for (name, _) in &devices {
-        header.push_str(&format!(" relata {name} (s) |"));
-    }
-    header.push_str(&format!(" PyTorch {torch} CPU, {threads} threads (s) |"));
-    for (name, _) in &devices {
-        header.push_str(&format!(" {name} / PyTorch |"));
-    }
-    println!("{header}");
-    println!("|{}", " --- |".repeat(2 + 2 * devices.len()));
+    let names: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
+    let reference = pytorch_reference(
+        python,
+        &root.join("benches/python/backbone_reference.py"),
+        threads,
+        reps,
+        &names,
+    )
+    .context("the reference needs torch and torchvision in --python")?;
     // Device-major: every case on one backend before the next, so that libtorch's OpenMP
     // workers, which spin for a while after each parallel region, never share the cores with
     // a flex measurement (interleaved, they made flex look 30-50% slower).
@@ -94,17 +81,66 @@ pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()
                 .collect()
         })
         .collect();
+    report(&names, &devices, &timings, &reference, threads, json_out)
+}
+
+/// Runs a PyTorch reference script as `script THREADS REPS CASE...` and returns its JSON.
+pub fn pytorch_reference(
+    python: &str,
+    script: &Path,
+    threads: usize,
+    reps: usize,
+    cases: &[String],
+) -> Result<serde_json::Value> {
+    let mut args: Vec<String> = vec![threads.to_string(), reps.to_string()];
+    args.extend(cases.iter().cloned());
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    crate::bench::python(python, script, &arg_refs)
+}
+
+/// The CPU backends compiled into this build: flex, and tch when xtask has that feature.
+pub fn cpu_devices() -> Result<Vec<(&'static str, Device)>> {
+    let mut devices = vec![("flex", Device::flex())];
+    if cfg!(feature = "tch") {
+        let (_, tch) = relata_train::select_device(Some("tch"))?;
+        devices.push(("tch", tch));
+    }
+    Ok(devices)
+}
+
+/// Prints the side-by-side table (one column per backend, PyTorch, one ratio per backend) and
+/// writes it as JSON. `timings[d][c]` is backend `d` on case `c`; `reference` is the Python
+/// script's output (`timings`, `torch`).
+pub fn report(
+    cases: &[String],
+    devices: &[(&'static str, Device)],
+    timings: &[Vec<f64>],
+    reference: &serde_json::Value,
+    threads: usize,
+    json_out: &Path,
+) -> Result<()> {
+    let torch = reference["torch"].as_str().unwrap_or("?");
+    let mut header = String::from("| case (batch 16) |");
+    for (name, _) in devices {
+        header.push_str(&format!(" relata {name} (s) |"));
+    }
+    header.push_str(&format!(" PyTorch {torch} CPU, {threads} threads (s) |"));
+    for (name, _) in devices {
+        header.push_str(&format!(" {name} / PyTorch |"));
+    }
+    println!("{header}");
+    println!("|{}", " --- |".repeat(2 + 2 * devices.len()));
     let mut rows = Vec::new();
-    for (k, (case, ..)) in cases.iter().enumerate() {
+    for (k, case) in cases.iter().enumerate() {
         let theirs = reference["timings"][case]
             .as_f64()
-            .context("reference timing")?;
+            .with_context(|| format!("reference timing for {case}"))?;
         let ours: Vec<f64> = timings.iter().map(|t| t[k]).collect();
         let mut line = format!("| {case} |");
         for t in &ours {
-            line.push_str(&format!(" {t:.3} |"));
+            line.push_str(&format!(" {t:.4} |"));
         }
-        line.push_str(&format!(" {theirs:.3} |"));
+        line.push_str(&format!(" {theirs:.4} |"));
         for t in &ours {
             line.push_str(&format!(" {:.2}× |", t / theirs));
         }

@@ -8,6 +8,7 @@
 mod bench;
 mod bench_backbone;
 mod bench_data;
+mod bench_ops;
 mod ci;
 mod data;
 mod eval;
