@@ -398,6 +398,23 @@ impl TrainTask for IslTask<'_> {
             }
             PhaseKind::Mine => {
                 let report = self.sets.report(&self.labels);
+                if ctx.epoch_in_phase == 0 {
+                    // What the embedding itself would give a miner (≤ 2,000 anchors): the
+                    // yardstick for mining_precision.
+                    let n = self.labels.len();
+                    let step = n.div_ceil(2000).max(1);
+                    let sample: Vec<usize> = (0..n).step_by(step).collect();
+                    ctx.record(
+                        "neighbour_precision",
+                        crate::positives::neighbour_precision(
+                            &self.memory_host,
+                            self.config.dim,
+                            &self.labels,
+                            self.config.mining.neighbours,
+                            &sample,
+                        ),
+                    );
+                }
                 ctx.record("mined_per_instance", report.mined_per_instance);
                 ctx.record("mining_precision", report.precision);
                 let quota = (round + 1) as f64 * self.config.quota;

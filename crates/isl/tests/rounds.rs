@@ -134,6 +134,10 @@ fn mining_patience_ends_a_barren_phase() {
         .filter(|e| e.phase == "mine-0")
         .collect();
     assert_eq!(mining.len(), 2);
+    // The embedding's own neighbour precision, the yardstick for mining, once per phase.
+    let yardstick = mining[0].extra["neighbour_precision"];
+    assert!((0.0..=1.0).contains(&yardstick), "{yardstick}");
+    assert!(!mining[1].extra.contains_key("neighbour_precision"));
     for e in mining {
         assert_eq!(e.loss["mined_new_pairs"], 0.0);
         assert_eq!(e.loss["above_threshold"], 0.0);
