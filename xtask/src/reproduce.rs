@@ -1,14 +1,14 @@
 //! `cargo xtask reproduce <method>` and `cargo xtask search <method>`: thin CLIs over the method
 //! crates' `reproduce` / `search` modules.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use relata_backbone::ResNetDepth;
 use relata_cmbh::CmbhConfig;
 use relata_cmbh::cost::PAPER_TABLE5;
-use relata_cmbh::reproduce::{DataChoice, Preset, ReproduceOptions, reproduce};
+use relata_cmbh::reproduce::{DataChoice, ReproduceOptions, reproduce};
 use relata_cmbh::search::SearchRun;
 use relata_dataset::Format;
 use relata_train::Verbosity;
@@ -22,30 +22,22 @@ pub enum ReproduceCommand {
     Isl(IslArgs),
 }
 
+/// What every `reproduce <method>` takes besides its own options.
 #[derive(Args, Debug)]
-pub struct IslArgs {
-    /// synth-fine (embedded, default) | cifar10 | cifar100 | svhn | imagefolder
-    #[arg(long, default_value = "synth-fine")]
-    dataset: String,
+pub struct CommonArgs {
     /// The dataset's root directory (real datasets).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// smoke | default | paper
     #[arg(long, default_value = "default")]
     preset: String,
-    /// Override the backbone epochs per round.
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Override the number of mining rounds.
-    #[arg(long)]
-    rounds: Option<usize>,
     /// Seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Runs root.
     #[arg(long, default_value = "runs")]
     out: PathBuf,
-    /// Continue the newest run of this dataset.
+    /// Continue the newest reproduction of this dataset.
     #[arg(long)]
     resume: bool,
     /// Replace an existing run directory.
@@ -59,57 +51,90 @@ pub struct IslArgs {
     quiet: bool,
 }
 
-fn isl(args: IslArgs) -> Result<()> {
-    use relata_isl::reproduce as r;
-    let preset: r::Preset = args.preset.parse()?;
-    let data = match args.dataset.as_str() {
-        "synth-fine" => {
-            if args.data_dir.is_some() {
-                bail!("--data-dir is for real datasets; synth-fine is generated");
-            }
-            None
-        }
-        name => {
-            let format = [
-                Format::Cifar10,
-                Format::Cifar100,
-                Format::Svhn,
-                Format::ImageFolder,
-            ]
-            .into_iter()
-            .find(|f| f.name() == name)
-            .with_context(|| {
-                format!(
-                    "unknown --dataset `{name}`; known: synth-fine, cifar10, cifar100, svhn, \
-                         imagefolder"
-                )
-            })?;
-            let dir = args.data_dir.clone().with_context(|| {
-                format!("--dataset {name} needs --data-dir pointing at its root directory")
-            })?;
-            Some((format, dir))
-        }
-    };
-    let (choice, device) = select_device(args.device.as_deref())?;
-    let options = r::ReproduceOptions {
-        preset,
-        data,
-        epochs: args.epochs,
-        rounds: args.rounds,
-        seed: args.seed,
-        out: args.out,
-        resume: args.resume,
-        overwrite: args.overwrite,
-        verbosity: if args.quiet {
+impl CommonArgs {
+    fn verbosity(&self) -> Verbosity {
+        if self.quiet {
             Verbosity::Lines
         } else {
             Verbosity::Auto
-        },
+        }
+    }
+
+    /// `None` for synth-fine (generated: no `--data-dir`), else the format named `name` among
+    /// `formats` with its `--data-dir`; `known` lists the names for the error.
+    fn real_dataset(
+        &self,
+        name: &str,
+        formats: &[Format],
+        known: &str,
+    ) -> Result<Option<(Format, PathBuf)>> {
+        if name == "synth-fine" {
+            if self.data_dir.is_some() {
+                bail!("--data-dir is for real datasets; synth-fine is generated");
+            }
+            return Ok(None);
+        }
+        let format = formats
+            .iter()
+            .copied()
+            .find(|f| f.name() == name)
+            .with_context(|| format!("unknown --dataset `{name}`; known: {known}"))?;
+        let dir = self.data_dir.clone().with_context(|| {
+            format!("--dataset {name} needs --data-dir pointing at its root directory")
+        })?;
+        Ok(Some((format, dir)))
+    }
+}
+
+/// Prints a reproduction's table last, then its run directory.
+fn print_outcome(results: &relata_train::Results, dir: &Path) {
+    println!("\n{}", results.to_markdown());
+    println!("run directory: {}", dir.display());
+}
+
+#[derive(Args, Debug)]
+pub struct IslArgs {
+    /// synth-fine (embedded, default) | cifar10 | cifar100 | svhn | imagefolder
+    #[arg(long, default_value = "synth-fine")]
+    dataset: String,
+    /// Override the backbone epochs per round.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override the number of mining rounds.
+    #[arg(long)]
+    rounds: Option<usize>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn isl(args: IslArgs) -> Result<()> {
+    use relata_isl::reproduce as r;
+    let common = &args.common;
+    let data = common.real_dataset(
+        &args.dataset,
+        &[
+            Format::Cifar10,
+            Format::Cifar100,
+            Format::Svhn,
+            Format::ImageFolder,
+        ],
+        "synth-fine, cifar10, cifar100, svhn, imagefolder",
+    )?;
+    let (choice, device) = select_device(common.device.as_deref())?;
+    let options = r::ReproduceOptions {
+        preset: common.preset.parse()?,
+        data,
+        epochs: args.epochs,
+        rounds: args.rounds,
+        seed: common.seed,
+        out: common.out.clone(),
+        resume: common.resume,
+        overwrite: common.overwrite,
+        verbosity: common.verbosity(),
     };
     eprintln!("reproduce isl on {} ({choice})", options.dataset());
     let outcome = r::reproduce(&options, &device)?;
-    println!("\n{}", outcome.results.to_markdown());
-    println!("run directory: {}", outcome.dir.display());
+    print_outcome(&outcome.results, &outcome.dir);
     Ok(())
 }
 
@@ -124,12 +149,6 @@ pub struct CmbhArgs {
     /// synth-fine (embedded, default) | cub | aircraft | food101 | nabirds | vegfru
     #[arg(long, default_value = "synth-fine")]
     dataset: String,
-    /// The dataset's root directory (real datasets).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// smoke | default | paper
-    #[arg(long, default_value = "default")]
-    preset: String,
     /// Code lengths, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "12,24,32,48")]
     bits: Vec<usize>,
@@ -148,27 +167,11 @@ pub struct CmbhArgs {
     /// Override the preset's batch size.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Seed.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Runs root.
-    #[arg(long, default_value = "runs")]
-    out: PathBuf,
-    /// Continue the newest reproduction of this dataset.
-    #[arg(long)]
-    resume: bool,
-    /// Replace an existing run directory.
-    #[arg(long)]
-    overwrite: bool,
-    /// flex | wgpu | tch | cuda | ... (else BURN_DEVICE, else flex)
-    #[arg(long)]
-    device: Option<String>,
     /// Print the inference path's parameters and FLOPs beside the paper's Table 5 and exit.
     #[arg(long)]
     report_cost: bool,
-    /// One line per epoch instead of progress bars.
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args, Debug)]
@@ -253,33 +256,18 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
         report_cost();
         return Ok(());
     }
-    let preset: Preset = args.preset.parse()?;
-    let data = match args.dataset.as_str() {
-        "synth-fine" => {
-            if args.data_dir.is_some() {
-                bail!("--data-dir is for real datasets; synth-fine is generated");
-            }
-            DataChoice::SynthFine
-        }
-        name => {
-            let format = Format::ALL
-                .into_iter()
-                .find(|f| f.name() == name)
-                .with_context(|| {
-                    format!(
-                        "unknown --dataset `{name}`; known: synth-fine, cub, aircraft, food101, \
-                         nabirds, vegfru"
-                    )
-                })?;
-            let dir = args.data_dir.clone().with_context(|| {
-                format!("--dataset {name} needs --data-dir pointing at its root directory")
-            })?;
-            DataChoice::Real { format, dir }
-        }
+    let common = &args.common;
+    let data = match common.real_dataset(
+        &args.dataset,
+        &Format::ALL,
+        "synth-fine, cub, aircraft, food101, nabirds, vegfru",
+    )? {
+        None => DataChoice::SynthFine,
+        Some((format, dir)) => DataChoice::Real { format, dir },
     };
-    let (choice, device) = select_device(args.device.as_deref())?;
+    let (choice, device) = select_device(common.device.as_deref())?;
     let options = ReproduceOptions {
-        preset,
+        preset: common.preset.parse()?,
         data,
         bits: args.bits,
         ablation: args.ablation,
@@ -287,19 +275,14 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
         weights: args.weights,
         epochs: args.epochs,
         batch_size: args.batch_size,
-        seed: args.seed,
-        out: args.out,
-        resume: args.resume,
-        overwrite: args.overwrite,
-        verbosity: if args.quiet {
-            Verbosity::Lines
-        } else {
-            Verbosity::Auto
-        },
+        seed: common.seed,
+        out: common.out.clone(),
+        resume: common.resume,
+        overwrite: common.overwrite,
+        verbosity: common.verbosity(),
     };
     eprintln!("reproduce cmbh on {} ({choice})", options.data.name());
     let outcome = reproduce(&options, &device)?;
-    println!("\n{}", outcome.results.to_markdown());
-    println!("run directory: {}", outcome.dir.display());
+    print_outcome(&outcome.results, &outcome.dir);
     Ok(())
 }

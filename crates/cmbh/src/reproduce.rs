@@ -23,42 +23,7 @@ use crate::error::CmbhError;
 use crate::eval::evaluate;
 use crate::train::{FitOptions, fit};
 
-/// Reproduction presets (design §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Preset {
-    /// Seconds: a tiny network on a tiny synth-fine, for tests.
-    Smoke,
-    /// Minutes on a laptop CPU: synth-fine.
-    Default,
-    /// The paper's protocol (Sec. 5.4) on real data.
-    Paper,
-}
-
-impl std::str::FromStr for Preset {
-    type Err = CmbhError;
-    fn from_str(s: &str) -> Result<Self, CmbhError> {
-        match s.to_ascii_lowercase().as_str() {
-            "smoke" => Ok(Preset::Smoke),
-            "default" => Ok(Preset::Default),
-            "paper" => Ok(Preset::Paper),
-            other => Err(CmbhError::Config(format!(
-                "unknown preset `{other}` (known: smoke, default, paper)"
-            ))),
-        }
-    }
-}
-
-impl Preset {
-    /// The name used in results.
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::Smoke => "smoke",
-            Preset::Default => "default",
-            Preset::Paper => "paper",
-        }
-    }
-}
+pub use relata_train::Preset;
 
 /// Which data.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,41 +17,7 @@ use crate::gan::GanConfig;
 use crate::mining::MiningConfig;
 use crate::train::fit;
 
-/// Reproduction presets (design §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preset {
-    /// Seconds: tests.
-    Smoke,
-    /// Minutes on a laptop CPU: synth-fine.
-    Default,
-    /// The authors' small-image protocol (CIFAR ResNet-18, 4 rounds × 200 epochs).
-    Paper,
-}
-
-impl std::str::FromStr for Preset {
-    type Err = IslError;
-    fn from_str(s: &str) -> Result<Self, IslError> {
-        match s.to_ascii_lowercase().as_str() {
-            "smoke" => Ok(Preset::Smoke),
-            "default" => Ok(Preset::Default),
-            "paper" => Ok(Preset::Paper),
-            other => Err(IslError::Config(format!(
-                "unknown preset `{other}` (known: smoke, default, paper)"
-            ))),
-        }
-    }
-}
-
-impl Preset {
-    /// The name in results.
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::Smoke => "smoke",
-            Preset::Default => "default",
-            Preset::Paper => "paper",
-        }
-    }
-}
+pub use relata_train::Preset;
 
 /// Everything `reproduce isl` takes.
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@
 //! - [`export`]: a trained model as `<stem>.json` + `<stem>.bpk`, with loaders that name the file
 //!   at fault;
 //! - [`run`]: run directories, `metrics.jsonl` / `metrics.json` / `report.md`;
+//! - [`preset`]: the `smoke` / `default` / `paper` reproduction presets;
 //! - [`plot`]: PNG curves; [`rng`] (re-exported from relata-dataset): the deterministic random
 //!   streams.
 //!
@@ -21,6 +22,7 @@ pub mod error;
 pub mod export;
 pub mod optim;
 pub mod plot;
+pub mod preset;
 pub mod run;
 pub mod schedule;
 pub mod trainer;
@@ -29,6 +31,7 @@ pub use config::{Goal, PhaseConfig, Selection, TrainerConfig, Verbosity};
 pub use device::{DeviceChoice, DeviceError, compiled_devices, select_device};
 pub use error::TrainError;
 pub use optim::{LrGroup, NamedOptimizer, OptimizerConfig, OptimizerKind, clip_global_norm};
+pub use preset::Preset;
 /// The deterministic random streams live in relata-dataset (samplers and augmentation need them).
 pub use relata_dataset::rng::{self, SeededRng, mix_seed};
 pub use run::{EpochRecord, Results, RunDir, RunOptions};
