@@ -126,13 +126,18 @@ pub fn mine_batch(
             let (score, _) = b.expect("one proposal at least");
             let anchor = indices[row];
             let sims = &cos[row * n_all..(row + 1) * n_all];
-            let mut order: Vec<usize> = (0..n_all).filter(|&j| j != anchor).collect();
-            // Top-k by cosine, ties by index.
-            order.sort_by(|&x, &y| sims[y].total_cmp(&sims[x]).then(x.cmp(&y)));
-            let nearest = order.first().map_or(f64::NAN, |&j| f64::from(sims[j]));
+            // A linear scan: the full ranking below is only needed for accepted anchors.
+            let nearest = (0..n_all)
+                .filter(|&j| j != anchor)
+                .map(|j| sims[j])
+                .max_by(f32::total_cmp)
+                .map_or(f64::NAN, f64::from);
             let mut added = Vec::new();
             if score > config.threshold {
                 let r = radius(score, config.base_radius) as f32;
+                let mut order: Vec<usize> = (0..n_all).filter(|&j| j != anchor).collect();
+                // Top-k by cosine, ties by index.
+                order.sort_by(|&x, &y| sims[y].total_cmp(&sims[x]).then(x.cmp(&y)));
                 added = order
                     .into_iter()
                     .take(config.neighbours)

@@ -4,7 +4,8 @@
 use burn::module::Module;
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
-use relata_dataset::{ImageDataset, Pipeline, SynthFineConfig};
+use relata_dataset::{ImageDataset, Pipeline};
+use relata_isl::reproduce::{Preset, synth_config};
 use relata_isl::train::trainer_config;
 use relata_isl::{
     GanConfig, GanStop, IslConfig, IslNet, IslTask, MiningConfig, TrainedIsl, evaluate, fit,
@@ -28,18 +29,8 @@ struct Tiny {
 /// A tiny synth-fine (4 classes) and a one-round configuration whose mining threshold and
 /// radius are lowered so that every anchor mines.
 fn tiny() -> Tiny {
-    let data = SynthFineConfig {
-        families: 2,
-        classes_per_family: 2,
-        modes: 2,
-        train_per_class: 16,
-        test_per_class: 8,
-        image_size: 32,
-        seed: 2,
-    }
-    .generate()
-    .unwrap()
-    .dataset;
+    // The smoke preset's synth-fine: 4 classes × 16 training / 8 test images, 32×32.
+    let data = synth_config(Preset::Smoke, 2).generate().unwrap().dataset;
     let config = IslConfig::new(
         ResNetConfig::new(ResNetDepth::ResNet18)
             .with_width(8)
@@ -195,7 +186,7 @@ fn resume_mid_round_is_exact() {
 #[test]
 fn reproduce_smoke_writes_baseline_and_full_rows() {
     let _lock = exclusive();
-    use relata_isl::reproduce::{Preset, ReproduceOptions, reproduce};
+    use relata_isl::reproduce::{ReproduceOptions, reproduce};
     let root = tempfile::tempdir().unwrap();
     let mut opts = ReproduceOptions::new(Preset::Smoke);
     opts.out = root.path().to_path_buf();
