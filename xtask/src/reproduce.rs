@@ -11,8 +11,8 @@ use relata_cmbh::cost::PAPER_TABLE5;
 use relata_cmbh::reproduce::{DataChoice, ReproduceOptions, reproduce};
 use relata_cmbh::search::SearchRun;
 use relata_dataset::Format;
-use relata_train::Verbosity;
 use relata_train::device::select_device;
+use relata_train::{RunSettings, Verbosity};
 
 #[derive(Subcommand, Debug)]
 pub enum ReproduceCommand {
@@ -20,6 +20,11 @@ pub enum ReproduceCommand {
     Cmbh(CmbhArgs),
     /// ISL (ICCV 2021): unsupervised features; kNN and k-means scores after round 0 and last.
     Isl(IslArgs),
+    /// CSRMS (ACM MM 2023): supervised features with class-level relation graphs; top-1/top-5
+    /// beside the cross-entropy baseline.
+    Csrms(CsrmsArgs),
+    /// HREM (CVPR 2023): image–text matching; R@1/5/10 both ways and rSum beside the baseline.
+    Hrem(HremArgs),
 }
 
 /// What every `reproduce <method>` takes besides its own options.
@@ -52,11 +57,17 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    fn verbosity(&self) -> Verbosity {
-        if self.quiet {
-            Verbosity::Lines
-        } else {
-            Verbosity::Auto
+    fn settings(&self) -> RunSettings {
+        RunSettings {
+            seed: self.seed,
+            out: self.out.clone(),
+            resume: self.resume,
+            overwrite: self.overwrite,
+            verbosity: if self.quiet {
+                Verbosity::Lines
+            } else {
+                Verbosity::Auto
+            },
         }
     }
 
@@ -126,11 +137,7 @@ fn isl(args: IslArgs) -> Result<()> {
         data,
         epochs: args.epochs,
         rounds: args.rounds,
-        seed: common.seed,
-        out: common.out.clone(),
-        resume: common.resume,
-        overwrite: common.overwrite,
-        verbosity: common.verbosity(),
+        settings: common.settings(),
     };
     eprintln!("reproduce isl on {} ({choice})", options.dataset());
     let outcome = r::reproduce(&options, &device)?;
@@ -138,10 +145,167 @@ fn isl(args: IslArgs) -> Result<()> {
     Ok(())
 }
 
+#[derive(Args, Debug)]
+pub struct CsrmsArgs {
+    /// synth-fine (embedded, default) | cifar10 | cifar100 | cub | aircraft | food101 | nabirds
+    /// | vegfru | svhn | imagefolder
+    #[arg(long, default_value = "synth-fine")]
+    dataset: String,
+    /// Override the preset's epochs (warm-up included).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// art (Fuzzy ART, default) | kmeans[:K] (K = 50 by default)
+    #[arg(long)]
+    clustering: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// `art` or `kmeans[:K]`.
+fn parse_clustering(text: &str) -> Result<relata_csrms::Clustering> {
+    use relata_csrms::{Clustering, FuzzyArtConfig};
+    match text.split_once(':') {
+        None if text == "art" => Ok(Clustering::Art(FuzzyArtConfig::new())),
+        None if text == "kmeans" => Ok(Clustering::KMeans { k: 50 }),
+        Some(("kmeans", k)) => Ok(Clustering::KMeans {
+            k: k.parse()
+                .with_context(|| format!("--clustering kmeans:{k}: K must be a whole number"))?,
+        }),
+        _ => bail!("--clustering `{text}`: use art, kmeans or kmeans:K"),
+    }
+}
+
+fn csrms(args: CsrmsArgs) -> Result<()> {
+    use relata_csrms::reproduce as r;
+    let common = &args.common;
+    let data = common.real_dataset(
+        &args.dataset,
+        &Format::ALL,
+        "synth-fine, cifar10, cifar100, cub, aircraft, food101, nabirds, vegfru, svhn, imagefolder",
+    )?;
+    let clustering = args
+        .clustering
+        .as_deref()
+        .map(parse_clustering)
+        .transpose()?;
+    let (choice, device) = select_device(common.device.as_deref())?;
+    let mut options = r::ReproduceOptions::new(common.preset.parse()?);
+    options.data = data;
+    options.epochs = args.epochs;
+    options.clustering = clustering;
+    options.settings = common.settings();
+    eprintln!("reproduce csrms on {} ({choice})", options.dataset());
+    let outcome = r::reproduce(&options, &device)?;
+    print_outcome(&outcome.results, &outcome.dir);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct HremArgs {
+    /// synth-captions (embedded, default) | f30k | coco (SCAN precomp directories)
+    #[arg(long, default_value = "synth-captions")]
+    dataset: String,
+    /// A Hugging Face BERT checkpoint directory for the text encoder (default: BiGRU).
+    #[arg(long)]
+    bert: Option<PathBuf>,
+    /// Override the preset's epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn hrem(args: HremArgs) -> Result<()> {
+    use relata_hrem::reproduce::{self as r, DataChoice};
+    let common = &args.common;
+    let data = match (args.dataset.as_str(), &common.data_dir) {
+        ("synth-captions", None) => DataChoice::SynthCaptions,
+        ("synth-captions", Some(_)) => {
+            bail!("--data-dir is for real datasets; synth-captions is generated")
+        }
+        ("f30k", Some(d)) => DataChoice::Flickr30k(d.clone()),
+        ("coco", Some(d)) => DataChoice::Coco(d.clone()),
+        ("f30k" | "coco", None) => bail!(
+            "--dataset {} needs --data-dir pointing at its SCAN precomp directory \
+             ({{train,dev,test}}_ims.npy and _caps.txt)",
+            args.dataset
+        ),
+        (other, _) => bail!("unknown --dataset `{other}`; known: synth-captions, f30k, coco"),
+    };
+    if let Some(b) = &args.bert
+        && !b.join("config.json").is_file()
+    {
+        bail!(
+            "--bert {}: no config.json there; give a Hugging Face BERT checkpoint directory",
+            b.display()
+        );
+    }
+    let (choice, device) = select_device(common.device.as_deref())?;
+    let mut options = r::ReproduceOptions::new(common.preset.parse()?);
+    options.data = data;
+    options.bert = args.bert;
+    options.epochs = args.epochs;
+    options.settings = common.settings();
+    eprintln!("reproduce hrem on {} ({choice})", options.data.name());
+    let outcome = r::reproduce(&options, &device)?;
+    print_outcome(&outcome.results, &outcome.dir);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct HremSearchArgs {
+    /// A `reproduce hrem` run directory.
+    #[arg(long)]
+    run: PathBuf,
+    /// A caption: print the nearest test images.
+    #[arg(long, conflicts_with = "image")]
+    text: Option<String>,
+    /// A test image index: print the nearest test captions.
+    #[arg(long)]
+    image: Option<usize>,
+    /// Hits to print.
+    #[arg(long, default_value_t = 5)]
+    k: usize,
+    /// Device.
+    #[arg(long)]
+    device: Option<String>,
+}
+
+fn hrem_search(args: HremSearchArgs) -> Result<()> {
+    use relata_hrem::search::SearchRun;
+    let (_, device) = select_device(args.device.as_deref())?;
+    let run = SearchRun::open(&args.run, &device)?;
+    let (hits, what) = match (&args.text, args.image) {
+        (Some(text), None) => (run.text_to_images(text, args.k, &device)?, "image"),
+        (None, Some(i)) => (run.image_to_texts(i, args.k)?, "caption"),
+        _ => bail!("give --text \"a caption\" or --image INDEX"),
+    };
+    println!(
+        "{} nearest {what}s in the {} split of {}:",
+        hits.len(),
+        run.split,
+        run.dir.display()
+    );
+    println!("| rank | score | {what} index | caption |");
+    println!("| --- | --- | --- | --- |");
+    for (rank, h) in hits.iter().enumerate() {
+        println!(
+            "| {} | {:.4} | {} | {} |",
+            rank + 1,
+            h.score,
+            h.index,
+            h.text
+        );
+    }
+    Ok(())
+}
+
 #[derive(Subcommand, Debug)]
 pub enum SearchCommand {
     /// Query a trained CMBH run with an image.
     Cmbh(CmbhSearchArgs),
+    /// Query a trained HREM run with a caption (→ images) or a test image (→ captions).
+    Hrem(HremSearchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -197,11 +361,14 @@ pub fn run(cmd: ReproduceCommand) -> Result<()> {
     match cmd {
         ReproduceCommand::Cmbh(args) => cmbh(args),
         ReproduceCommand::Isl(args) => isl(args),
+        ReproduceCommand::Csrms(args) => csrms(args),
+        ReproduceCommand::Hrem(args) => hrem(args),
     }
 }
 
 pub fn search(cmd: SearchCommand) -> Result<()> {
     match cmd {
+        SearchCommand::Hrem(args) => hrem_search(args),
         SearchCommand::Cmbh(args) => {
             let (_, device) = select_device(args.device.as_deref())?;
             let run = SearchRun::open(&args.run, args.bits, &device)?;
@@ -275,11 +442,7 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
         weights: args.weights,
         epochs: args.epochs,
         batch_size: args.batch_size,
-        seed: common.seed,
-        out: common.out.clone(),
-        resume: common.resume,
-        overwrite: common.overwrite,
-        verbosity: common.verbosity(),
+        settings: common.settings(),
     };
     eprintln!("reproduce cmbh on {} ({choice})", options.data.name());
     let outcome = reproduce(&options, &device)?;

@@ -215,3 +215,230 @@ fn isl_bad_arguments_say_what_to_do() {
     ]);
     assert!(!ok && err.contains("nope"), "{err}");
 }
+
+#[test]
+fn csrms_smoke_on_synth_fine_then_resume_and_a_cifar_directory() {
+    let out_root = tempfile::tempdir().unwrap();
+    let root = out_root.path().display().to_string();
+    let (ok, out, err) = xtask(&[
+        "reproduce",
+        "csrms",
+        "--preset",
+        "smoke",
+        "--out",
+        &root,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("| baseline |") && out.contains("| full |"),
+        "{out}"
+    );
+    let dir = run_dir(&out);
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["method"], "csrms");
+    assert_eq!(metrics["dataset"], "synth-fine");
+    assert_eq!(metrics["rows"][0]["variant"], "baseline");
+    assert_eq!(metrics["rows"][1]["variant"], "full");
+    for row in 0..2 {
+        for key in ["top1", "top5"] {
+            assert!(metrics["rows"][row][key].is_number(), "{metrics}");
+        }
+    }
+    assert!(dir.join("full/model/model.bpk").is_file());
+    assert!(dir.join("baseline/model/model.bpk").is_file());
+    assert!(dir.join("report.md").is_file());
+    // One line per epoch, naming the phases; the relation refresh is in the epoch records.
+    assert!(
+        err.contains("[warmup]") && err.contains("[relation]") && err.contains("[train]"),
+        "{err}"
+    );
+    let records = std::fs::read_to_string(dir.join("full/metrics.jsonl")).unwrap();
+    assert!(
+        records.contains("r_is_pairs") && records.contains("clusters"),
+        "{records}"
+    );
+
+    // --resume of a finished reproduction reuses both results.
+    let (ok, again, err) = xtask(&[
+        "reproduce",
+        "csrms",
+        "--preset",
+        "smoke",
+        "--out",
+        &root,
+        "--quiet",
+        "--resume",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(run_dir(&again), dir);
+    let table = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with("| "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(table(&again), table(&out));
+
+    // A real dataset's directory (the CIFAR-10 binary fixture), with k-means.
+    let cifar = fixtures().join("cifar10").display().to_string();
+    let (ok, out, err) = xtask(&[
+        "reproduce",
+        "csrms",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        &cifar,
+        "--preset",
+        "smoke",
+        "--clustering",
+        "kmeans:4",
+        "--out",
+        &root,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    let dir = run_dir(&out);
+    assert!(
+        dir.starts_with(out_root.path().join("csrms/cifar10")),
+        "{out}"
+    );
+    let records = std::fs::read_to_string(dir.join("full/metrics.jsonl")).unwrap();
+    assert!(records.contains("\"clusters\":4.0"), "{records}");
+}
+
+#[test]
+fn csrms_bad_arguments_say_what_to_do() {
+    let (ok, _, err) = xtask(&["reproduce", "csrms", "--dataset", "cifar100"]);
+    assert!(!ok && err.contains("--data-dir"), "{err}");
+    let (ok, _, err) = xtask(&["reproduce", "csrms", "--dataset", "imagenet"]);
+    assert!(!ok && err.contains("known: synth-fine"), "{err}");
+    let (ok, _, err) = xtask(&["reproduce", "csrms", "--clustering", "dbscan"]);
+    assert!(!ok && err.contains("art, kmeans or kmeans:K"), "{err}");
+    let (ok, _, err) = xtask(&["reproduce", "csrms", "--clustering", "kmeans:many"]);
+    assert!(!ok && err.contains("whole number"), "{err}");
+    let (ok, _, err) = xtask(&["reproduce", "csrms", "--epochs", "0", "--preset", "smoke"]);
+    assert!(!ok && err.contains("epochs"), "{err}");
+}
+
+#[test]
+fn hrem_smoke_then_search_both_ways() {
+    let out_root = tempfile::tempdir().unwrap();
+    let root = out_root.path().display().to_string();
+    let (ok, out, err) = xtask(&[
+        "reproduce",
+        "hrem",
+        "--preset",
+        "smoke",
+        "--out",
+        &root,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("| baseline |") && out.contains("| full |"),
+        "{out}"
+    );
+    let dir = run_dir(&out);
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["method"], "hrem");
+    assert_eq!(metrics["dataset"], "synth-captions");
+    for row in 0..2 {
+        for key in [
+            "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum",
+        ] {
+            assert!(metrics["rows"][row][key].is_number(), "{key}: {metrics}");
+        }
+    }
+    // The generated data is in the SCAN precomp layout.
+    assert!(dir.join("data/train_ims.npy").is_file() && dir.join("data/test_caps.txt").is_file());
+    assert!(
+        dir.join("full/model/model.bpk").is_file() && dir.join("full/model/vocab.json").is_file()
+    );
+    // Dev selection ran every epoch.
+    assert!(err.contains("val rsum"), "{err}");
+
+    // A real precomp directory (the fixture, in Flickr30K's role): the released checkpoints'
+    // numbers are printed beside the measured ones.
+    let precomp = fixtures().join("precomp").display().to_string();
+    let (ok, real, err) = xtask(&[
+        "reproduce",
+        "hrem",
+        "--dataset",
+        "f30k",
+        "--data-dir",
+        &precomp,
+        "--preset",
+        "smoke",
+        "--epochs",
+        "1",
+        "--out",
+        &root,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        run_dir(&real).starts_with(out_root.path().join("hrem/f30k")),
+        "{real}"
+    );
+    assert!(
+        real.contains("i2t_r1 (paper)") && real.contains("84.4"),
+        "{real}"
+    );
+
+    let run = dir.display().to_string();
+    let (ok, out, err) = xtask(&[
+        "search",
+        "hrem",
+        "--run",
+        &run,
+        "--text",
+        "a red cube above a blue ball",
+        "--k",
+        "3",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| rank") && !l.starts_with("| ---"))
+            .count(),
+        3,
+        "{out}"
+    );
+    assert!(out.contains("nearest images"), "{out}");
+    let (ok, out, err) = xtask(&["search", "hrem", "--run", &run, "--image", "0", "--k", "4"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("nearest captions"), "{out}");
+    let (ok, _, err) = xtask(&["search", "hrem", "--run", &run, "--image", "999"]);
+    assert!(!ok && err.contains("999"), "{err}");
+    let (ok, _, err) = xtask(&["search", "hrem", "--run", &run]);
+    assert!(!ok && err.contains("--text"), "{err}");
+}
+
+#[test]
+fn hrem_bad_arguments_say_what_to_do() {
+    let (ok, _, err) = xtask(&["reproduce", "hrem", "--dataset", "f30k"]);
+    assert!(!ok && err.contains("--data-dir"), "{err}");
+    let (ok, _, err) = xtask(&["reproduce", "hrem", "--dataset", "cc3m"]);
+    assert!(
+        !ok && err.contains("known: synth-captions, f30k, coco"),
+        "{err}"
+    );
+    let missing = tempfile::tempdir().unwrap();
+    let nope = missing.path().join("nope").display().to_string();
+    let (ok, _, err) = xtask(&["reproduce", "hrem", "--bert", &nope]);
+    assert!(!ok && err.contains("config.json"), "{err}");
+    let (ok, _, err) = xtask(&[
+        "reproduce",
+        "hrem",
+        "--dataset",
+        "f30k",
+        "--data-dir",
+        &nope,
+    ]);
+    assert!(!ok && err.contains("nope"), "{err}");
+    let (ok, _, err) = xtask(&["search", "hrem", "--run", &nope, "--text", "a cube"]);
+    assert!(!ok && err.contains("config.json"), "{err}");
+}

@@ -410,6 +410,42 @@ impl BertTokenizer {
         Ok(tk)
     }
 
+    /// One caption's ids (with [CLS] … [SEP], truncated to `max_len` as [`Self::encode`] does)
+    /// and, per id, the index of the word it came from (`None` for [CLS] and [SEP]) — what
+    /// word-level augmentation needs to treat a word's pieces together.
+    pub fn encode_words(
+        &self,
+        caption: &str,
+    ) -> Result<(Vec<i64>, Vec<Option<u32>>), BackboneError> {
+        let enc = self
+            .inner
+            .encode(caption, true)
+            .map_err(|e| BackboneError::Read {
+                path: PathBuf::from("<caption>"),
+                reason: format!("tokenising {caption:?}: {e}"),
+            })?;
+        let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i64::from(i)).collect();
+        let mut words: Vec<Option<u32>> = enc.get_word_ids().to_vec();
+        if ids.len() > self.max_len && self.max_len >= 2 {
+            let (last_id, last_word) = (ids[ids.len() - 1], words[words.len() - 1]);
+            ids.truncate(self.max_len);
+            words.truncate(self.max_len);
+            ids[self.max_len - 1] = last_id;
+            words[self.max_len - 1] = last_word;
+        }
+        Ok((ids, words))
+    }
+
+    /// The id of a special token (`[MASK]`, `[PAD]`, ...), if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<i64> {
+        self.inner.token_to_id(token).map(i64::from)
+    }
+
+    /// Vocabulary size (with added tokens).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     /// Tokenises captions, truncating to `max_len` and padding to the longest.
     pub fn encode(&self, captions: &[&str]) -> Result<TokenBatch, BackboneError> {
         let mut rows = Vec::with_capacity(captions.len());

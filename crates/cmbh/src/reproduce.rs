@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
 use relata_dataset::{Format, ImageDataset, Pipeline, ReadOptions, Sample, SynthFineConfig};
-use relata_train::{Results, RunDir, RunOptions, Verbosity};
+use relata_train::{Results, RunDir, RunSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -68,16 +68,8 @@ pub struct ReproduceOptions {
     pub epochs: Option<usize>,
     /// Override the preset's batch size.
     pub batch_size: Option<usize>,
-    /// Seed.
-    pub seed: u64,
-    /// Runs root (`runs/`).
-    pub out: PathBuf,
-    /// Continue the newest reproduction of this dataset.
-    pub resume: bool,
-    /// Replace an existing run directory with a different configuration.
-    pub overwrite: bool,
-    /// Progress display of each training run.
-    pub verbosity: Verbosity,
+    /// Seed, runs root, resume / overwrite, progress display of each training run.
+    pub settings: RunSettings,
 }
 
 impl ReproduceOptions {
@@ -92,11 +84,7 @@ impl ReproduceOptions {
             weights: None,
             epochs: None,
             batch_size: None,
-            seed: 42,
-            out: PathBuf::from("runs"),
-            resume: false,
-            overwrite: false,
-            verbosity: Verbosity::Auto,
+            settings: RunSettings::new(42),
         }
     }
 }
@@ -242,7 +230,7 @@ pub fn run_name(variant: &str, bits: usize) -> String {
 /// The train and test splits of the chosen data.
 pub fn load_data(options: &ReproduceOptions) -> Result<ImageDataset, CmbhError> {
     match &options.data {
-        DataChoice::SynthFine => Ok(synth_config(options.preset, options.seed)
+        DataChoice::SynthFine => Ok(synth_config(options.preset, options.settings.seed)
             .generate()?
             .dataset),
         DataChoice::Real { format, dir } => Ok(format.open(dir, ReadOptions::default())?),
@@ -296,21 +284,15 @@ pub fn reproduce(
         "weights": options.weights,
         "epochs": options.epochs,
         "batch_size": options.batch_size,
-        "seed": options.seed,
+        "seed": options.settings.seed,
     });
-    let top = RunDir::open(
-        &RunOptions::new("cmbh", dataset)
-            .with_runs_root(&options.out)
-            .with_resume(options.resume)
-            .with_overwrite(options.overwrite),
-        &top_config,
-    )?;
+    let top = RunDir::open(&options.settings.top_run("cmbh", dataset), &top_config)?;
     let mut rows = Vec::new();
     for ablation in &variants {
         for &bits in &options.bits {
             let mut config =
                 preset_config(options.preset, options.backbone, classes, bits, *ablation);
-            config.seed = options.seed;
+            config.seed = options.settings.seed;
             if let Some(e) = options.epochs {
                 config.epochs = e;
                 config.lr_milestones.retain(|&m| m < e);
@@ -354,20 +336,17 @@ fn run_one(
     device: &Device,
 ) -> Result<f64, CmbhError> {
     let result_path = dir.join("result.json");
-    if options.resume
+    if options.settings.resume
         && let Ok(text) = fs::read_to_string(&result_path)
         && let Ok(v) = serde_json::from_str::<Value>(&text)
         && let Some(map) = v.get("map").and_then(Value::as_f64)
     {
         return Ok(map);
     }
-    let resume = options.resume && dir.join("config.json").exists();
+    let common = options.settings.fit_in("cmbh", options.data.name(), dir);
     let fit_options = FitOptions {
-        run: RunOptions::new("cmbh", options.data.name())
-            .with_dir(dir)
-            .with_resume(resume)
-            .with_overwrite(options.overwrite),
-        verbosity: options.verbosity,
+        run: common.run,
+        verbosity: common.verbosity,
         stop_after_epochs: None,
         weights: options.weights.clone(),
     };

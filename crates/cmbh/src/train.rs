@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use relata_dataset::{BatchLoader, Pipeline, Sample};
+use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Pipeline, Sample};
 use relata_train::{
     EpochContext, EpochRecord, Loss, LrSchedule, OptimizerConfig, OptimizerKind, PhaseConfig,
     PhaseControl, RunDir, RunOptions, SeededRng, StepContext, TrainError, TrainTask, Trainer,
@@ -251,17 +251,9 @@ impl TrainTask for CmbhTask<'_> {
     type Batch = Vec<usize>;
 
     fn epoch_batches(&mut self, ctx: &mut EpochContext<'_>) -> Result<Vec<Vec<usize>>, TrainError> {
-        let order = ctx.rng.permutation(self.labels.len());
-        // A last batch of one image would break batch norm: fold it into the previous one.
-        let mut batches: Vec<Vec<usize>> = order
-            .chunks(self.config.batch_size)
-            .map(<[usize]>::to_vec)
-            .collect();
-        if batches.len() > 1 && batches.last().is_some_and(|b| b.len() < 2) {
-            let last = batches.pop().expect("checked");
-            batches.last_mut().expect("checked").extend(last);
-        }
-        Ok(batches)
+        EpochSampler::folding_single(self.labels.len(), self.config.batch_size)
+            .compose(ctx.epoch, &mut ctx.rng)
+            .map_err(|e| TrainError::msg(e.to_string()))
     }
 
     fn on_epoch_start(

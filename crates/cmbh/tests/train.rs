@@ -144,8 +144,8 @@ fn reproduce_smoke_writes_results_and_search_finds_neighbours() {
     let root = tempfile::tempdir().unwrap();
     let mut opts = ReproduceOptions::new(Preset::Smoke);
     opts.bits = vec![8, 12];
-    opts.out = root.path().to_path_buf();
-    opts.verbosity = Verbosity::Quiet;
+    opts.settings.out = root.path().to_path_buf();
+    opts.settings.verbosity = Verbosity::Quiet;
     let outcome = reproduce(&opts, &device).unwrap();
     let rows = &outcome.results.rows;
     assert_eq!(rows.len(), 2);
@@ -174,7 +174,7 @@ fn reproduce_smoke_writes_results_and_search_finds_neighbours() {
 
     // Search: the query image written to disk and read back gives the same neighbours as its
     // code from the evaluation.
-    let data = synth_config(Preset::Smoke, opts.seed)
+    let data = synth_config(Preset::Smoke, opts.settings.seed)
         .generate()
         .unwrap()
         .dataset;
@@ -222,7 +222,7 @@ fn reproduce_smoke_writes_results_and_search_finds_neighbours() {
 
     // --resume keeps finished runs: the same numbers without retraining.
     let mut again = opts.clone();
-    again.resume = true;
+    again.settings.resume = true;
     let resumed = reproduce(&again, &device).unwrap();
     assert_eq!(resumed.dir, outcome.dir);
     assert_eq!(resumed.results.rows, outcome.results.rows);

@@ -29,6 +29,9 @@ pub struct EpochSampler {
     pub shuffle: bool,
     /// Drop a last, smaller batch (CSRMS's loader does).
     pub drop_last: bool,
+    /// Fold a last batch of a single sample into the one before it: one sample breaks batch
+    /// norm's statistics and leaves a triplet loss without negatives.
+    pub fold_single: bool,
 }
 
 impl EpochSampler {
@@ -39,6 +42,16 @@ impl EpochSampler {
             batch_size,
             shuffle: true,
             drop_last: false,
+            fold_single: false,
+        }
+    }
+
+    /// A shuffling sampler whose last batch is never a single sample (the training loops of
+    /// relata's methods).
+    pub fn folding_single(len: usize, batch_size: usize) -> Self {
+        Self {
+            fold_single: true,
+            ..Self::new(len, batch_size)
         }
     }
 }
@@ -60,11 +73,16 @@ impl BatchComposer for EpochSampler {
         } else {
             (0..self.len).collect()
         };
-        Ok(order
+        let mut batches: Vec<Vec<usize>> = order
             .chunks(self.batch_size)
             .filter(|c| !self.drop_last || c.len() == self.batch_size)
             .map(<[usize]>::to_vec)
-            .collect())
+            .collect();
+        if self.fold_single && batches.len() > 1 && batches.last().is_some_and(|b| b.len() < 2) {
+            let last = batches.pop().expect("checked");
+            batches.last_mut().expect("checked").extend(last);
+        }
+        Ok(batches)
     }
 }
 
@@ -159,6 +177,13 @@ mod tests {
 
     #[test]
     fn epoch_sampler_covers_everything_once() {
+        let mut folded = EpochSampler::folding_single(9, 4);
+        let b = folded.compose(0, &mut SeededRng::new(1)).unwrap();
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 5]);
+        let b = EpochSampler::new(9, 4)
+            .compose(0, &mut SeededRng::new(1))
+            .unwrap();
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 1]);
         let mut s = EpochSampler::new(10, 4);
         let b = s.compose(0, &mut SeededRng::new(1)).unwrap();
         assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 2]);

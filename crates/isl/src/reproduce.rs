@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
 use relata_dataset::{Format, ImageDataset, Pipeline, ReadOptions, SynthFineConfig, Transform};
-use relata_train::{Results, RunDir, RunOptions, Verbosity};
+use relata_train::{Results, RunDir, RunOptions, RunSettings};
 use serde_json::{Map, Value, json};
 
 use crate::config::{GanStop, IslConfig};
@@ -30,16 +30,8 @@ pub struct ReproduceOptions {
     pub epochs: Option<usize>,
     /// Override the number of mining rounds.
     pub rounds: Option<usize>,
-    /// Seed.
-    pub seed: u64,
-    /// Runs root.
-    pub out: PathBuf,
-    /// Continue the newest run.
-    pub resume: bool,
-    /// Replace an existing run directory.
-    pub overwrite: bool,
-    /// Progress display.
-    pub verbosity: Verbosity,
+    /// Seed, runs root, resume / overwrite, progress display.
+    pub settings: RunSettings,
 }
 
 impl ReproduceOptions {
@@ -50,11 +42,7 @@ impl ReproduceOptions {
             data: None,
             epochs: None,
             rounds: None,
-            seed: 42,
-            out: PathBuf::from("runs"),
-            resume: false,
-            overwrite: false,
-            verbosity: Verbosity::Auto,
+            settings: RunSettings::new(42),
         }
     }
 
@@ -147,7 +135,7 @@ pub struct ReproduceOutcome {
 
 fn load(options: &ReproduceOptions) -> Result<ImageDataset, IslError> {
     match &options.data {
-        None => Ok(synth_config(options.preset, options.seed)
+        None => Ok(synth_config(options.preset, options.settings.seed)
             .generate()?
             .dataset),
         Some((format, dir)) => Ok(format.open(dir, ReadOptions::default())?),
@@ -163,7 +151,7 @@ pub fn reproduce(
     let data = load(options)?;
     let train = data.split("train")?;
     let test = data.split("test")?;
-    let mut config = preset_config(options.preset).with_seed(options.seed);
+    let mut config = preset_config(options.preset).with_seed(options.settings.seed);
     if let Some(e) = options.epochs {
         config.backbone_epochs = e;
     }
@@ -187,10 +175,7 @@ pub fn reproduce(
             },
         );
     }
-    let run = RunOptions::new("isl", options.dataset())
-        .with_runs_root(&options.out)
-        .with_resume(options.resume)
-        .with_overwrite(options.overwrite);
+    let run = options.settings.top_run("isl", options.dataset());
     let trained = fit(
         &config,
         train,
@@ -198,7 +183,7 @@ pub fn reproduce(
         &test_pipeline,
         device,
         &run,
-        options.verbosity,
+        options.settings.verbosity,
         None,
     )?;
     let mut rows = Vec::new();

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use relata_dataset::{BatchLoader, Pipeline, Sample, Transform};
+use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Pipeline, Sample, Transform};
 use relata_train::{
     EpochContext, EpochRecord, Loss, LrSchedule, OptimizerConfig, OptimizerKind, PhaseConfig,
     PhaseControl, ScheduleClock, StepContext, TrainError, TrainTask, TrainerConfig, Verbosity,
@@ -237,16 +237,9 @@ impl TrainTask for IslTask<'_> {
     type Batch = Vec<usize>;
 
     fn epoch_batches(&mut self, ctx: &mut EpochContext<'_>) -> Result<Vec<Vec<usize>>, TrainError> {
-        let order = ctx.rng.permutation(self.labels.len());
-        let mut batches: Vec<Vec<usize>> = order
-            .chunks(self.config.batch_size)
-            .map(<[usize]>::to_vec)
-            .collect();
-        if batches.len() > 1 && batches.last().is_some_and(|b| b.len() < 2) {
-            let last = batches.pop().expect("checked");
-            batches.last_mut().expect("checked").extend(last);
-        }
-        Ok(batches)
+        EpochSampler::folding_single(self.labels.len(), self.config.batch_size)
+            .compose(ctx.epoch, &mut ctx.rng)
+            .map_err(|e| TrainError::msg(e.to_string()))
     }
 
     fn on_phase_start(

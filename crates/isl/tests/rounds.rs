@@ -189,8 +189,8 @@ fn reproduce_smoke_writes_baseline_and_full_rows() {
     use relata_isl::reproduce::{ReproduceOptions, reproduce};
     let root = tempfile::tempdir().unwrap();
     let mut opts = ReproduceOptions::new(Preset::Smoke);
-    opts.out = root.path().to_path_buf();
-    opts.verbosity = Verbosity::Quiet;
+    opts.settings.out = root.path().to_path_buf();
+    opts.settings.verbosity = Verbosity::Quiet;
     let outcome = reproduce(&opts, &Device::flex()).unwrap();
     let variants: Vec<&str> = outcome
         .results

@@ -6,6 +6,7 @@
 //! - [`optim`] and [`schedule`]: burn's optimisers with per-group learning rates, schedules as
 //!   pure functions of progress, global-norm gradient clipping;
 //! - [`checkpoint`]: atomic, checksummed checkpoint directories;
+//! - [`fit`]: what a method's `fit` takes ([`FitOptions`]) and returns ([`Trained`]);
 //! - [`export`]: a trained model as `<stem>.json` + `<stem>.bpk`, with loaders that name the file
 //!   at fault;
 //! - [`run`]: run directories, `metrics.jsonl` / `metrics.json` / `report.md`;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod export;
+pub mod fit;
 pub mod optim;
 pub mod plot;
 pub mod preset;
@@ -30,6 +32,7 @@ pub mod trainer;
 pub use config::{Goal, PhaseConfig, Selection, TrainerConfig, Verbosity};
 pub use device::{DeviceChoice, DeviceError, compiled_devices, select_device};
 pub use error::TrainError;
+pub use fit::{FitOptions, RunSettings, Trained};
 pub use optim::{LrGroup, NamedOptimizer, OptimizerConfig, OptimizerKind, clip_global_norm};
 pub use preset::Preset;
 /// The deterministic random streams live in relata-dataset (samplers and augmentation need them).

@@ -450,6 +450,12 @@ pub struct Trainer {
 }
 
 fn record_bytes<M: Module>(model: M, path: &Path) -> Result<Vec<u8>, TrainError> {
+    // burn's `RunningState` (batch norm's running mean / variance) keeps the last training
+    // step's update pending until the next update or a sync, and a record reads the value
+    // without syncing: a checkpoint written right after an epoch would hold the statistics of
+    // one step earlier, and a resumed run would evaluate (and continue) from them. `valid()`
+    // syncs every running state in place (they are shared with `model`).
+    drop(model.valid());
     model
         .into_record()
         .into_bytes()

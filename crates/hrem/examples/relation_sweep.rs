@@ -1,0 +1,72 @@
+//! Trains HREM on the default synth-captions reproduction's data with some settings changed and
+//! prints the test recalls — for choosing the relation module's settings on a new dataset.
+//!
+//! ```text
+//! cargo run --release -p relata-hrem --example relation_sweep -- [key=value ...]
+//!   keys: lambda, warmup, threshold, reg, lr, epochs, seed, negatives=hardest|weighted,
+//!         interaction=fusion|standalone, relations=true|false
+//! ```
+
+use burn::tensor::Device;
+use relata_hrem::config::{Interaction, Negatives};
+use relata_hrem::reproduce::{DataChoice, preset_config, synth_config};
+use relata_hrem::training::{FitOptions, Verbosity};
+use relata_hrem::{evaluate, fit};
+use relata_train::Preset;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::env::temp_dir().join(format!("hrem-sweep-{}", std::process::id()));
+    let mut seed = 42;
+    let args: Vec<(String, String)> = std::env::args()
+        .skip(1)
+        .map(|a| {
+            let (k, v) = a.split_once('=').ok_or(format!("`{a}`: use key=value"))?;
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect::<Result<_, String>>()?;
+    if let Some((_, v)) = args.iter().find(|(k, _)| k == "seed") {
+        seed = v.parse()?;
+    }
+    let data = synth_config(Preset::Default, seed).write(&root.join("data"))?;
+    let (train, dev, test) = (
+        data.split("train")?,
+        data.split("dev")?,
+        data.split("test")?,
+    );
+    let mut config =
+        preset_config(Preset::Default, &DataChoice::SynthCaptions, train.dim, None).with_seed(seed);
+    for (k, v) in &args {
+        match k.as_str() {
+            "lambda" => config.relation.lambda = v.parse()?,
+            "threshold" => config.relation.threshold = v.parse()?,
+            "warmup" => config.warmup_iterations = v.parse()?,
+            "reg" => config.reg_weight = v.parse()?,
+            "lr" => config.lr = v.parse()?,
+            "epochs" => {
+                config.epochs = v.parse()?;
+                let e = config.epochs;
+                config.lr_milestones.retain(|&m| m < e);
+            }
+            "relations" => config.relations = v.parse()?,
+            "negatives" if v == "hardest" => config.negatives = Negatives::Hardest,
+            "negatives" => {}
+            "interaction" if v == "standalone" => {
+                config.relation.interaction = Interaction::Standalone
+            }
+            "interaction" | "seed" => {}
+            other => return Err(format!("unknown key `{other}`").into()),
+        }
+    }
+    let mut options = FitOptions::new("hrem", "synth-captions");
+    options.run = options.run.with_runs_root(root.join("runs"));
+    options.verbosity = Verbosity::Lines;
+    let device = Device::flex();
+    let trained = fit(&config, train, Some(dev), &device, &options)?;
+    let r = evaluate(&trained.model, &trained.tokenizer, test, None, &device)?;
+    println!(
+        "{args:?}: i2t {:.1}/{:.1}/{:.1} t2i {:.1}/{:.1}/{:.1} rSum {:.1}",
+        r.i2t.r1, r.i2t.r5, r.i2t.r10, r.t2i.r1, r.t2i.r5, r.t2i.r10, r.rsum
+    );
+    std::fs::remove_dir_all(&root)?;
+    Ok(())
+}

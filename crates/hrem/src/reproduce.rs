@@ -1,0 +1,318 @@
+//! `cargo xtask reproduce hrem` as a library call: presets, data (the embedded
+//! `synth-captions`, written in the SCAN precomp layout and read back by the real loader, or a
+//! Flickr30K / COCO precomp directory), the baseline (encoders + L_tri(v, u) only) and HREM,
+//! each selected on dev and evaluated on test, and the results table (design §5) with the
+//! released checkpoints' numbers beside the measured ones on real data.
+//!
+//! Layout: `runs/hrem/<dataset>/<time>/{baseline,full}/` (each a training run with `model/`),
+//! `data/` (synth-captions), `metrics.json` and `report.md` at the top.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use relata_dataset::{PrecompDataset, SynthCaptionsConfig};
+use relata_metrics::RecallReport;
+use relata_train::{Results, RunDir, RunSettings};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::config::{EncoderConfig, HremConfig, Negatives, RelationConfig, TextEncoderKind};
+use crate::error::HremError;
+use crate::eval::evaluate;
+use crate::train::fit;
+
+pub use relata_train::Preset;
+
+/// Which data a reproduction uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataChoice {
+    /// The embedded synth-captions.
+    SynthCaptions,
+    /// Flickr30K precomp (`train`, `dev`, `test`).
+    Flickr30k(PathBuf),
+    /// MS-COCO precomp (`train`, `dev`, `testall`).
+    Coco(PathBuf),
+}
+
+impl DataChoice {
+    /// Name in paths and results.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataChoice::SynthCaptions => "synth-captions",
+            DataChoice::Flickr30k(_) => "f30k",
+            DataChoice::Coco(_) => "coco",
+        }
+    }
+}
+
+/// Everything `reproduce hrem` takes.
+#[derive(Debug, Clone)]
+pub struct ReproduceOptions {
+    /// Preset.
+    pub preset: Preset,
+    /// Data.
+    pub data: DataChoice,
+    /// A Hugging Face BERT checkpoint directory (default: the BiGRU text encoder).
+    pub bert: Option<PathBuf>,
+    /// Override the preset's epochs.
+    pub epochs: Option<usize>,
+    /// Seed, runs root, resume / overwrite, progress display.
+    pub settings: RunSettings,
+}
+
+impl ReproduceOptions {
+    /// Defaults for a preset on synth-captions.
+    pub fn new(preset: Preset) -> Self {
+        Self {
+            preset,
+            data: DataChoice::SynthCaptions,
+            bert: None,
+            epochs: None,
+            settings: RunSettings::new(0),
+        }
+    }
+}
+
+/// The synth-captions generator settings of a preset.
+pub fn synth_config(preset: Preset, seed: u64) -> SynthCaptionsConfig {
+    match preset {
+        Preset::Smoke => SynthCaptionsConfig {
+            train: 60,
+            dev: 20,
+            test: 20,
+            regions: 6,
+            dim: 16,
+            noise: 0.3,
+            seed,
+        },
+        _ => SynthCaptionsConfig {
+            seed,
+            ..SynthCaptionsConfig::default()
+        },
+    }
+}
+
+/// The configuration of a preset, for region features of `region_dim` and the chosen text
+/// encoder.
+pub fn preset_config(
+    preset: Preset,
+    data: &DataChoice,
+    region_dim: usize,
+    bert: Option<&Path>,
+) -> HremConfig {
+    let text = match bert {
+        Some(path) => TextEncoderKind::Bert {
+            path: path.to_path_buf(),
+            max_len: 64,
+        },
+        None => TextEncoderKind::BiGru { word_dim: 300 },
+    };
+    let coco = matches!(data, DataChoice::Coco(_));
+    match preset {
+        Preset::Paper => {
+            let mut c = HremConfig::new(EncoderConfig::new(region_dim).with_text(text));
+            if coco {
+                c = c
+                    .with_batch_size(256)
+                    .with_relation(RelationConfig::new().with_lambda(1.5))
+                    .with_negatives(Negatives::DistanceWeighted {
+                        n: 512,
+                        cutoff: 1.9,
+                    });
+            }
+            c
+        }
+        Preset::Default => {
+            let text = match text {
+                TextEncoderKind::BiGru { .. } => TextEncoderKind::BiGru { word_dim: 64 },
+                other => other,
+            };
+            HremConfig::new(
+                EncoderConfig::new(region_dim)
+                    .with_embed(128)
+                    .with_heads(4)
+                    .with_ff(256)
+                    .with_text(text),
+            )
+            .with_epochs(12)
+            .with_lr_milestones(vec![8, 11])
+            .with_batch_size(64)
+            .with_warmup_iterations(160)
+            .with_lr(1e-3)
+        }
+        Preset::Smoke => HremConfig::new(
+            EncoderConfig::new(region_dim)
+                .with_embed(32)
+                .with_heads(2)
+                .with_ff(32)
+                .with_text(match text {
+                    TextEncoderKind::BiGru { .. } => TextEncoderKind::BiGru { word_dim: 16 },
+                    other => other,
+                }),
+        )
+        .with_relation(RelationConfig::new().with_top_k(4))
+        .with_epochs(3)
+        .with_lr_milestones(vec![2])
+        .with_batch_size(16)
+        .with_warmup_iterations(10)
+        .with_lr(2e-3),
+    }
+}
+
+/// The released checkpoints' numbers (spec "Evaluation"; R@10 not published).
+pub fn paper_rows(data: &DataChoice) -> Vec<Map<String, Value>> {
+    let rows: &[(&str, [f64; 4])] = match data {
+        DataChoice::Flickr30k(_) => &[("full", [84.4, 96.7, 62.4, 86.6])],
+        DataChoice::Coco(_) => &[
+            ("full 1K", [81.9, 96.9, 65.9, 91.4]),
+            ("full 5K", [62.5, 87.4, 44.0, 73.9]),
+        ],
+        DataChoice::SynthCaptions => &[],
+    };
+    rows.iter()
+        .map(|(variant, [a, b, c, d])| {
+            let mut r = Map::new();
+            r.insert("variant".into(), json!(variant));
+            r.insert("i2t_r1".into(), json!(a));
+            r.insert("i2t_r5".into(), json!(b));
+            r.insert("t2i_r1".into(), json!(c));
+            r.insert("t2i_r5".into(), json!(d));
+            r
+        })
+        .collect()
+}
+
+fn row(variant: &str, r: &RecallReport) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("variant".into(), json!(variant));
+    for (k, v) in [
+        ("i2t_r1", r.i2t.r1),
+        ("i2t_r5", r.i2t.r5),
+        ("i2t_r10", r.i2t.r10),
+        ("t2i_r1", r.t2i.r1),
+        ("t2i_r5", r.t2i.r5),
+        ("t2i_r10", r.t2i.r10),
+        ("rsum", r.rsum),
+    ] {
+        m.insert(k.into(), json!(v));
+    }
+    m
+}
+
+/// What a reproduction produced.
+pub struct ReproduceOutcome {
+    /// The results table.
+    pub results: Results,
+    /// The top run directory.
+    pub dir: PathBuf,
+}
+
+/// A variant's test results, kept in `result.json` so `--resume` does not repeat it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VariantResult {
+    rows: Vec<Map<String, Value>>,
+}
+
+/// Trains the baseline and HREM, evaluates both on test, writes the table.
+pub fn reproduce(
+    options: &ReproduceOptions,
+    device: &Device,
+) -> Result<ReproduceOutcome, HremError> {
+    let start = Instant::now();
+    let dataset = options.data.name();
+    let top = RunDir::open(
+        &options.settings.top_run("hrem", dataset),
+        &json!({
+            "method": "hrem",
+            "dataset": dataset,
+            "preset": options.preset.name(),
+            "bert": options.bert,
+            "data_dir": match &options.data {
+                DataChoice::SynthCaptions => None,
+                DataChoice::Flickr30k(d) | DataChoice::Coco(d) => Some(d),
+            },
+            "test_split": match &options.data {
+                DataChoice::Coco(_) => "testall",
+                _ => "test",
+            },
+            "epochs": options.epochs,
+            "seed": options.settings.seed,
+        }),
+    )?;
+    let (data, test_split) = match &options.data {
+        DataChoice::SynthCaptions => (
+            synth_config(options.preset, options.settings.seed).write(&top.path().join("data"))?,
+            "test",
+        ),
+        DataChoice::Flickr30k(dir) => (PrecompDataset::open(dir)?, "test"),
+        DataChoice::Coco(dir) => (PrecompDataset::open(dir)?, "testall"),
+    };
+    let train = data.split("train")?;
+    let dev = data.split("dev").ok();
+    let test = data.split(test_split)?;
+    let mut rows = Vec::new();
+    for (variant, relations) in [("baseline", false), ("full", true)] {
+        let mut config = preset_config(
+            options.preset,
+            &options.data,
+            train.dim,
+            options.bert.as_deref(),
+        )
+        .with_relations(relations)
+        .with_seed(options.settings.seed);
+        if let Some(e) = options.epochs {
+            config.epochs = e;
+            config.lr_milestones.retain(|&m| m < e);
+        }
+        let dir = top.path().join(variant);
+        let result_path = dir.join("result.json");
+        if options.settings.resume
+            && let Ok(text) = fs::read_to_string(&result_path)
+            && let Ok(done) = serde_json::from_str::<VariantResult>(&text)
+        {
+            rows.extend(done.rows);
+            continue;
+        }
+        let fit_options = options.settings.fit_in("hrem", dataset, &dir);
+        let trained = fit(&config, train, dev, device, &fit_options)?;
+        let mut variant_rows = Vec::new();
+        if matches!(options.data, DataChoice::Coco(_)) {
+            let one_k = evaluate(&trained.model, &trained.tokenizer, test, Some(5), device)?;
+            let five_k = evaluate(&trained.model, &trained.tokenizer, test, None, device)?;
+            variant_rows.push(row(&format!("{variant} 1K"), &one_k));
+            variant_rows.push(row(&format!("{variant} 5K"), &five_k));
+        } else {
+            let r = evaluate(&trained.model, &trained.tokenizer, test, None, device)?;
+            variant_rows.push(row(variant, &r));
+        }
+        for r in &variant_rows {
+            eprintln!(
+                "hrem {dataset} {}: rSum {:.1}",
+                r["variant"].as_str().unwrap_or(variant),
+                r["rsum"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        let text = serde_json::to_string_pretty(&VariantResult {
+            rows: variant_rows.clone(),
+        })
+        .expect("rows serialise");
+        fs::write(&result_path, text).map_err(|e| HremError::file(&result_path, e.to_string()))?;
+        rows.extend(variant_rows);
+    }
+    let results = Results {
+        method: "hrem".into(),
+        dataset: dataset.into(),
+        preset: options.preset.name().into(),
+        device: format!("{device:?}"),
+        seconds: start.elapsed().as_secs_f64(),
+        rows,
+        paper: paper_rows(&options.data),
+    };
+    top.write_results(&results)?;
+    Ok(ReproduceOutcome {
+        results,
+        dir: top.path().to_path_buf(),
+    })
+}

@@ -1,0 +1,351 @@
+//! HREM on the shared training loop (spec "Losses", "Optimisation"): one phase of caption
+//! batches; each step encodes the batch's images (regions dropped) and captions (words
+//! augmented), and minimises L_tri(v, u) — plus, once `warmup_iterations` steps have run and
+//! relations are on, L_tri(v̄, ū) + L_tri(v̄, u) + L_tri(v, ū) + 10·L_reg through the relation
+//! module. AdamW with BERT at ×0.1, global-norm clip 2, lr ×0.1 at the milestones. The model is
+//! selected on the dev split's rSum, never on test.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use relata_dataset::rng::SeededRng;
+use relata_dataset::{BatchComposer, EpochSampler, PrecompSplit};
+use relata_metrics::{KMeansConfig, kmeans};
+use relata_train::{
+    EpochContext, EpochRecord, FitOptions, Goal, Loss, LrSchedule, OptimizerConfig, OptimizerKind,
+    PhaseConfig, Selection, StepContext, TrainError, TrainTask, Trainer, TrainerConfig, Verbosity,
+    seed_device,
+};
+
+use crate::config::HremConfig;
+use crate::data::{TextTokenizer, Tokens, augment_words, pad_ids, region_batch};
+use crate::error::HremError;
+use crate::eval::{embed_images, evaluate};
+use crate::loss::{relevance_regulariser, triplet_loss};
+use crate::model::HremModel;
+use crate::relation::{connections, fragment_scores};
+
+/// The training phase's name.
+pub const PHASE: &str = "train";
+
+/// HREM's side of the training loop.
+pub struct HremTask<'a> {
+    config: HremConfig,
+    train: &'a PrecompSplit,
+    dev: Option<&'a PrecompSplit>,
+    tokenizer: &'a TextTokenizer,
+    tokens: Vec<Tokens>,
+    /// Neighbour batches planned at epoch start (with `neighbour_batches`).
+    planned: Option<Vec<Vec<usize>>>,
+}
+
+impl<'a> HremTask<'a> {
+    /// A task over the `train` split (and `dev` for model selection).
+    pub fn new(
+        config: HremConfig,
+        train: &'a PrecompSplit,
+        dev: Option<&'a PrecompSplit>,
+        tokenizer: &'a TextTokenizer,
+    ) -> Result<Self, HremError> {
+        config.check()?;
+        if train.captions.len() < 2 {
+            return Err(HremError::Input(format!(
+                "{}: {} training captions, need at least 2",
+                train.features_path.display(),
+                train.captions.len()
+            )));
+        }
+        if train.dim != config.encoder.region_dim {
+            return Err(HremError::Input(format!(
+                "{}: region features of {} dimensions but encoder.region_dim = {}; set it to \
+                 the features' size",
+                train.features_path.display(),
+                train.dim,
+                config.encoder.region_dim
+            )));
+        }
+        let tokens = train
+            .captions
+            .iter()
+            .map(|c| tokenizer.tokens(c))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            config,
+            train,
+            dev,
+            tokenizer,
+            tokens,
+            planned: None,
+        })
+    }
+
+    /// Neighbour batches: k-means on the image embeddings, P clusters × K images per batch, one
+    /// random caption of each image.
+    fn neighbour_batches(
+        &self,
+        model: &HremModel,
+        [p, k]: [usize; 2],
+        ctx: &mut EpochContext<'_>,
+    ) -> Result<Vec<Vec<usize>>, HremError> {
+        let n = self.train.num_images;
+        let net = model.clone().valid();
+        let images: Vec<usize> = (0..n).collect();
+        let emb = embed_images(&net, self.train, &images, 128, &ctx.device.clone().inner())?;
+        let dim = emb.len() / n;
+        let clusters = (n / k.max(1)).clamp(1, n);
+        let result = kmeans(
+            &emb,
+            dim,
+            KMeansConfig {
+                k: clusters,
+                n_init: 1,
+                max_iter: 50,
+                seed: ctx.rng.next_u64(),
+            },
+        )?;
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); clusters];
+        for (i, &c) in result.labels.iter().enumerate() {
+            members[c as usize].push(i);
+        }
+        for m in &mut members {
+            ctx.rng.shuffle(m);
+        }
+        // Chunks of K images per cluster, shuffled, grouped P at a time.
+        let mut chunks: Vec<Vec<usize>> = members
+            .iter()
+            .flat_map(|m| m.chunks(k).map(<[usize]>::to_vec))
+            .collect();
+        ctx.rng.shuffle(&mut chunks);
+        let per = self.train.captions_per_image;
+        let batches = chunks
+            .chunks(p)
+            .map(|group| {
+                group
+                    .iter()
+                    .flatten()
+                    .map(|&img| img * per + ctx.rng.below(per.max(1)))
+                    .collect::<Vec<usize>>()
+            })
+            .filter(|b| b.len() >= 2)
+            .collect();
+        Ok(batches)
+    }
+
+    /// The loss terms of one batch of caption indices.
+    fn loss(
+        &self,
+        model: &HremModel,
+        batch: &[usize],
+        relations_on: bool,
+        rng: &mut SeededRng,
+        device: &Device,
+    ) -> Result<Loss, HremError> {
+        let images: Vec<usize> = batch
+            .iter()
+            .map(|&c| self.train.image_of_caption(c))
+            .collect();
+        let (regions, shape, region_lengths) =
+            region_batch(self.train, &images, Some((self.config.region_drop, rng)))?;
+        let mask_id = self.tokenizer.mask_id();
+        let vocab = self.tokenizer.vocab_size();
+        let rows: Vec<Vec<i64>> = batch
+            .iter()
+            .map(|&c| {
+                augment_words(
+                    &self.tokens[c],
+                    self.config.word_augment,
+                    mask_id,
+                    vocab,
+                    rng,
+                )
+            })
+            .collect();
+        let (ids, id_shape, word_lengths) = pad_ids(&rows);
+        let image_out = model.image.forward(
+            Tensor::from_data(TensorData::new(regions, shape), device),
+            &region_lengths,
+        );
+        let text_out = model.text.forward(
+            Tensor::from_data(TensorData::new(ids, id_shape), device),
+            &word_lengths,
+        );
+        let (v, u) = (image_out.embedding.clone(), text_out.embedding.clone());
+        let (margin, negatives) = (self.config.margin, self.config.negatives);
+        let tri = |a: Tensor<2>, b: Tensor<2>, rng: &mut SeededRng| {
+            triplet_loss(a, b, &images, margin, negatives, rng)
+        };
+        let mut loss = Loss::new().term("tri", tri(v.clone(), u.clone(), rng));
+        if let (true, Some(relation)) = (relations_on, &model.relation) {
+            let r = &self.config.relation;
+            let scores = fragment_scores(
+                image_out.parts,
+                &region_lengths,
+                text_out.parts,
+                &word_lengths,
+                r.top_k,
+            );
+            let links = connections(&v, &u, &scores, r.threshold);
+            let out = relation.forward(v.clone(), u.clone(), &scores, &links);
+            let cross = tri(out.v_bar.clone(), out.u_bar.clone(), rng)
+                + tri(out.v_bar, u.clone(), rng)
+                + tri(v.clone(), out.u_bar, rng);
+            let reg = relevance_regulariser(out.s_i2t, out.s_t2i, v, u, r.sigma);
+            loss = loss
+                .term("cross", cross)
+                .term("reg", reg.mul_scalar(self.config.reg_weight));
+        }
+        Ok(loss)
+    }
+}
+
+impl TrainTask for HremTask<'_> {
+    type Model = HremModel;
+    type Batch = Vec<usize>;
+
+    fn epoch_batches(&mut self, ctx: &mut EpochContext<'_>) -> Result<Vec<Vec<usize>>, TrainError> {
+        if let Some(batches) = self.planned.take() {
+            return Ok(batches);
+        }
+        EpochSampler::folding_single(self.train.captions.len(), self.config.batch_size)
+            .compose(ctx.epoch, &mut ctx.rng)
+            .map_err(|e| TrainError::msg(e.to_string()))
+    }
+
+    fn on_epoch_start(
+        &mut self,
+        model: &mut HremModel,
+        ctx: &mut EpochContext<'_>,
+    ) -> Result<(), TrainError> {
+        if let Some(pk) = self.config.neighbour_batches {
+            self.planned = Some(self.neighbour_batches(model, pk, ctx)?);
+        }
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        model: HremModel,
+        batch: &Vec<usize>,
+        ctx: &mut StepContext<'_>,
+    ) -> Result<HremModel, TrainError> {
+        let relations_on =
+            self.config.relations && ctx.global_step >= self.config.warmup_iterations;
+        let device = ctx.device.clone();
+        let loss = self.loss(&model, batch, relations_on, &mut *ctx.rng, &device)?;
+        ctx.record("relations_on", f64::from(u8::from(relations_on)));
+        ctx.minimize(model, loss)
+    }
+
+    fn validate(
+        &mut self,
+        model: &HremModel,
+        ctx: &mut EpochContext<'_>,
+    ) -> Result<BTreeMap<String, f64>, TrainError> {
+        let Some(dev) = self.dev else {
+            return Ok(BTreeMap::new());
+        };
+        let report = evaluate(
+            model,
+            self.tokenizer,
+            dev,
+            None,
+            &ctx.device.clone().inner(),
+        )?;
+        Ok(BTreeMap::from([
+            ("rsum".to_string(), report.rsum),
+            ("i2t_r1".to_string(), report.i2t.r1),
+            ("t2i_r1".to_string(), report.t2i.r1),
+        ]))
+    }
+}
+
+/// The scaffold's configuration: one phase, AdamW (BERT at `bert_lr_factor`), global-norm
+/// clip, lr × 0.1 at the milestones, selection on the dev rSum when there is a dev split.
+pub fn trainer_config(config: &HremConfig, has_dev: bool, verbosity: Verbosity) -> TrainerConfig {
+    let mut adamw = OptimizerConfig::new(
+        "adamw",
+        OptimizerKind::adamw(config.weight_decay),
+        config.lr,
+    )
+    .with_clip_grad_norm(config.clip)
+    .with_schedule(LrSchedule::MultiStep {
+        milestones: config.lr_milestones.clone(),
+        gamma: 0.1,
+    });
+    if config.uses_bert() {
+        adamw = adamw.with_group("text.bert.", config.lr * config.bert_lr_factor);
+    }
+    let mut t = TrainerConfig::new(vec![PhaseConfig::new(PHASE, config.epochs)], vec![adamw])
+        .with_seed(config.seed)
+        .with_verbosity(verbosity);
+    if has_dev {
+        t = t.with_eval_every(1).with_selection(Some(Selection {
+            metric: "rsum".into(),
+            goal: Goal::Maximize,
+        }));
+    } else {
+        t = t.with_eval_every(0);
+    }
+    t
+}
+
+/// A trained model and where its run lives.
+pub struct TrainedHrem {
+    /// The selected model (best dev rSum; the last one without a dev split), inference mode.
+    pub model: HremModel,
+    /// The caption tokeniser it was trained with.
+    pub tokenizer: TextTokenizer,
+    /// The run directory (`model/` holds the saved encoders once the run is complete).
+    pub run_dir: PathBuf,
+    /// Per-epoch records.
+    pub epochs: Vec<EpochRecord>,
+    /// Whether every epoch ran.
+    pub completed: bool,
+    /// Wall-clock seconds of this invocation.
+    pub seconds: f64,
+}
+
+/// Trains HREM (or the baseline, `relations = false`) on `train`, selecting on `dev`, on
+/// `device` (plain; autodiff is added here). A completed run saves `model/`.
+pub fn fit(
+    config: &HremConfig,
+    train: &PrecompSplit,
+    dev: Option<&PrecompSplit>,
+    device: &Device,
+    options: &FitOptions,
+) -> Result<TrainedHrem, HremError> {
+    config.check()?;
+    let tokenizer = config.tokenizer(train.captions.iter().map(String::as_str))?;
+    let autodiff = device.clone().autodiff();
+    let config_json = serde_json::to_value(config)
+        .map_err(|e| HremError::Config(format!("serialising the configuration: {e}")))?;
+    let run = relata_train::RunDir::open(&options.run, &config_json)?;
+    let run_dir = run.path().to_path_buf();
+    seed_device(&autodiff, config.seed);
+    let model = config.init_model(&tokenizer, true, &autodiff)?;
+    let mut task = HremTask::new(config.clone(), train, dev, &tokenizer)?;
+    let mut trainer = Trainer::new(
+        trainer_config(config, dev.is_some(), options.verbosity),
+        &autodiff,
+        run,
+    )?;
+    if let Some(n) = options.stop_after_epochs {
+        trainer = trainer.stop_after_epochs(n);
+    }
+    let outcome = trainer.fit(&mut task, model)?;
+    let model = outcome.selected().clone().valid();
+    if outcome.completed {
+        model.save(config, &tokenizer, &run_dir.join("model"))?;
+    }
+    drop(task);
+    Ok(TrainedHrem {
+        model,
+        tokenizer,
+        run_dir,
+        epochs: outcome.epochs,
+        completed: outcome.completed,
+        seconds: outcome.seconds,
+    })
+}

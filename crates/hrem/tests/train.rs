@@ -1,0 +1,246 @@
+//! HREM end to end on the embedded synth-captions (written in the SCAN precomp layout and read
+//! back by the real loader): it learns, a stopped run resumes to the same result, the saved
+//! model loads back and searches, and the BERT text encoder trains from a checkpoint directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use burn::tensor::Device;
+use relata_dataset::PrecompDataset;
+use relata_hrem::config::{Interaction, RelationConfig, TextEncoderKind};
+use relata_hrem::reproduce::{DataChoice, preset_config, synth_config};
+use relata_hrem::training::{RunOptions, Verbosity};
+use relata_hrem::{FitOptions, HremConfig, HremModel, embed_split, evaluate, fit};
+use relata_train::Preset;
+
+/// Dropout draws from the backend's process-wide generator, which `fit` seeds per epoch: tests
+/// that train take turns so that one run's draws are not interleaved with another's.
+static DEVICE_RNG: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn data(root: &Path) -> PrecompDataset {
+    synth_config(Preset::Smoke, 5)
+        .write(&root.join("data"))
+        .unwrap()
+}
+
+fn options(root: &Path, name: &str) -> FitOptions {
+    FitOptions {
+        run: RunOptions::new("hrem", "synth-captions").with_dir(root.join(name)),
+        verbosity: Verbosity::Quiet,
+        stop_after_epochs: None,
+    }
+}
+
+fn smoke(dim: usize) -> HremConfig {
+    preset_config(Preset::Smoke, &DataChoice::SynthCaptions, dim, None)
+}
+
+/// With relations on (after a 10-step warm-up), a stopped and resumed run ends with the same
+/// losses, dev scores and embeddings as an uninterrupted one.
+#[test]
+fn resume_is_exact_with_relations_on() {
+    let _turn = serial();
+    let root = tempfile::tempdir().unwrap();
+    let data = data(root.path());
+    let (train, dev, test) = (
+        data.split("train").unwrap(),
+        data.split("dev").unwrap(),
+        data.split("test").unwrap(),
+    );
+    let config = smoke(train.dim);
+    let device = Device::flex();
+    let whole = fit(
+        &config,
+        train,
+        Some(dev),
+        &device,
+        &options(root.path(), "whole"),
+    )
+    .unwrap();
+    let mut first = options(root.path(), "split");
+    first.stop_after_epochs = Some(2);
+    let part = fit(&config, train, Some(dev), &device, &first).unwrap();
+    assert!(!part.completed);
+    let mut second = options(root.path(), "split");
+    second.run = second.run.with_resume(true);
+    let resumed = fit(&config, train, Some(dev), &device, &second).unwrap();
+    assert!(resumed.completed);
+    assert_eq!(whole.epochs.len(), resumed.epochs.len());
+    for (a, b) in whole.epochs.iter().zip(&resumed.epochs) {
+        assert_eq!(a.loss, b.loss, "epoch {}", a.epoch);
+        assert_eq!(a.val, b.val, "epoch {}", a.epoch);
+    }
+    // Relations were on in the last epoch: its loss has the cross and regulariser terms.
+    let last = whole.epochs.last().unwrap();
+    assert!(
+        last.loss.contains_key("cross") && last.loss.contains_key("reg"),
+        "{last:?}"
+    );
+    let a = embed_split(&whole.model, &whole.tokenizer, test, &device).unwrap();
+    let b = embed_split(&resumed.model, &resumed.tokenizer, test, &device).unwrap();
+    assert_eq!(a, b);
+}
+
+/// The saved model (encoders + vocabulary) embeds exactly like the trained one; a directory
+/// without a model is an error naming the file.
+#[test]
+fn saved_model_loads_back() {
+    let _turn = serial();
+    let root = tempfile::tempdir().unwrap();
+    let data = data(root.path());
+    let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
+    let config = smoke(train.dim).with_epochs(1);
+    let device = Device::flex();
+    let trained = fit(&config, train, None, &device, &options(root.path(), "run")).unwrap();
+    let (model, loaded_config, tokenizer) =
+        HremModel::load(&trained.run_dir.join("model"), &device).unwrap();
+    assert!(
+        model.relation.is_none(),
+        "inference needs no relation module"
+    );
+    assert_eq!(loaded_config.encoder, config.encoder);
+    assert_eq!(
+        embed_split(&trained.model, &trained.tokenizer, test, &device).unwrap(),
+        embed_split(&model, &tokenizer, test, &device).unwrap()
+    );
+    let e = HremModel::load(&root.path().join("nowhere"), &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("nowhere") && e.contains("model.json"), "{e}");
+}
+
+/// Learning smoke test: the baseline's test rSum after 8 epochs is well above what an untrained
+/// model scores (chance on 20 images is about 2 × (5 + 25 + 50) = 160).
+#[test]
+fn learns_on_synth_captions() {
+    let _turn = serial();
+    let root = tempfile::tempdir().unwrap();
+    let data = data(root.path());
+    let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
+    let device = Device::flex();
+    let config = smoke(train.dim).with_relations(false);
+    let untrained = config
+        .init_model(
+            &config
+                .tokenizer(train.captions.iter().map(String::as_str))
+                .unwrap(),
+            false,
+            &device,
+        )
+        .unwrap();
+    let tokenizer = config
+        .tokenizer(train.captions.iter().map(String::as_str))
+        .unwrap();
+    let before = evaluate(&untrained, &tokenizer, test, None, &device).unwrap();
+    let trained = fit(
+        &config.with_epochs(8).with_lr_milestones(vec![6]),
+        train,
+        None,
+        &device,
+        &options(root.path(), "run"),
+    )
+    .unwrap();
+    let after = evaluate(&trained.model, &trained.tokenizer, test, None, &device).unwrap();
+    assert!(
+        after.rsum > before.rsum + 60.0 && after.rsum > 250.0,
+        "rSum {:.1} → {:.1}",
+        before.rsum,
+        after.rsum
+    );
+}
+
+/// The Standalone mechanism and neighbour batches train too.
+#[test]
+fn standalone_with_neighbour_batches_trains() {
+    let _turn = serial();
+    let root = tempfile::tempdir().unwrap();
+    let data = data(root.path());
+    let train = data.split("train").unwrap();
+    let config = smoke(train.dim)
+        .with_relation(
+            RelationConfig::new()
+                .with_top_k(4)
+                .with_interaction(Interaction::Standalone),
+        )
+        .with_neighbour_batches(Some([4, 4]))
+        .with_epochs(2);
+    let trained = fit(
+        &config,
+        train,
+        None,
+        &Device::flex(),
+        &options(root.path(), "run"),
+    )
+    .unwrap();
+    let last = trained.epochs.last().unwrap();
+    // 60 images in clusters, 16 captions per batch.
+    assert!(last.steps >= 3, "{last:?}");
+    assert!(last.loss["total"].is_finite() && last.loss.contains_key("cross"));
+}
+
+fn bert_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/backbone/bert-tiny")
+}
+
+/// The BERT text encoder: a Hugging Face checkpoint directory (the tiny test checkpoint)
+/// trains with its own learning-rate group and the saved model reloads it.
+#[test]
+fn bert_text_encoder_trains_and_reloads() {
+    let _turn = serial();
+    let root = tempfile::tempdir().unwrap();
+    let data = data(root.path());
+    let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
+    let config = preset_config(
+        Preset::Smoke,
+        &DataChoice::SynthCaptions,
+        train.dim,
+        Some(&bert_dir()),
+    )
+    .with_epochs(1);
+    assert!(matches!(config.encoder.text, TextEncoderKind::Bert { .. }));
+    let device = Device::flex();
+    let trained = fit(&config, train, None, &device, &options(root.path(), "run")).unwrap();
+    let (model, _, tokenizer) = HremModel::load(&trained.run_dir.join("model"), &device).unwrap();
+    assert_eq!(
+        embed_split(&trained.model, &trained.tokenizer, test, &device).unwrap(),
+        embed_split(&model, &tokenizer, test, &device).unwrap()
+    );
+    // A missing checkpoint directory names what is missing.
+    let mut bad = config.clone();
+    bad.encoder.text = TextEncoderKind::Bert {
+        path: root.path().join("no-bert"),
+        max_len: 32,
+    };
+    let e = fit(&bad, train, None, &device, &options(root.path(), "bad"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("no-bert"), "{e}");
+}
+
+/// Wrong region dimensions and bad settings are refused with the field named.
+#[test]
+fn bad_input_is_refused() {
+    let _turn = serial();
+    let root = tempfile::tempdir().unwrap();
+    let data = data(root.path());
+    let train = data.split("train").unwrap();
+    let device = Device::flex();
+    let config = smoke(train.dim + 1);
+    let e = fit(&config, train, None, &device, &options(root.path(), "a"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("region_dim"), "{e}");
+    let config = smoke(train.dim).with_batch_size(1);
+    let e = fit(&config, train, None, &device, &options(root.path(), "b"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("batch_size"), "{e}");
+}
