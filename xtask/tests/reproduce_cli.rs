@@ -430,6 +430,7 @@ fn hrem_bad_arguments_say_what_to_do() {
     let nope = missing.path().join("nope").display().to_string();
     let (ok, _, err) = xtask(&["reproduce", "hrem", "--bert", &nope]);
     assert!(!ok && err.contains("config.json"), "{err}");
+    let out = missing.path().display().to_string();
     let (ok, _, err) = xtask(&[
         "reproduce",
         "hrem",
@@ -437,8 +438,12 @@ fn hrem_bad_arguments_say_what_to_do() {
         "f30k",
         "--data-dir",
         &nope,
+        "--out",
+        &out,
     ]);
     assert!(!ok && err.contains("nope"), "{err}");
+    // Nothing is written for a run whose data cannot be opened.
+    assert!(!missing.path().join("hrem").exists());
     let (ok, _, err) = xtask(&["search", "hrem", "--run", &nope, "--text", "a cube"]);
     assert!(!ok && err.contains("config.json"), "{err}");
 }

@@ -222,6 +222,13 @@ pub fn reproduce(
 ) -> Result<ReproduceOutcome, HremError> {
     let start = Instant::now();
     let dataset = options.data.name();
+    // A real dataset is opened before the run directory exists, so a wrong `--data-dir` leaves
+    // nothing behind; synth-captions is written into the run directory.
+    let real = match &options.data {
+        DataChoice::SynthCaptions => None,
+        DataChoice::Flickr30k(dir) => Some((PrecompDataset::open(dir)?, "test")),
+        DataChoice::Coco(dir) => Some((PrecompDataset::open(dir)?, "testall")),
+    };
     let top = RunDir::open(
         &options.settings.top_run("hrem", dataset),
         &json!({
@@ -241,13 +248,12 @@ pub fn reproduce(
             "seed": options.settings.seed,
         }),
     )?;
-    let (data, test_split) = match &options.data {
-        DataChoice::SynthCaptions => (
+    let (data, test_split) = match (&options.data, real) {
+        (_, Some(opened)) => opened,
+        (_, None) => (
             synth_config(options.preset, options.settings.seed).write(&top.path().join("data"))?,
             "test",
         ),
-        DataChoice::Flickr30k(dir) => (PrecompDataset::open(dir)?, "test"),
-        DataChoice::Coco(dir) => (PrecompDataset::open(dir)?, "testall"),
     };
     let train = data.split("train")?;
     let dev = data.split("dev").ok();
