@@ -275,7 +275,8 @@ pub fn trainer_config(config: &HremConfig, has_dev: bool, verbosity: Verbosity) 
         gamma: 0.1,
     });
     if config.uses_bert() {
-        adamw = adamw.with_group("text.bert.", config.lr * config.bert_lr_factor);
+        // "bert." matches the BERT model's parameters (text.bert.…) but not `text.bert_fc`.
+        adamw = adamw.with_group("bert.", config.lr * config.bert_lr_factor);
     }
     let mut t = TrainerConfig::new(vec![PhaseConfig::new(PHASE, config.epochs)], vec![adamw])
         .with_seed(config.seed)
