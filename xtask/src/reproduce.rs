@@ -157,6 +157,10 @@ pub struct CsrmsArgs {
     /// art (Fuzzy ART, default) | kmeans[:K] (K = 50 by default)
     #[arg(long)]
     clustering: Option<String>,
+    /// Hold N training images per class out and score on them instead of the test split (for
+    /// choosing settings without the test set).
+    #[arg(long, value_name = "N")]
+    validation: Option<usize>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -193,6 +197,7 @@ fn csrms(args: CsrmsArgs) -> Result<()> {
     options.data = data;
     options.epochs = args.epochs;
     options.clustering = clustering;
+    options.validation = args.validation;
     options.settings = common.settings();
     eprintln!("reproduce csrms on {} ({choice})", options.dataset());
     let outcome = r::reproduce(&options, &device)?;

@@ -306,6 +306,45 @@ fn csrms_smoke_on_synth_fine_then_resume_and_a_cifar_directory() {
     );
     let records = std::fs::read_to_string(dir.join("full/metrics.jsonl")).unwrap();
     assert!(records.contains("\"clusters\":4.0"), "{records}");
+
+    // --validation scores on images held out of the training split, and says so.
+    let val_root = out_root.path().join("val").display().to_string();
+    let (ok, out, err) = xtask(&[
+        "reproduce",
+        "csrms",
+        "--preset",
+        "smoke",
+        "--epochs",
+        "2",
+        "--validation",
+        "4",
+        "--out",
+        &val_root,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("on validation (4 per class held out of train)"),
+        "{err}"
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir(&out).join("metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        metrics["dataset"],
+        "synth-fine, scored on validation (4 per class held out of train)"
+    );
+    let (ok, _, err) = xtask(&[
+        "reproduce",
+        "csrms",
+        "--preset",
+        "smoke",
+        "--validation",
+        "12",
+        "--out",
+        &val_root,
+    ]);
+    assert!(!ok && err.contains("would leave none to train on"), "{err}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ use burn::config::Config;
 use relata_backbone::{ResNetConfig, ResNetDepth};
 use relata_dataset::transform::{CSRMS_CIFAR_MEAN, CSRMS_CIFAR_STD};
 use relata_dataset::{Pipeline, Transform};
+use relata_train::LrSchedule;
 use serde::{Deserialize, Serialize};
 
 use crate::art::FuzzyArtConfig;
@@ -121,6 +122,11 @@ pub struct CsrmsConfig {
     /// Multiplier (0.5).
     #[config(default = 0.5)]
     pub lr_gamma: f64,
+    /// Another schedule over the whole run in place of the code's step schedule (`lr_step`,
+    /// `lr_gamma` are then unused): short runs end noisy while the step schedule still leaves
+    /// a large learning rate at the last epoch, and a cosine to zero settles them.
+    #[config(default = "None")]
+    pub lr_schedule: Option<LrSchedule>,
     /// Anchors per batch (32).
     #[config(default = 32)]
     pub batch_size: usize,
@@ -141,7 +147,16 @@ impl CsrmsConfig {
         )
     }
 
-    /// Epochs of the relation phase.
+    /// The learning-rate schedule over the whole run: `lr_schedule`, else the code's step
+    /// schedule (× `lr_gamma` every `lr_step` epochs).
+    pub fn schedule(&self) -> LrSchedule {
+        self.lr_schedule.clone().unwrap_or(LrSchedule::Step {
+            step_size: self.lr_step,
+            gamma: self.lr_gamma,
+        })
+    }
+
+    /// Epochs of the relation phase (the run's epochs after the warm-up).
     pub fn relation_epochs(&self) -> usize {
         self.epochs.saturating_sub(self.warmup_epochs)
     }
@@ -195,6 +210,11 @@ impl CsrmsConfig {
         }
         if self.lr_step == 0 || self.lr_gamma <= 0.0 || !self.lr_gamma.is_finite() {
             return bad("lr_step must be ≥ 1 and lr_gamma positive".into());
+        }
+        if let Some(schedule) = &self.lr_schedule {
+            schedule
+                .validate()
+                .map_err(|e| CsrmsError::Config(format!("lr_schedule: {e}")))?;
         }
         let weights = [self.weight_gcn]
             .into_iter()
@@ -285,5 +305,38 @@ mod tests {
         let c = CsrmsConfig::cifar(10).with_image_size(48);
         assert_eq!(c.test_pipeline().output_size((64, 80)), (48, 48));
         assert_eq!(c.train_pipeline().output_size((32, 32)), (48, 48));
+    }
+    #[test]
+    fn a_schedule_replaces_the_step_schedule_and_is_checked() {
+        let step = CsrmsConfig::cifar(10).with_lr_step(7).with_lr_gamma(0.1);
+        assert_eq!(
+            step.schedule(),
+            LrSchedule::Step {
+                step_size: 7,
+                gamma: 0.1
+            }
+        );
+        let cosine = LrSchedule::Cosine {
+            epochs: 300,
+            min_factor: 0.0,
+            per_iteration: true,
+        };
+        let c = step.with_lr_schedule(Some(cosine.clone()));
+        c.check().unwrap();
+        assert_eq!(c.schedule(), cosine);
+        let trainer = crate::train::trainer_config(&c, relata_train::Verbosity::Lines);
+        assert_eq!(trainer.optimizers[0].schedule, cosine);
+        // A saved configuration from before the field existed still loads.
+        let mut json: serde_json::Value = serde_json::to_value(&c).unwrap();
+        json.as_object_mut().unwrap().remove("lr_schedule");
+        let old: CsrmsConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old.lr_schedule, None);
+        let bad = c.with_lr_schedule(Some(LrSchedule::Cosine {
+            epochs: 0,
+            min_factor: 0.0,
+            per_iteration: false,
+        }));
+        let e = bad.check().unwrap_err().to_string();
+        assert!(e.contains("lr_schedule"), "{e}");
     }
 }

@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
-use relata_dataset::{Format, ImageDataset, ReadOptions, Sample, SynthFineConfig};
+use relata_dataset::{
+    Format, ImageDataset, ReadOptions, Sample, SynthFineConfig, hold_out_per_class,
+};
 use relata_train::{Results, RunDir, RunSettings};
 use serde_json::{Map, Value, json};
 
@@ -33,6 +35,9 @@ pub struct ReproduceOptions {
     pub epochs: Option<usize>,
     /// Override the clustering (`art` / `kmeans`).
     pub clustering: Option<Clustering>,
+    /// Hold this many training images per class out and score on them instead of the test
+    /// split: for choosing settings without looking at the test set.
+    pub validation: Option<usize>,
     /// Seed, runs root, resume / overwrite, progress display.
     pub settings: RunSettings,
 }
@@ -45,6 +50,7 @@ impl ReproduceOptions {
             data: None,
             epochs: None,
             clustering: None,
+            validation: None,
             settings: RunSettings::new(1),
         }
     }
@@ -169,16 +175,31 @@ pub fn run_config(options: &ReproduceOptions, classes: usize, variant: Variant) 
     config
 }
 
-/// Trains the CE baseline and CSRMS, evaluates both on the test split, writes the table.
+/// Trains the CE baseline and CSRMS, evaluates both on the test split (or, with
+/// `options.validation`, on images held out of the training split), writes the table.
 pub fn reproduce(
     options: &ReproduceOptions,
     device: &Device,
 ) -> Result<ReproduceOutcome, CsrmsError> {
     let start = Instant::now();
     let data = load(options)?;
-    let train = data.split("train")?;
-    let test = data.split("test")?;
     let classes = data.num_classes();
+    let held;
+    let (train, test, scored_on) = match options.validation {
+        None => (
+            data.split("train")?,
+            data.split("test")?,
+            "test".to_string(),
+        ),
+        Some(n) => {
+            held = hold_out_per_class(data.split("train")?, classes, n, options.settings.seed)?;
+            (
+                &held.train[..],
+                &held.validation[..],
+                format!("validation ({n} per class held out of train)"),
+            )
+        }
+    };
     let dataset = options.dataset();
     let configs: Vec<CsrmsConfig> = [Variant::Baseline, Variant::Full]
         .into_iter()
@@ -193,6 +214,7 @@ pub fn reproduce(
             "method": "csrms",
             "dataset": dataset,
             "preset": options.preset.name(),
+            "scored_on": scored_on,
             "baseline": configs[0],
             "full": configs[1],
         }),
@@ -202,7 +224,7 @@ pub fn reproduce(
         let dir = top.path().join(config.variant.name());
         let eval = run_one(options, config, train, test, &dir, device)?;
         eprintln!(
-            "csrms {dataset} {}: top-1 {:.2}%, top-5 {:.2}%",
+            "csrms {dataset} {} on {scored_on}: top-1 {:.2}%, top-5 {:.2}%",
             config.variant.name(),
             eval.top1,
             eval.top5
@@ -211,7 +233,10 @@ pub fn reproduce(
     }
     let results = Results {
         method: "csrms".into(),
-        dataset: dataset.into(),
+        dataset: match options.validation {
+            None => dataset.into(),
+            Some(_) => format!("{dataset}, scored on {scored_on}"),
+        },
         preset: options.preset.name().into(),
         device: format!("{device:?}"),
         seconds: start.elapsed().as_secs_f64(),

@@ -17,9 +17,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Sample};
 use relata_metrics::{KMeansConfig, kmeans};
 use relata_train::{
-    EpochContext, EpochRecord, FitOptions, Loss, LrSchedule, OptimizerConfig, OptimizerKind,
-    PhaseConfig, PhaseControl, StepContext, TrainError, TrainTask, Trained, Trainer, TrainerConfig,
-    Verbosity, mix_seed, seed_device,
+    EpochContext, EpochRecord, FitOptions, Loss, OptimizerConfig, OptimizerKind, PhaseConfig,
+    PhaseControl, StepContext, TrainError, TrainTask, Trained, Trainer, TrainerConfig, Verbosity,
+    mix_seed, seed_device,
 };
 use serde::{Deserialize, Serialize};
 
@@ -431,8 +431,8 @@ impl TrainTask for CsrmsTask<'_> {
 }
 
 /// The scaffold's configuration: the phases of the variant, one SGD with the backbone (and
-/// its classifier) at `lr` and the GCN, smoothing and GCN classifier at `gcn_lr`, both × γ
-/// every `lr_step` epochs of the whole run.
+/// its classifier) at `lr` and the GCN, smoothing and GCN classifier at `gcn_lr`, both on
+/// [`CsrmsConfig::schedule`] over the whole run.
 pub fn trainer_config(config: &CsrmsConfig, verbosity: Verbosity) -> TrainerConfig {
     let phases = match config.variant {
         Variant::Baseline => vec![PhaseConfig::new(BASELINE, config.epochs)],
@@ -452,10 +452,7 @@ pub fn trainer_config(config: &CsrmsConfig, verbosity: Verbosity) -> TrainerConf
     )
     .with_group("backbone", config.lr)
     .with_group("classifier", config.lr)
-    .with_schedule(LrSchedule::Step {
-        step_size: config.lr_step,
-        gamma: config.lr_gamma,
-    });
+    .with_schedule(config.schedule());
     TrainerConfig::new(phases, vec![sgd])
         .with_seed(config.seed)
         .with_eval_every(0)

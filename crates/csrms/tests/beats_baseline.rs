@@ -9,26 +9,17 @@
 
 use burn::tensor::Device;
 use relata_csrms::reproduce::{ReproduceOptions, reproduce};
-use relata_train::{Preset, Verbosity};
+use relata_train::{Preset, RunSettings};
 
 #[test]
 #[ignore = "the default reproduction: ~12 min on 2 cores"]
 fn csrms_top1_at_least_the_baseline_on_synth_fine() {
     let root = tempfile::tempdir().unwrap();
     let mut options = ReproduceOptions::new(Preset::Default);
-    options.settings.out = root.path().to_path_buf();
-    options.settings.seed = 42; // `cargo xtask reproduce`'s default, the run docs report
-    options.settings.verbosity = Verbosity::Lines;
+    // Seed 42: `cargo xtask reproduce`'s default, the run the docs report.
+    options.settings = RunSettings::lines_in(root.path(), 42);
     let outcome = reproduce(&options, &Device::flex()).unwrap();
-    let top1 = |variant: &str| {
-        outcome
-            .results
-            .rows
-            .iter()
-            .find(|r| r["variant"] == variant)
-            .and_then(|r| r["top1"].as_f64())
-            .unwrap()
-    };
+    let top1 = |variant: &str| outcome.results.metric(variant, "top1").unwrap();
     let (baseline, full) = (top1("baseline"), top1("full"));
     assert!(
         full >= baseline,

@@ -2,9 +2,10 @@
 //! prints the test recalls — for choosing the relation module's settings on a new dataset.
 //!
 //! ```text
-//! cargo run --release -p relata-hrem --example relation_sweep -- [key=value ...]
+//! cargo run -p relata-hrem --example relation_sweep -- [key=value ...]
 //!   keys: lambda, warmup, threshold, reg, lr, epochs, seed, negatives=hardest|weighted,
-//!         interaction=fusion|standalone, relations=true|false
+//!         interaction=fusion|standalone, relations=true|false,
+//!         train, dev, test (scenes per split of the generated data)
 //! ```
 
 use burn::tensor::Device;
@@ -27,7 +28,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some((_, v)) = args.iter().find(|(k, _)| k == "seed") {
         seed = v.parse()?;
     }
-    let data = synth_config(Preset::Default, seed).write(&root.join("data"))?;
+    let mut synth = synth_config(Preset::Default, seed);
+    for (k, v) in &args {
+        match k.as_str() {
+            "train" => synth.train = v.parse()?,
+            "dev" => synth.dev = v.parse()?,
+            "test" => synth.test = v.parse()?,
+            _ => {}
+        }
+    }
+    let data = synth.write(&root.join("data"))?;
     let (train, dev, test) = (
         data.split("train")?,
         data.split("dev")?,
@@ -53,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "interaction" if v == "standalone" => {
                 config.relation.interaction = Interaction::Standalone
             }
-            "interaction" | "seed" => {}
+            "interaction" | "seed" | "train" | "dev" | "test" => {}
             other => return Err(format!("unknown key `{other}`").into()),
         }
     }

@@ -10,26 +10,17 @@
 
 use burn::tensor::Device;
 use relata_hrem::reproduce::{ReproduceOptions, reproduce};
-use relata_train::{Preset, Verbosity};
+use relata_train::{Preset, RunSettings};
 
 #[test]
 #[ignore = "the default reproduction: ~10 min on 2 cores"]
 fn hrem_rsum_above_the_baseline_on_synth_captions() {
     let root = tempfile::tempdir().unwrap();
     let mut options = ReproduceOptions::new(Preset::Default);
-    options.settings.out = root.path().to_path_buf();
-    options.settings.seed = 42; // `cargo xtask reproduce`'s default, the run docs report
-    options.settings.verbosity = Verbosity::Lines;
+    // Seed 42: `cargo xtask reproduce`'s default, the run the docs report.
+    options.settings = RunSettings::lines_in(root.path(), 42);
     let outcome = reproduce(&options, &Device::flex()).unwrap();
-    let rsum = |variant: &str| {
-        outcome
-            .results
-            .rows
-            .iter()
-            .find(|r| r["variant"] == variant)
-            .and_then(|r| r["rsum"].as_f64())
-            .unwrap()
-    };
+    let rsum = |variant: &str| outcome.results.metric(variant, "rsum").unwrap();
     let (baseline, full) = (rsum("baseline"), rsum("full"));
     assert!(
         full > baseline,

@@ -70,6 +70,15 @@ impl RunSettings {
         }
     }
 
+    /// A new run under `out` with `seed`, one line per epoch (logs, scripts, tests).
+    pub fn lines_in(out: impl Into<PathBuf>, seed: u64) -> Self {
+        Self {
+            out: out.into(),
+            verbosity: Verbosity::Lines,
+            ..Self::new(seed)
+        }
+    }
+
     /// The reproduction's top directory: `<out>/<method>/<dataset>/<time>` (the newest one when
     /// resuming).
     pub fn top_run(&self, method: &str, dataset: &str) -> RunOptions {

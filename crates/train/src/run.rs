@@ -136,6 +136,16 @@ fn cell(v: Option<&Value>) -> String {
 }
 
 impl Results {
+    /// The measured `metric` of the first row whose `variant` is `variant` (e.g.
+    /// `("full", "top1")`); `None` when there is no such row or the value is not a number.
+    pub fn metric(&self, variant: &str, metric: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.get("variant").and_then(Value::as_str) == Some(variant))
+            .and_then(|r| r.get(metric))
+            .and_then(Value::as_f64)
+    }
+
     /// The rows as a Markdown table, every metric measured beside the paper's value.
     pub fn to_markdown(&self) -> String {
         let key_cols: Vec<&str> = ["variant", "bits"]
@@ -561,6 +571,9 @@ mod tests {
         );
         assert!(md.contains("| full | 24 | 0.6000 | 0.8000 |"), "{md}");
         assert!(md.contains("| full | 12 | 0.5000 | – |"), "{md}");
+        assert_eq!(r.metric("full", "map"), Some(0.5));
+        assert_eq!(r.metric("baseline", "map"), None);
+        assert_eq!(r.metric("full", "ndcg"), None);
     }
 
     #[test]
