@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run -p relata-hrem --example relation_sweep -- [key=value ...]
-//!   keys: lambda, warmup, threshold, reg, lr, epochs, seed, negatives=hardest|weighted,
+//!   keys: lambda, warmup, threshold, reg, lr, batch, epochs, seed, negatives=hardest|weighted,
 //!         interaction=fusion|standalone, relations=true|false,
 //!         train, dev, test (scenes per split of the generated data)
 //! ```
@@ -52,6 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "warmup" => config.warmup_iterations = v.parse()?,
             "reg" => config.reg_weight = v.parse()?,
             "lr" => config.lr = v.parse()?,
+            "batch" => config.batch_size = v.parse()?,
             "epochs" => {
                 config.epochs = v.parse()?;
                 let e = config.epochs;
