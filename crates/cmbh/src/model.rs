@@ -9,7 +9,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::{elu, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 use relata_backbone::ResNet;
-use relata_backbone::resnet::bn_forward;
+use relata_backbone::resnet::{bn_forward, conv_forward};
 
 use crate::config::{CmbhConfig, STAGES};
 
@@ -63,10 +63,10 @@ impl SubNetwork {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self
             .relu
-            .forward(bn_forward(&self.bn1, self.conv1.forward(x)));
+            .forward(bn_forward(&self.bn1, conv_forward(&self.conv1, x)));
         let x = self
             .relu
-            .forward(bn_forward(&self.bn2, self.conv2.forward(x)));
+            .forward(bn_forward(&self.bn2, conv_forward(&self.conv2, x)));
         let [n, c, _, _] = x.dims();
         let pooled = x.flatten::<3>(2, 3).max_dim(2).reshape([n, c]);
         let f = self.fc.forward(bn_forward(&self.bn_pool, pooled));

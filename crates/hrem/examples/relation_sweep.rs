@@ -5,7 +5,9 @@
 //! cargo run -p relata-hrem --example relation_sweep -- [key=value ...]
 //!   keys: lambda, warmup, threshold, reg, lr, batch, epochs, seed, negatives=hardest|weighted,
 //!         interaction=fusion|standalone, relations=true|false,
-//!         train, dev, test (scenes per split of the generated data)
+//!         train, dev, test (scenes per split of the generated data),
+//!         neighbours=PxK (k-means neighbour batches of P clusters × K images; one caption per
+//!         image, so an epoch has a fifth of the steps), milestones=E1,E2 (lr ×0.1 epochs)
 //! ```
 
 use burn::tensor::Device;
@@ -59,6 +61,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 config.lr_milestones.retain(|&m| m < e);
             }
             "relations" => config.relations = v.parse()?,
+            "milestones" => {
+                config.lr_milestones = v.split(',').map(str::parse).collect::<Result<_, _>>()?
+            }
+            "neighbours" => {
+                let (p, k) = v.split_once('x').ok_or("neighbours=PxK, e.g. 8x8")?;
+                config.neighbour_batches = Some([p.parse()?, k.parse()?]);
+            }
             "negatives" if v == "hardest" => config.negatives = Negatives::Hardest,
             "negatives" => {}
             "interaction" if v == "standalone" => {
