@@ -1,8 +1,9 @@
-//! Which convolution path is faster on flex (docs/performance.md, "1×1 convolutions as matrix
+//! Which convolution path is faster (docs/performance.md, "1×1 convolutions as matrix
 //! products"): burn's `conv2d` against the same convolution built from tensor ops, forward and
-//! forward + backward under autodiff, at ResNet-18/50 shapes (batch 16, 112×112 input).
+//! forward + backward under autodiff, at ResNet-18/50 shapes (batch 16, 112×112 input), on flex
+//! or on any compiled device named as the argument (`tch` needs xtask built with `--features tch`).
 //!
-//! - 1×1 kernels: `relata_backbone::resnet::conv_forward` (a strided slice and one batched
+//! - 1×1 kernels: `relata_backbone::resnet::conv_forward` (a subsampling and one batched
 //!   matrix product), the path the ResNets take when training; on a plain (inference) device
 //!   `conv_forward` keeps `conv2d`, so its forward column there is `conv2d` again — measured
 //!   before that choice: 64→256 at 28² took 20 ms as a product against `conv2d`'s 6 ms;
@@ -10,14 +11,15 @@
 //!   only on layer4's 7×7 maps and loses on the stem and the strided 3×3).
 //!
 //! ```text
-//! cargo run -p xtask --example conv_paths
+//! cargo run -p xtask --example conv_paths            # flex
+//! cargo run -p xtask --features tch --example conv_paths -- tch
 //! ```
 
 use std::time::Instant;
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::{Device, Distribution, Slice, Tensor};
+use burn::tensor::{Distribution, Slice, Tensor};
 use relata_backbone::resnet::conv_forward;
 
 const CASES: [(usize, usize, usize, usize, usize); 12] = [
@@ -92,8 +94,10 @@ fn best(reps: usize, mut f: impl FnMut()) -> f64 {
     b
 }
 
-fn main() {
-    let base = Device::flex();
+fn main() -> anyhow::Result<()> {
+    let name = std::env::args().nth(1);
+    let (choice, base) = relata_train::device::select_device(name.as_deref())?;
+    println!("device: {choice:?}");
     println!(
         "| conv (c_in-c_out-k/s-input) | conv2d fwd (s) | relata path fwd (s) | conv2d fwd+bwd (s) | relata path fwd+bwd (s) | max abs diff |"
     );
@@ -137,4 +141,5 @@ fn main() {
             "| {cin}-{cout}-{k}/{s}-{hw} | {ff:.4} | {fi:.4} | {fb:.4} | {ib:.4} | {diff:.2e} |"
         );
     }
+    Ok(())
 }
