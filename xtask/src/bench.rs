@@ -74,7 +74,12 @@ fn best_of<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     (best, out.expect("reps ≥ 1"))
 }
 
-pub(crate) fn python(py: &str, script: &Path, args: &[&str]) -> Result<Value> {
+/// The metrics references' imports.
+const NUMPY_FAISS: &str = "numpy faiss-cpu";
+
+/// Runs a reference script and parses its JSON; `needs` names the Python packages it imports,
+/// for the install hint when it fails.
+pub(crate) fn python(py: &str, script: &Path, args: &[&str], needs: &str) -> Result<Value> {
     let out = Command::new(py)
         .arg(script)
         .args(args)
@@ -82,8 +87,8 @@ pub(crate) fn python(py: &str, script: &Path, args: &[&str]) -> Result<Value> {
         .with_context(|| format!("running {py}"))?;
     if !out.status.success() {
         bail!(
-            "{} {} failed: {}\n(the references need numpy and faiss-cpu: `{py} -m pip install \
-             numpy faiss-cpu`, or pass --python)",
+            "{} {} failed: {}\n(this reference needs {needs}: `{py} -m pip install {needs}`, or \
+             pass --python)",
             script.display(),
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
@@ -170,7 +175,12 @@ fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
         batch? == single,
         "batched search disagrees with single-query search"
     );
-    let faiss = python(&args.python, &script, &["faiss-topk", w, &k.to_string()])?;
+    let faiss = python(
+        &args.python,
+        &script,
+        &["faiss-topk", w, &k.to_string()],
+        NUMPY_FAISS,
+    )?;
     let faiss_s = faiss["seconds"].as_f64().context("faiss seconds")?;
     let faiss_dist = NpyArray::read(work.join("faiss_dist.npy"))?.to_i64()?;
     let ours: Vec<i64> = single
@@ -242,7 +252,12 @@ fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
             single_thread(|| evaluate_hashing(&q, &d, &ql, &dl, &cfg))
         });
         let sub = ref_q.min(nq);
-        let reference = python(&args.python, &script, &["numpy-map", w, &sub.to_string()])?;
+        let reference = python(
+            &args.python,
+            &script,
+            &["numpy-map", w, &sub.to_string()],
+            NUMPY_FAISS,
+        )?;
         let ref_s =
             reference["seconds"].as_f64().context("numpy seconds")? * nq as f64 / sub as f64;
         // Cross-check on the reference's query subset.
@@ -297,7 +312,7 @@ fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
     eprintln!("R@K: {n_img} × {} ...", 5 * n_img);
     let (t_ours, r) = best_of(3, || recall_at_k(&sims, n_img, 5));
     let r = r?;
-    let reference = python(&args.python, &script, &["numpy-recall", w])?;
+    let reference = python(&args.python, &script, &["numpy-recall", w], NUMPY_FAISS)?;
     let ref_s = reference["seconds"].as_f64().context("numpy seconds")?;
     ensure!(
         (reference["i2t_r1"].as_f64().unwrap_or(-1.0) - r.i2t.r1).abs() < 1e-9
@@ -338,4 +353,31 @@ fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
     )?;
     eprintln!("wrote {}", out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failing reference names its script, its stderr and the packages that suite needs.
+    #[test]
+    fn a_failing_reference_says_what_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("reference.py");
+        std::fs::write(
+            &script,
+            "import sys\nsys.exit('No module named torchvision')\n",
+        )
+        .unwrap();
+        let err = python("python3", &script, &["x"], "torch torchvision")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reference.py x failed"), "{err}");
+        assert!(err.contains("No module named torchvision"), "{err}");
+        assert!(
+            err.contains("python3 -m pip install torch torchvision"),
+            "{err}"
+        );
+        assert!(!err.contains("faiss"), "{err}");
+    }
 }

@@ -67,8 +67,8 @@ pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()
         threads,
         reps,
         &names,
-    )
-    .context("the reference needs torch and torchvision in --python")?;
+        "torch==2.9.0 torchvision==0.24.0",
+    )?;
     // Device-major: every case on one backend before the next, so that libtorch's OpenMP
     // workers, which spin for a while after each parallel region, never share the cores with
     // a flex measurement (interleaved, they made flex look 30-50% slower).
@@ -91,11 +91,12 @@ pub fn pytorch_reference(
     threads: usize,
     reps: usize,
     cases: &[String],
+    needs: &str,
 ) -> Result<serde_json::Value> {
     let mut args: Vec<String> = vec![threads.to_string(), reps.to_string()];
     args.extend(cases.iter().cloned());
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    crate::bench::python(python, script, &arg_refs)
+    crate::bench::python(python, script, &arg_refs, needs)
 }
 
 /// The CPU backends compiled into this build: flex, and tch when xtask has that feature.

@@ -76,8 +76,12 @@ pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()
     eprintln!("relata: {ours:.1} images/s ({threads} rayon threads)");
     let script = root.join("benches/python/data_reference.py");
     let dir_s = dir.to_str().context("bench dir is not UTF-8")?;
-    let reference = crate::bench::python(python, &script, &[dir_s, &BATCH.to_string(), "2", "3"])
-        .context("the reference needs torch, torchvision and pillow in --python")?;
+    let reference = crate::bench::python(
+        python,
+        &script,
+        &[dir_s, &BATCH.to_string(), "2", "3"],
+        "torch==2.9.0 torchvision==0.24.0 pillow",
+    )?;
     let theirs = reference["images_per_sec"]
         .as_f64()
         .context("reference images_per_sec")?;

@@ -120,8 +120,8 @@ pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()
         threads,
         reps,
         &names,
-    )
-    .context("the reference needs torch in --python")?;
+        "torch==2.9.0",
+    )?;
     // Device-major, as in `bench backbone` (libtorch's spinning OpenMP workers).
     let timings = devices
         .iter()
