@@ -210,7 +210,7 @@ impl TrainTask for HremTask<'_> {
         }
         EpochSampler::folding_single(self.train.captions.len(), self.config.batch_size)
             .compose(ctx.epoch, &mut ctx.rng)
-            .map_err(|e| TrainError::msg(e.to_string()))
+            .map_err(TrainError::task)
     }
 
     fn on_epoch_start(

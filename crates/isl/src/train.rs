@@ -239,7 +239,7 @@ impl TrainTask for IslTask<'_> {
     fn epoch_batches(&mut self, ctx: &mut EpochContext<'_>) -> Result<Vec<Vec<usize>>, TrainError> {
         EpochSampler::folding_single(self.labels.len(), self.config.batch_size)
             .compose(ctx.epoch, &mut ctx.rng)
-            .map_err(|e| TrainError::msg(e.to_string()))
+            .map_err(TrainError::task)
     }
 
     fn on_phase_start(
