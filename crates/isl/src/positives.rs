@@ -18,8 +18,9 @@ pub struct MiningReport {
     pub mined_per_instance: f64,
     /// Mined ordered pairs (i, j), i ≠ j.
     pub pairs: usize,
-    /// Fraction of those pairs with the same hidden label (1.0 when none).
-    pub precision: f64,
+    /// Fraction of those pairs with the same hidden label; `None` when nothing was mined (a
+    /// precision of an empty set would read as perfect mining in logs and curves).
+    pub precision: Option<f64>,
 }
 
 impl PositiveSets {
@@ -76,11 +77,7 @@ impl PositiveSets {
         MiningReport {
             mined_per_instance: self.mined_per_instance(),
             pairs,
-            precision: if pairs == 0 {
-                1.0
-            } else {
-                correct as f64 / pairs as f64
-            },
+            precision: (pairs > 0).then(|| correct as f64 / pairs as f64),
         }
     }
 
@@ -183,7 +180,8 @@ mod tests {
         let r = s.report(&[0, 0, 1, 1]);
         assert_eq!(r.pairs, 4);
         // (0,1) and (1,0) are same-label; (0,3) and (3,0) are not.
-        assert_eq!(r.precision, 0.5);
+        assert_eq!(r.precision, Some(0.5));
+        assert_eq!(PositiveSets::identity(3).report(&[0, 1, 2]).precision, None);
         assert_eq!(s.mask(&[3]), vec![1.0, 0.0, 0.0, 1.0]);
     }
 }

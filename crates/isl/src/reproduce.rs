@@ -197,8 +197,7 @@ pub fn reproduce(
         "mined_per_instance".into(),
         json!(trained.mining.mined_per_instance),
     );
-    let precision = (trained.mining.pairs > 0).then_some(trained.mining.precision);
-    full.insert("mining_precision".into(), json!(precision));
+    full.insert("mining_precision".into(), json!(trained.mining.precision));
     rows.push(full);
     let results = Results {
         method: "isl".into(),

@@ -409,7 +409,9 @@ impl TrainTask for IslTask<'_> {
                     );
                 }
                 ctx.record("mined_per_instance", report.mined_per_instance);
-                ctx.record("mining_precision", report.precision);
+                if let Some(precision) = report.precision {
+                    ctx.record("mining_precision", precision);
+                }
                 let quota = (round + 1) as f64 * self.config.quota;
                 if self.epoch_new_pairs == 0 {
                     self.idle_mining_epochs += 1;

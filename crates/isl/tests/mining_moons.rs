@@ -116,7 +116,7 @@ fn mine_all(gan: &Gan, memory: &[f32], features: &[f32], labels: &[usize]) -> (u
         apply_proposals(&mut sets, &proposals);
     }
     let report = sets.report(labels);
-    (report.pairs, report.precision)
+    (report.pairs, report.precision.unwrap_or(0.0))
 }
 
 #[test]
