@@ -3,12 +3,15 @@
 //! forward + backward under autodiff, at ResNet-18/50 shapes (batch 16, 112×112 input), on flex
 //! or on any compiled device named as the argument (`tch` needs xtask built with `--features tch`).
 //!
-//! - 1×1 kernels: `relata_backbone::resnet::conv_forward` (a subsampling and one batched
-//!   matrix product), the path the ResNets take when training; on a plain (inference) device
-//!   `conv_forward` keeps `conv2d`, so its forward column there is `conv2d` again — measured
-//!   before that choice: 64→256 at 28² took 20 ms as a product against `conv2d`'s 6 ms;
-//! - larger kernels: im2col from k² strided slices and one GEMM — measured, not adopted (it wins
-//!   only on layer4's 7×7 maps and loses on the stem and the strided 3×3).
+//! - on flex, `relata_backbone::resnet::conv_forward` runs every kernel through relata's own
+//!   im2col + GEMM kernels with their backward (`relata_backbone::flex_conv`), training and
+//!   inference;
+//! - on other backends it computes 1×1 kernels as a subsampling and one batched matrix product
+//!   when training, and leaves the rest (and inference) to `conv2d`, so those rows compare
+//!   `conv2d` with itself.
+//!
+//! An earlier version of this example (git history, 2026-11-24) also timed an im2col built from
+//! k² strided tensor slices; docs/performance.md keeps its rows.
 //!
 //! ```text
 //! cargo run -p xtask --example conv_paths            # flex
@@ -18,10 +21,9 @@
 use std::time::Instant;
 
 use burn::nn::PaddingConfig2d;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::{Distribution, Slice, Tensor};
+use burn::nn::conv::Conv2dConfig;
+use burn::tensor::{Distribution, Tensor};
 use relata_backbone::resnet::conv_forward;
-use relata_train::device::DeviceChoice;
 
 const CASES: [(usize, usize, usize, usize, usize); 12] = [
     (256, 64, 1, 1, 28),
@@ -37,51 +39,6 @@ const CASES: [(usize, usize, usize, usize, usize); 12] = [
     (64, 128, 3, 2, 28),
     (64, 128, 1, 2, 28),
 ];
-
-/// im2col from k² strided slices of the padded input, then one `[C_out × C·k²]` GEMM.
-fn im2col_conv(x: Tensor<4>, w: Tensor<4>, stride: usize, pad: usize) -> Tensor<4> {
-    let [n, c, h, wd] = x.dims();
-    let [cout, _, k, _] = w.dims();
-    let ho = (h + 2 * pad - k) / stride + 1;
-    let wo = (wd + 2 * pad - k) / stride + 1;
-    // [C, N, H, W], padded.
-    let xp = x.permute([1, 0, 2, 3]);
-    let xp = if pad > 0 {
-        xp.pad([(pad, pad), (pad, pad)], 0.0)
-    } else {
-        xp
-    };
-    let mut cols = Vec::with_capacity(k * k);
-    for i in 0..k {
-        for j in 0..k {
-            let si = Slice::new(
-                i as isize,
-                Some((i + stride * (ho - 1) + 1) as isize),
-                stride as isize,
-            );
-            let sj = Slice::new(
-                j as isize,
-                Some((j + stride * (wo - 1) + 1) as isize),
-                stride as isize,
-            );
-            cols.push(xp.clone().slice([Slice::full(), Slice::full(), si, sj]));
-        }
-    }
-    // [C, k*k, N, Ho, Wo] → [C*k*k, N*Ho*Wo]
-    let cols: Tensor<5> = Tensor::stack(cols, 1);
-    let cols = cols.reshape([c * k * k, n * ho * wo]);
-    let y = w.reshape([cout, c * k * k]).matmul(cols);
-    y.reshape([cout, n, ho, wo]).permute([1, 0, 2, 3])
-}
-
-/// `conv_forward` for 1×1 kernels (it reads the module's weight), im2col for the others.
-fn relata_path(conv: &Conv2d, x: Tensor<4>, w: Tensor<4>, stride: usize, pad: usize) -> Tensor<4> {
-    if conv.kernel_size == [1, 1] {
-        conv_forward(conv, x)
-    } else {
-        im2col_conv(x, w, stride, pad)
-    }
-}
 
 fn best(reps: usize, mut f: impl FnMut()) -> f64 {
     let mut b = f64::INFINITY;
@@ -103,15 +60,7 @@ fn main() -> anyhow::Result<()> {
         "| conv (c_in-c_out-k/s-input) | conv2d fwd (s) | relata path fwd (s) | conv2d fwd+bwd (s) | relata path fwd+bwd (s) | max abs diff |"
     );
     println!("| --- | --- | --- | --- | --- | --- |");
-    // im2col's stepped slices: burn-tch cannot take their backward (`slice_assign` fails).
-    let im2col_runs = !matches!(choice, DeviceChoice::Tch | DeviceChoice::TchCuda(_));
     for (cin, cout, k, s, hw) in CASES {
-        if k > 1 && !im2col_runs {
-            println!(
-                "| {cin}-{cout}-{k}/{s}-{hw} | skipped: im2col's stepped slices have no tch backward | | | | |"
-            );
-            continue;
-        }
         let p = k / 2;
         let ad = base.clone().autodiff();
         let conv = Conv2dConfig::new([cin, cout], [k, k])
@@ -120,8 +69,7 @@ fn main() -> anyhow::Result<()> {
             .with_bias(false)
             .init(&ad);
         let x = Tensor::<4>::random([16, cin, hw, hw], Distribution::Normal(0.0, 1.0), &ad);
-        let w = conv.weight.val();
-        let diff = (conv.forward(x.clone()) - relata_path(&conv, x.clone(), w.clone(), s, p))
+        let diff = (conv.forward(x.clone()) - conv_forward(&conv, x.clone()))
             .abs()
             .max()
             .into_scalar::<f32>();
@@ -131,8 +79,7 @@ fn main() -> anyhow::Result<()> {
         });
         let ib = best(5, || {
             let xg = x.clone().require_grad();
-            let wg = w.clone().require_grad();
-            drop(relata_path(&conv, xg, wg, s, p).sum().backward());
+            drop(conv_forward(&conv, xg).sum().backward());
         });
         let xi = Tensor::<4>::random([16, cin, hw, hw], Distribution::Normal(0.0, 1.0), &base);
         let convi = Conv2dConfig::new([cin, cout], [k, k])
@@ -144,7 +91,7 @@ fn main() -> anyhow::Result<()> {
             let _ = convi.forward(xi.clone()).into_data();
         });
         let fi = best(5, || {
-            let _ = relata_path(&convi, xi.clone(), convi.weight.val(), s, p).into_data();
+            let _ = conv_forward(&convi, xi.clone()).into_data();
         });
         println!(
             "| {cin}-{cout}-{k}/{s}-{hw} | {ff:.4} | {fi:.4} | {fb:.4} | {ib:.4} | {diff:.2e} |"

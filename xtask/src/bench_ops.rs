@@ -57,7 +57,8 @@ fn time_layer(spec: &str, backward: bool, device: &Device, reps: usize) -> Resul
                 .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
                 .with_bias(false)
                 .init(&device);
-            Box::new(move |x| conv.forward(x))
+            // What relata's ResNets call: on flex, relata's own kernels (`flex_conv`).
+            Box::new(move |x| relata_backbone::resnet::conv_forward(&conv, x))
         }
         ("bn", [c, _]) => {
             let bn = BatchNormConfig::new(*c).init(&device);

@@ -12,6 +12,8 @@
 
 pub mod bert;
 pub mod error;
+#[cfg(feature = "flex")]
+pub mod flex_conv;
 pub mod gru;
 pub mod resnet;
 pub mod vocab;

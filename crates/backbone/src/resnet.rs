@@ -86,18 +86,25 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Co
         .init(device)
 }
 
-/// A convolution's forward, with 1×1 convolutions computed as matrix products when training.
+/// A convolution's forward: on `flex`, relata's own kernels; elsewhere `conv2d`, with 1×1
+/// convolutions computed as matrix products when training.
 ///
 /// Why: on `flex`, burn's `conv2d` runs every kernel size through im2col with a layout copy
 /// before the GEMM, and its backward through a transposed convolution (input gradient) and a
 /// swapped convolution with `H_out × W_out` kernels (weight gradient; docs/upstream/flex-conv.md).
-/// A 1×1 convolution needs none of that: it is `W[C_out × C_in] · X[C_in × HW]` per image, and
-/// autodiff differentiates the product with two more GEMMs. ResNet-50 has two 1×1 convolutions
-/// in each bottleneck and every ResNet has them in `downsample.0`. A stride-s 1×1 convolution
-/// reads every s-th pixel, so it is a subsampling followed by the product. Same arithmetic,
-/// same parameters (the [`Conv2d`] module is kept for its names and weight import); other
-/// kernels go to `conv2d`.
+/// [`crate::flex_conv`] does each piece as one GEMM per image on NCHW data, forward and backward
+/// (1.5–3× faster on ResNet's layers; docs/performance.md). On other backends a 1×1 convolution
+/// is still cheaper as what it is, `W[C_out × C_in] · X[C_in × HW]` per image, which autodiff
+/// differentiates with two more GEMMs (2–3× on tch's 28² maps). ResNet-50 has two 1×1
+/// convolutions in each bottleneck and every ResNet has them in `downsample.0`. A stride-s 1×1
+/// convolution reads every s-th pixel, so it is a subsampling followed by the product. Same
+/// arithmetic, same parameters (the [`Conv2d`] module is kept for its names and weight import).
 pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    let x = match flex_conv_forward(conv, x) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
     let pointwise = conv.kernel_size == [1, 1]
         && conv.dilation == [1, 1]
         && conv.groups == 1
@@ -135,6 +142,35 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         Some(bias) => y + bias.val().reshape([1, cout, 1, 1]),
         None => y,
     }
+}
+
+/// On a `flex` device, the convolution by relata's kernels ([`crate::flex_conv`]), every
+/// kernel size; `Err(x)` where they do not apply (another backend, groups, dilation, `Same`
+/// padding).
+#[cfg(feature = "flex")]
+#[allow(clippy::result_large_err)] // a `Tensor` is moved in and, unused, handed back.
+fn flex_conv_forward(conv: &Conv2d, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
+        PaddingConfig2d::Valid => [0; 4],
+        PaddingConfig2d::Same => return Err(x),
+    };
+    if conv.dilation != [1, 1] || conv.groups != 1 {
+        return Err(x);
+    }
+    let geometry = crate::flex_conv::ConvGeometry {
+        kernel: conv.kernel_size,
+        stride: conv.stride,
+        padding,
+    };
+    let y = crate::flex_conv::try_conv2d(x, conv.weight.val(), geometry).map_err(|(x, _)| x)?;
+    Ok(match &conv.bias {
+        Some(bias) => {
+            let c_out = bias.dims()[0];
+            y + bias.val().reshape([1, c_out, 1, 1])
+        }
+        None => y,
+    })
 }
 
 /// Every `s`-th row and column from the first (what a stride-s 1×1 convolution reads): the
@@ -184,24 +220,19 @@ impl PathDeviation {
     }
 }
 
-/// Runs a 1×1 `conv` on `x` both ways — [`conv_forward`]'s path and `conv2d` — and compares the
+/// Runs `conv` on `x` both ways — [`conv_forward`]'s path and `conv2d` — and compares the
 /// outputs and the gradients of `Σ y ⊙ probe` (a random probe) w.r.t. input, weight and bias.
 ///
-/// Why it is public: the path builds the convolution from reshapes, slices and matrix products,
-/// which every backend implements its own way (burn-tch could not differentiate a stepped
-/// slice). CI runs this on flex, wgpu and tch; on a backend it cannot build (CUDA, `cpu`), run
-/// it once on the target device before training there. `x` and `conv` live on one autodiff
-/// device; without autodiff both sides are `conv2d` and only the output is compared.
-pub fn pointwise_path_deviation(conv: &Conv2d, x: Tensor<4>) -> PathDeviation {
+/// Why it is public: the path is relata's own code on every backend — on `flex` its im2col +
+/// GEMM kernels ([`crate::flex_conv`]) for every kernel size, elsewhere 1×1 convolutions built
+/// from reshapes, slices and matrix products, which each backend implements its own way
+/// (burn-tch could not differentiate a stepped slice). CI runs this on flex, wgpu and tch; on a
+/// backend it cannot build (CUDA, `cpu`), run it once on the target device before training
+/// there. `x` and `conv` live on one device; without autodiff only the output is compared.
+pub fn conv_path_deviation(conv: &Conv2d, x: Tensor<4>) -> PathDeviation {
     use burn::tensor::Distribution;
-    let [n, _, h, w] = x.dims();
-    let [sh, sw] = conv.stride;
-    let cout = conv.weight.val().dims()[0];
-    let probe = Tensor::<4>::random(
-        [n, cout, h.div_ceil(sh), w.div_ceil(sw)],
-        Distribution::Normal(0.0, 1.0),
-        &x.device(),
-    );
+    let out_dims = conv.forward(x.clone()).dims();
+    let probe = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &x.device());
     let autodiff = x.device().is_autodiff();
     let run = |path: bool| {
         let x = if autodiff {
@@ -580,7 +611,7 @@ impl ResNet {
     pub fn features(&self, x: Tensor<4>) -> ResNetFeatures {
         let x = self
             .relu
-            .forward(bn_forward(&self.bn1, self.conv1.forward(x)));
+            .forward(bn_forward(&self.bn1, conv_forward(&self.conv1, x)));
         let stem = match &self.maxpool {
             Some(p) => p.forward(x),
             None => x,
@@ -660,16 +691,77 @@ mod tests {
                 .init(&device);
             let x =
                 Tensor::<4>::random([2, 5, side, side], Distribution::Normal(0.0, 1.0), &device);
-            let d = pointwise_path_deviation(&conv, x);
-            assert!(d.worst() < 1e-5, "stride {stride}, side {side}: {d:?}");
+            let d = conv_path_deviation(&conv, x);
+            assert!(d.worst() < 1e-4, "stride {stride}, side {side}: {d:?}");
             assert!(d.input_grad.is_some() && d.weight_grad.is_some());
             assert_eq!(d.bias_grad.is_some(), bias);
         }
         let plain = burn::tensor::Device::flex();
         let conv = Conv2dConfig::new([5, 3], [1, 1]).init(&plain);
         let x = Tensor::<4>::random([1, 5, 4, 4], Distribution::Normal(0.0, 1.0), &plain);
-        let d = pointwise_path_deviation(&conv, x);
-        assert_eq!((d.output, d.input_grad), (0.0, None));
+        let d = conv_path_deviation(&conv, x);
+        assert!(d.output < 1e-5 && d.input_grad.is_none(), "{d:?}");
+    }
+
+    /// On flex every convolution goes through relata's im2col + GEMM kernels: output and
+    /// input/weight/bias gradients equal `conv2d`'s for ResNet's kernels (3×3 at stride 1 and 2,
+    /// the 7×7/2 stem), odd and even sizes, asymmetric padding, a non-contiguous input, and
+    /// without autodiff; an input that needs no gradient still gives the weight its gradient.
+    #[test]
+    fn every_kernel_matches_conv2d_on_flex() {
+        use burn::tensor::Distribution;
+        let device = burn::tensor::Device::flex().autodiff();
+        let normal = Distribution::Normal(0.0, 1.0);
+        for (k, stride, padding, bias, side) in [
+            (3, 1, [1; 4], false, 9usize),
+            (3, 2, [1; 4], false, 9),
+            (3, 2, [1; 4], true, 8),
+            (7, 2, [3; 4], false, 17),
+            (5, 1, [2, 0, 1, 3], true, 6),
+            (3, 3, [0; 4], false, 10),
+            (1, 2, [0; 4], true, 7),
+        ] {
+            let [t, l, b, r] = padding;
+            let conv = Conv2dConfig::new([4, 6], [k, k])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
+                .with_bias(bias)
+                .init(&device);
+            let x = Tensor::<4>::random([3, 4, side, side], normal, &device);
+            let d = conv_path_deviation(&conv, x.clone());
+            assert!(d.worst() < 1e-4, "{k}×{k}/{stride}, {side}²: {d:?}");
+            assert!(d.input_grad.is_some() && d.weight_grad.is_some());
+            // A permuted (strided) view of the same values.
+            let view = x.clone().permute([0, 1, 3, 2]);
+            let d = conv_path_deviation(&conv, view);
+            assert!(d.worst() < 1e-4, "permuted {k}×{k}/{stride}: {d:?}");
+        }
+        // The first convolution's input (an image batch) needs no gradient.
+        let conv = Conv2dConfig::new([3, 5], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        let x = Tensor::<4>::random([2, 3, 6, 6], normal, &device);
+        let weight_grad = |y: Tensor<4>| {
+            let grads = y.powf_scalar(2.0).sum().backward();
+            conv.weight
+                .grad(&grads)
+                .expect("weight gradient")
+                .into_data()
+        };
+        let (ours, reference) = (
+            weight_grad(conv_forward(&conv, x.clone())),
+            weight_grad(conv.forward(x)),
+        );
+        ours.assert_approx_eq::<f32>(&reference, burn::tensor::Tolerance::relative(1e-4));
+        // Without autodiff.
+        let plain = burn::tensor::Device::flex();
+        let conv = Conv2dConfig::new([4, 6], [3, 3])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&plain);
+        let x = Tensor::<4>::random([2, 4, 11, 11], normal, &plain);
+        let d = conv_path_deviation(&conv, x);
+        assert!(d.output < 1e-5 && d.input_grad.is_none(), "{d:?}");
     }
 
     /// torchvision's counts (parameters by `numel`, conv MACs by forward hooks) at 224×224.

@@ -176,29 +176,39 @@ fn same_model_trains_on_every_compiled_backend() {
     }
 }
 
-/// `relata_backbone::resnet::conv_forward` replaces 1×1 convolutions with reshapes, a
-/// subsampling and matrix products when training; those ops must work on every backend, not
-/// only on `flex` where the path was measured (burn-tch, for one, cannot take the backward of a
-/// stepped slice). Output and input/weight/bias gradients match `conv2d` on the same device, at
-/// stride 1 and 2, on maps under and over 14×14 (the two layouts), odd sizes included.
+/// `relata_backbone::resnet::conv_forward` is relata's own code, not `conv2d`: on flex its
+/// im2col and GEMM kernels with their backward, for every kernel size; elsewhere, when training,
+/// 1×1 convolutions as reshapes, a subsampling and matrix products, ops that must work on every
+/// backend, not only where the path was measured (burn-tch, for one, cannot take the backward of
+/// a stepped slice). Output and input/weight/bias gradients match `conv2d` on the same device,
+/// for 1×1 kernels at stride 1 and 2 on maps under and over 14×14 (the two layouts of the
+/// product), odd sizes included, and for 3×3 kernels at stride 1 and 2.
 #[test]
-fn pointwise_convolution_path_matches_conv2d_on_every_compiled_backend() {
+fn convolution_path_matches_conv2d_on_every_compiled_backend() {
     use burn::tensor::Distribution;
-    use relata_backbone::resnet::pointwise_path_deviation;
+    use relata_backbone::resnet::conv_path_deviation;
     for choice in devices_under_test() {
         let device = choice
             .device()
             .unwrap_or_else(|e| panic!("bringing up {choice}: {e}"))
             .autodiff();
-        for (stride, side) in [(1usize, 16usize), (2, 7), (2, 30), (1, 5)] {
-            let conv = Conv2dConfig::new([6, 4], [1, 1])
+        for (k, stride, side) in [
+            (1, 1usize, 16usize),
+            (1, 2, 7),
+            (1, 2, 30),
+            (1, 1, 5),
+            (3, 1, 9),
+            (3, 2, 10),
+        ] {
+            let p = k / 2;
+            let conv = Conv2dConfig::new([6, 4], [k, k])
                 .with_stride([stride, stride])
-                .with_padding(PaddingConfig2d::Explicit(0, 0, 0, 0))
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
                 .with_bias(true)
                 .init(&device);
             let x =
                 Tensor::<4>::random([2, 6, side, side], Distribution::Normal(0.0, 1.0), &device);
-            let deviation = pointwise_path_deviation(&conv, x);
+            let deviation = conv_path_deviation(&conv, x);
             assert!(
                 deviation.input_grad.is_some()
                     && deviation.weight_grad.is_some()
@@ -207,9 +217,9 @@ fn pointwise_convolution_path_matches_conv2d_on_every_compiled_backend() {
             );
             assert!(
                 deviation.worst() < 1e-4,
-                "{choice}, stride {stride}, {side}²: {deviation:?}"
+                "{choice}, {k}×{k}, stride {stride}, {side}²: {deviation:?}"
             );
-            eprintln!("{choice}: 1×1 path, stride {stride}, {side}²: matches conv2d");
+            eprintln!("{choice}: {k}×{k} path, stride {stride}, {side}²: matches conv2d");
         }
     }
 }

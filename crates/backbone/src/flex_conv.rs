@@ -1,0 +1,704 @@
+//! 2-D convolution on the `flex` backend: relata's own im2col + GEMM kernels, forward and
+//! backward, registered with burn's autodiff through the `extension` API.
+//!
+//! Why: burn-flex's `conv2d` pays a layout copy (NCHW → NHWC) and per-tile allocations before
+//! its GEMMs, and its backward is burn-backend's default: the input gradient as a transposed
+//! convolution and the weight gradient as a forward convolution with batch and channels
+//! swapped and `H_out × W_out` kernels, i.e. GEMMs with a handful of columns
+//! (docs/upstream/flex-conv.md). Here every piece is one GEMM per image on NCHW data with a
+//! large inner dimension:
+//!
+//! - forward: `Y_n = W · cols(X_n)`, `W` as `[C_out × C_in·k_h·k_w]`, `cols(X_n)` the image's
+//!   `[C_in·k_h·k_w × H_out·W_out]` patch matrix (im2col);
+//! - input gradient: `dX_n = col2im(Wᵀ · dY_n)`;
+//! - weight gradient: `dW = Σ_n dY_n · cols(X_n)ᵀ`, one partial sum per worker thread;
+//!
+//! with the images spread over rayon's threads and each GEMM single-threaded (the same `gemm`
+//! crate flex uses). Gradients that autodiff does not ask for (the input image's) are not
+//! computed. Only plain convolutions take this path — f32, groups 1, dilation 1, explicit
+//! padding, no bias (a bias is added outside, as a broadcast) — on a `flex` device without
+//! gradient checkpointing; [`try_conv2d`] hands everything else back to `conv2d`.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, DispatchDevice, Flex};
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Kernel size, stride and padding (`[top, left, bottom, right]`) of a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// `[k_h, k_w]`.
+    pub kernel: [usize; 2],
+    /// `[s_h, s_w]`.
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub padding: [usize; 4],
+}
+
+/// The sizes one convolution call works with.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+    h_out: usize,
+    w_out: usize,
+    geometry: ConvGeometry,
+}
+
+impl Dims {
+    fn new(x: [usize; 4], weight: [usize; 4], geometry: ConvGeometry) -> Option<Self> {
+        let [batch, c_in, h, w] = x;
+        let [c_out, c_in_w, k_h, k_w] = weight;
+        let [s_h, s_w] = geometry.stride;
+        let [top, left, bottom, right] = geometry.padding;
+        if c_in != c_in_w || [k_h, k_w] != geometry.kernel || s_h == 0 || s_w == 0 {
+            return None;
+        }
+        let (h_pad, w_pad) = (h + top + bottom, w + left + right);
+        if h_pad < k_h || w_pad < k_w || batch == 0 || c_out == 0 {
+            return None;
+        }
+        Some(Self {
+            batch,
+            c_in,
+            c_out,
+            h,
+            w,
+            h_out: (h_pad - k_h) / s_h + 1,
+            w_out: (w_pad - k_w) / s_w + 1,
+            geometry,
+        })
+    }
+
+    /// Rows of the patch matrix: `C_in · k_h · k_w`.
+    fn patch(&self) -> usize {
+        self.c_in * self.geometry.kernel[0] * self.geometry.kernel[1]
+    }
+
+    fn image(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn out_pixels(&self) -> usize {
+        self.h_out * self.w_out
+    }
+
+    /// For kernel column `kx`, the output columns that read inside the image, and the input
+    /// column the first of them reads.
+    fn valid_columns(&self, kx: usize) -> (usize, usize) {
+        let (s, left) = (self.geometry.stride[1], self.geometry.padding[1]);
+        // First output column with ox·s + kx ≥ left.
+        let first = left.saturating_sub(kx).div_ceil(s);
+        // One past the last with ox·s + kx − left < w.
+        let end = if self.w + left > kx {
+            ((self.w + left - kx - 1) / s + 1).min(self.w_out)
+        } else {
+            0
+        };
+        (first.min(end), end)
+    }
+
+    /// Input row read by output row `oy` at kernel row `ky`, if inside the image.
+    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.geometry.stride[0] + ky)
+            .checked_sub(self.geometry.padding[0])
+            .filter(|&y| y < self.h)
+    }
+}
+
+/// Writes image `x` (`[C_in × H × W]`) as its patch matrix `[C_in·k_h·k_w × H_out·W_out]`,
+/// whose rows start `row_stride` apart in `cols` (several images side by side share rows).
+fn im2col(x: &[f32], d: &Dims, cols: &mut [f32], row_stride: usize) {
+    let [k_h, k_w] = d.geometry.kernel;
+    let (s, left) = (d.geometry.stride[1], d.geometry.padding[1]);
+    let (pixels, w_out) = (d.out_pixels(), d.w_out);
+    for c in 0..d.c_in {
+        let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
+        for ky in 0..k_h {
+            for kx in 0..k_w {
+                let row = &mut cols[((c * k_h + ky) * k_w + kx) * row_stride..][..pixels];
+                let (first, end) = d.valid_columns(kx);
+                for oy in 0..d.h_out {
+                    let out = &mut row[oy * w_out..(oy + 1) * w_out];
+                    let Some(y) = d.input_row(oy, ky) else {
+                        out.fill(0.0);
+                        continue;
+                    };
+                    let line = &plane[y * d.w..(y + 1) * d.w];
+                    out[..first].fill(0.0);
+                    out[end..].fill(0.0);
+                    let x0 = first * s + kx - left;
+                    if s == 1 {
+                        out[first..end].copy_from_slice(&line[x0..x0 + end - first]);
+                    } else {
+                        for (o, v) in out[first..end].iter_mut().zip(line[x0..].iter().step_by(s)) {
+                            *o = *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the patch matrix `cols` (rows `row_stride` apart) back onto image gradient `dx`
+/// (`[C_in × H × W]`, zeroed here): the adjoint of [`im2col`].
+fn col2im(cols: &[f32], d: &Dims, dx: &mut [f32], row_stride: usize) {
+    let [k_h, k_w] = d.geometry.kernel;
+    let (s, left) = (d.geometry.stride[1], d.geometry.padding[1]);
+    let (pixels, w_out) = (d.out_pixels(), d.w_out);
+    dx.fill(0.0);
+    for c in 0..d.c_in {
+        let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
+        for ky in 0..k_h {
+            for kx in 0..k_w {
+                let row = &cols[((c * k_h + ky) * k_w + kx) * row_stride..][..pixels];
+                let (first, end) = d.valid_columns(kx);
+                if first == end {
+                    continue;
+                }
+                for oy in 0..d.h_out {
+                    let Some(y) = d.input_row(oy, ky) else {
+                        continue;
+                    };
+                    let line = &mut plane[y * d.w..(y + 1) * d.w];
+                    let src = &row[oy * w_out + first..oy * w_out + end];
+                    let x0 = first * s + kx - left;
+                    if s == 1 {
+                        for (o, v) in line[x0..x0 + end - first].iter_mut().zip(src) {
+                            *o += v;
+                        }
+                    } else {
+                        for (o, v) in line[x0..].iter_mut().step_by(s).zip(src) {
+                            *o += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst (m × n, row-major, row stride dst_rs) (+)= lhs (m × k) · rhs (k × n)`, with
+/// `(row stride, column stride)` for both operands; single-threaded.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    [m, n, k]: [usize; 3],
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: (&[f32], [usize; 2]),
+    rhs: (&[f32], [usize; 2]),
+) {
+    let ((a, [a_rs, a_cs]), (b, [b_rs, b_cs])) = (lhs, rhs);
+    // The extents the strides reach must lie inside the slices (gemm reads raw pointers).
+    let reach = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        }
+    };
+    assert!(
+        reach(m, n, dst_rs, 1) <= dst.len()
+            && reach(m, k, a_rs, a_cs) <= a.len()
+            && reach(k, n, b_rs, b_cs) <= b.len(),
+        "flex_conv: matrix product out of bounds"
+    );
+    // SAFETY: every element the strides address lies inside its slice (checked above); `dst`
+    // is borrowed mutably, so it overlaps neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// The tensor's elements in row-major order (a copy only when it is a strided view).
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t.clone()
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn elements(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("flex_conv: tensors are made contiguous f32 first")
+}
+
+fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// Images per worker thread (one contiguous run each, so each keeps one weight-gradient sum)
+/// and images per GEMM within a run.
+///
+/// Why groups: on small maps (layer3's 14², layer4's 7²) one image's patch matrix has 196 or
+/// 49 columns, too few for the GEMM to run at speed; images side by side give it at least
+/// [`GEMM_COLUMNS`] columns, at the price of copying the output (and the output gradient) between
+/// the side-by-side and NCHW layouts.
+fn schedule(d: &Dims) -> (usize, usize) {
+    let per_thread = d.batch.div_ceil(rayon::current_num_threads().max(1));
+    let gemms = (per_thread * d.out_pixels())
+        .div_ceil(GEMM_COLUMNS)
+        .clamp(1, per_thread);
+    (per_thread, per_thread.div_ceil(gemms))
+}
+
+/// The fewest columns a GEMM gets when images can be put side by side (see [`schedule`]).
+const GEMM_COLUMNS: usize = 384;
+
+fn forward(x: &FlexTensor, weight: &FlexTensor, d: &Dims) -> FlexTensor {
+    let (x, weight) = (contiguous(x), contiguous(weight));
+    let (xs, ws) = (elements(&x), elements(&weight));
+    let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
+    let out_image = d.c_out * pixels;
+    let (per_thread, group) = schedule(d);
+    let mut y = vec![0.0f32; d.batch * out_image];
+    y.par_chunks_mut(per_thread * out_image)
+        .enumerate()
+        .for_each(|(t, y_run)| {
+            let mut cols = vec![0.0f32; patch * group * pixels];
+            let mut side_by_side = vec![0.0f32; if group > 1 { out_image * group } else { 0 }];
+            for (j, y_group) in y_run.chunks_mut(group * out_image).enumerate() {
+                let first = t * per_thread + j * group;
+                let count = y_group.len() / out_image;
+                let width = count * pixels;
+                for g in 0..count {
+                    let n = first + g;
+                    im2col(
+                        &xs[n * image..(n + 1) * image],
+                        d,
+                        &mut cols[g * pixels..],
+                        width,
+                    );
+                }
+                let lhs = (ws, [patch, 1]);
+                if count == 1 {
+                    matmul(
+                        [d.c_out, pixels, patch],
+                        y_group,
+                        pixels,
+                        false,
+                        lhs,
+                        (&cols, [pixels, 1]),
+                    );
+                    continue;
+                }
+                matmul(
+                    [d.c_out, width, patch],
+                    &mut side_by_side,
+                    width,
+                    false,
+                    lhs,
+                    (&cols, [width, 1]),
+                );
+                for (g, y_n) in y_group.chunks_mut(out_image).enumerate() {
+                    for (co, row) in y_n.chunks_mut(pixels).enumerate() {
+                        row.copy_from_slice(&side_by_side[co * width + g * pixels..][..pixels]);
+                    }
+                }
+            }
+        });
+    tensor(y, [d.batch, d.c_out, d.h_out, d.w_out])
+}
+
+/// `(dX, dW)`, each only when asked for.
+fn backward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    grad: &FlexTensor,
+    d: &Dims,
+    [want_x, want_w]: [bool; 2],
+) -> (Option<FlexTensor>, Option<FlexTensor>) {
+    let (x, weight, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
+    let (xs, ws, gs) = (elements(&x), elements(&weight), elements(&grad));
+    let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
+    let out_image = d.c_out * pixels;
+    let (per_thread, group) = schedule(d);
+    let mut dx = vec![0.0f32; if want_x { d.batch * image } else { 0 }];
+    let runs: Vec<(usize, &mut [f32])> = if want_x {
+        dx.chunks_mut(per_thread * image)
+            .enumerate()
+            .map(|(t, chunk)| (t * per_thread, chunk))
+            .collect()
+    } else {
+        (0..d.batch)
+            .step_by(per_thread)
+            .map(|start| (start, &mut [][..]))
+            .collect()
+    };
+    let weight_sums: Vec<Vec<f32>> = runs
+        .into_par_iter()
+        .map(|(start, dx_run)| {
+            let run = per_thread.min(d.batch - start);
+            let mut cols = vec![0.0f32; patch * group * pixels];
+            let mut side_by_side = vec![0.0f32; if group > 1 { out_image * group } else { 0 }];
+            let mut dw = vec![0.0f32; if want_w { d.c_out * patch } else { 0 }];
+            for (j, first) in (start..start + run).step_by(group).enumerate() {
+                let count = group.min(start + run - first);
+                let width = count * pixels;
+                // dY of the group as one `[C_out × count·HW]` matrix.
+                let g_group = &gs[first * out_image..(first + count) * out_image];
+                let g_matrix: &[f32] = if count == 1 {
+                    g_group
+                } else {
+                    for (g, g_n) in g_group.chunks(out_image).enumerate() {
+                        for (co, row) in g_n.chunks(pixels).enumerate() {
+                            side_by_side[co * width + g * pixels..][..pixels].copy_from_slice(row);
+                        }
+                    }
+                    &side_by_side
+                };
+                if want_w {
+                    for g in 0..count {
+                        let n = first + g;
+                        im2col(
+                            &xs[n * image..(n + 1) * image],
+                            d,
+                            &mut cols[g * pixels..],
+                            width,
+                        );
+                    }
+                    // dW += dY · colsᵀ
+                    matmul(
+                        [d.c_out, patch, width],
+                        &mut dw,
+                        patch,
+                        j > 0,
+                        (g_matrix, [width, 1]),
+                        (&cols, [1, width]),
+                    );
+                }
+                if want_x {
+                    // cols = Wᵀ · dY, then folded back onto each image.
+                    matmul(
+                        [patch, width, d.c_out],
+                        &mut cols,
+                        width,
+                        false,
+                        (ws, [1, patch]),
+                        (g_matrix, [width, 1]),
+                    );
+                    for g in 0..count {
+                        let local = first - start + g;
+                        col2im(
+                            &cols[g * pixels..],
+                            d,
+                            &mut dx_run[local * image..(local + 1) * image],
+                            width,
+                        );
+                    }
+                }
+            }
+            dw
+        })
+        .collect();
+    let dw = want_w.then(|| {
+        let mut sums = weight_sums.into_iter();
+        let mut total = sums.next().unwrap_or_default();
+        for part in sums {
+            total.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+        }
+        let [k_h, k_w] = d.geometry.kernel;
+        tensor(total, [d.c_out, d.c_in, k_h, k_w])
+    });
+    let dx = want_x.then(|| tensor(dx, [d.batch, d.c_in, d.h, d.w]));
+    (dx, dw)
+}
+
+/// The convolution's node in the autodiff graph.
+#[derive(Debug)]
+struct FlexConvBackward;
+
+impl Backward<Flex, 2> for FlexConvBackward {
+    type State = (FlexTensor, FlexTensor, Dims);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, weight, dims) = ops.state;
+        let (dx, dw) = backward(
+            &x,
+            &weight,
+            &grad,
+            &dims,
+            [node_x.is_some(), node_w.is_some()],
+        );
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let (Some(node), Some(dw)) = (node_w, dw) {
+            grads.register::<Flex>(node.id, dw);
+        }
+    }
+}
+
+/// Is `device` a `flex` device (with autodiff or without), and is it autodiff?
+fn flex_device(device: &burn::tensor::Device) -> Option<bool> {
+    match device.as_dispatch() {
+        DispatchDevice::Flex(_) => Some(false),
+        DispatchDevice::Autodiff(_) => matches!(
+            device.as_dispatch().clone().inner(),
+            DispatchDevice::Flex(_)
+        )
+        .then_some(true),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// The convolution of `x` (`[N, C_in, H, W]`) with `weight` (`[C_out, C_in, k_h, k_w]`) by
+/// relata's kernels, when both live on a `flex` device (autodiff with the default, no
+/// checkpointing, or plain) as f32; otherwise the inputs come back unchanged for `conv2d`.
+#[allow(clippy::result_large_err)] // the tensors are moved in and, unused, handed back.
+pub fn try_conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    geometry: ConvGeometry,
+) -> Result<Tensor<4>, (Tensor<4>, Tensor<4>)> {
+    let Some(autodiff) = flex_device(&x.device()) else {
+        return Err((x, weight));
+    };
+    let Some(dims) = Dims::new(x.dims(), weight.dims(), geometry) else {
+        return Err((x, weight));
+    };
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || x.device() != weight.device() {
+        return Err((x, weight));
+    }
+    if !autodiff {
+        let (Ok(xp), Ok(wp)) = (
+            x.clone().try_into_primitive::<Flex>(),
+            weight.clone().try_into_primitive::<Flex>(),
+        ) else {
+            return Err((x, weight));
+        };
+        return Ok(Tensor::from_primitive::<Flex>(forward(&xp, &wp, &dims)));
+    }
+    type Ad = Autodiff<Flex, NoCheckpointing>;
+    let (Ok(xa), Ok(wa)) = (
+        x.clone().try_into_primitive::<Ad>(),
+        weight.clone().try_into_primitive::<Ad>(),
+    ) else {
+        return Err((x, weight));
+    };
+    let guards = [xa.node(), wa.node()];
+    let (xp, wp) = (xa.into_primitive(), wa.into_primitive());
+    let y = forward(&xp, &wp, &dims);
+    let out = match FlexConvBackward
+        .prepare::<NoCheckpointing>(guards)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((xp, wp, dims), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Ok(Tensor::from_primitive::<Ad>(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dims(x: [usize; 4], c_out: usize, k: usize, s: usize, p: usize) -> Dims {
+        let g = ConvGeometry {
+            kernel: [k, k],
+            stride: [s, s],
+            padding: [p; 4],
+        };
+        Dims::new(x, [c_out, x[1], k, k], g).unwrap()
+    }
+
+    /// im2col by the definition, one element at a time.
+    fn im2col_naive(x: &[f32], d: &Dims) -> Vec<f32> {
+        let [k_h, k_w] = d.geometry.kernel;
+        let mut out = Vec::new();
+        for c in 0..d.c_in {
+            for ky in 0..k_h {
+                for kx in 0..k_w {
+                    for oy in 0..d.h_out {
+                        for ox in 0..d.w_out {
+                            let y = (oy * d.geometry.stride[0] + ky) as isize
+                                - d.geometry.padding[0] as isize;
+                            let xx = (ox * d.geometry.stride[1] + kx) as isize
+                                - d.geometry.padding[1] as isize;
+                            let inside =
+                                y >= 0 && xx >= 0 && (y as usize) < d.h && (xx as usize) < d.w;
+                            out.push(if inside {
+                                x[c * d.h * d.w + y as usize * d.w + xx as usize]
+                            } else {
+                                0.0
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn im2col_and_col2im_match_the_definition_and_are_adjoint() {
+        for (x, k, s, p) in [
+            ([1, 2, 5, 7], 3, 1, 1),
+            ([1, 2, 6, 6], 3, 2, 1),
+            ([1, 1, 9, 8], 7, 2, 3),
+            ([1, 3, 4, 4], 1, 2, 0),
+            ([1, 1, 3, 3], 5, 1, 2),
+        ] {
+            let d = dims(x, 2, k, s, p);
+            let xs: Vec<f32> = (0..d.image()).map(|i| (i as f32 * 0.37).sin()).collect();
+            let mut cols = vec![f32::NAN; d.patch() * d.out_pixels()];
+            im2col(&xs, &d, &mut cols, d.out_pixels());
+            assert_eq!(cols, im2col_naive(&xs, &d), "{x:?} k{k} s{s} p{p}");
+            // <im2col(x), c> = <x, col2im(c)>
+            let c: Vec<f32> = (0..cols.len()).map(|i| (i as f32 * 0.11).cos()).collect();
+            let mut back = vec![f32::NAN; d.image()];
+            col2im(&c, &d, &mut back, d.out_pixels());
+            let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum();
+            let rhs: f64 = xs.iter().zip(&back).map(|(a, b)| (a * b) as f64).sum();
+            assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
+        }
+    }
+
+    /// Output, input gradient and weight gradient against the definition summed in f64, for
+    /// batches that fill one image per GEMM (28²) and that put several side by side (5²).
+    #[test]
+    fn kernels_match_the_definition_in_f64() {
+        for (x, c_out, k, s, padding) in [
+            ([3, 4, 5, 5], 3, 3, 2, [1, 0, 2, 1]),
+            ([5, 2, 5, 6], 4, 3, 1, [1; 4]),
+            ([2, 3, 28, 28], 2, 3, 1, [1; 4]),
+            ([3, 2, 11, 9], 3, 7, 2, [3; 4]),
+        ] {
+            let g = ConvGeometry {
+                kernel: [k, k],
+                stride: [s, s],
+                padding,
+            };
+            let d = Dims::new(x, [c_out, x[1], k, k], g).unwrap();
+            let wave = |len: usize, f: f32| -> Vec<f32> {
+                (0..len).map(|i| (i as f32 * f).sin() * 1.5).collect()
+            };
+            let xs = wave(d.batch * d.image(), 0.731);
+            let ws = wave(c_out * d.patch(), 0.377);
+            let gs = wave(d.batch * c_out * d.out_pixels(), 0.191);
+            let (xt, wt, gt) = (
+                tensor(xs.clone(), x),
+                tensor(ws.clone(), [c_out, x[1], k, k]),
+                tensor(gs.clone(), [d.batch, c_out, d.h_out, d.w_out]),
+            );
+            let y = forward(&xt, &wt, &d);
+            let (dx, dw) = backward(&xt, &wt, &gt, &d, [true, true]);
+            let (y, dx, dw) = (elements(&y), dx.unwrap(), dw.unwrap());
+            let (dx, dw) = (elements(&dx), elements(&dw));
+            // Truth: y[n, o, p] = Σ_r W[o, r] · cols_n[r, p], and the two adjoints.
+            let (pixels, patch) = (d.out_pixels(), d.patch());
+            let mut y64 = vec![0.0f64; y.len()];
+            let mut dx64 = vec![0.0f64; dx.len()];
+            let mut dw64 = vec![0.0f64; dw.len()];
+            for n in 0..d.batch {
+                let cols = im2col_naive(&xs[n * d.image()..(n + 1) * d.image()], &d);
+                let mut dcols = vec![0.0f64; cols.len()];
+                for o in 0..c_out {
+                    for r in 0..patch {
+                        let w = ws[o * patch + r] as f64;
+                        for p in 0..pixels {
+                            let (c, gy) = (
+                                cols[r * pixels + p] as f64,
+                                gs[(n * c_out + o) * pixels + p] as f64,
+                            );
+                            y64[(n * c_out + o) * pixels + p] += w * c;
+                            dw64[o * patch + r] += gy * c;
+                            dcols[r * pixels + p] += w * gy;
+                        }
+                    }
+                }
+                // col2im by the definition: each patch entry goes back to the pixel it read.
+                let ones: Vec<f32> = (0..d.image()).map(|i| i as f32).collect();
+                let index = im2col_naive(&ones, &d);
+                let inside = im2col_naive(&vec![1.0; d.image()], &d);
+                for (e, v) in dcols.iter().enumerate() {
+                    if inside[e] == 1.0 {
+                        dx64[n * d.image() + index[e] as usize] += v;
+                    }
+                }
+            }
+            for (name, ours, truth) in [("y", y, &y64), ("dX", dx, &dx64), ("dW", dw, &dw64)] {
+                let worst = ours
+                    .iter()
+                    .zip(truth)
+                    .map(|(a, t)| (*a as f64 - t).abs() / (1.0 + t.abs()))
+                    .fold(0.0, f64::max);
+                assert!(worst < 1e-5, "{name} {x:?} k{k} s{s}: {worst:.2e}");
+            }
+        }
+    }
+
+    /// The path is taken on flex, with autodiff and without, and hands back what it cannot do.
+    #[test]
+    fn flex_tensors_take_the_path_and_others_come_back() {
+        use burn::tensor::Distribution;
+        let g = ConvGeometry {
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1; 4],
+        };
+        for device in [
+            burn::tensor::Device::flex(),
+            burn::tensor::Device::flex().autodiff(),
+        ] {
+            let x = Tensor::<4>::random([1, 2, 5, 5], Distribution::Default, &device);
+            let w = Tensor::<4>::random([3, 2, 3, 3], Distribution::Default, &device);
+            let y = try_conv2d(x.clone(), w, g).expect("flex takes the path");
+            assert_eq!(y.dims(), [1, 3, 5, 5]);
+            // Channels that do not match the weight: back to `conv2d`, which reports it.
+            let w = Tensor::<4>::random([3, 4, 3, 3], Distribution::Default, &device);
+            let (x_back, _) = try_conv2d(x.clone(), w, g).unwrap_err();
+            assert_eq!(x_back.dims(), x.dims());
+        }
+    }
+
+    #[test]
+    fn geometry_that_does_not_fit_is_refused() {
+        let g = ConvGeometry {
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [0; 4],
+        };
+        assert!(Dims::new([1, 2, 2, 2], [4, 2, 3, 3], g).is_none());
+        assert!(Dims::new([1, 3, 8, 8], [4, 2, 3, 3], g).is_none());
+        let zero_stride = ConvGeometry {
+            stride: [0, 1],
+            ..g
+        };
+        assert!(Dims::new([1, 2, 8, 8], [4, 2, 3, 3], zero_stride).is_none());
+    }
+}
