@@ -4,7 +4,7 @@
 //! or on any compiled device named as the argument (`tch` needs xtask built with `--features tch`).
 //!
 //! - on flex, `relata_backbone::resnet::conv_forward` runs every kernel through relata's own
-//!   im2col + GEMM kernels with their backward (`relata_backbone::flex_conv`), training and
+//!   im2col + GEMM kernels with their backward (`relata_backbone::flex::conv`), training and
 //!   inference;
 //! - on other backends it computes 1×1 kernels as a subsampling and one batched matrix product
 //!   when training, and leaves the rest (and inference) to `conv2d`, so those rows compare

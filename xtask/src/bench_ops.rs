@@ -57,7 +57,7 @@ fn time_layer(spec: &str, backward: bool, device: &Device, reps: usize) -> Resul
                 .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
                 .with_bias(false)
                 .init(&device);
-            // What relata's ResNets call: on flex, relata's own kernels (`flex_conv`).
+            // What relata's ResNets call: on flex, relata's own kernels (`flex::conv`).
             Box::new(move |x| relata_backbone::resnet::conv_forward(&conv, x))
         }
         ("bn", [c, _]) => {
@@ -69,7 +69,8 @@ fn time_layer(spec: &str, backward: bool, device: &Device, reps: usize) -> Resul
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init();
-            Box::new(move |x| pool.forward(x))
+            // What relata's ResNets call: on flex, relata's own kernel (`flex::pool`).
+            Box::new(move |x| relata_backbone::resnet::pool_forward(&pool, x))
         }
         _ => {
             let relu = Relu::new();

@@ -13,7 +13,7 @@
 pub mod bert;
 pub mod error;
 #[cfg(feature = "flex")]
-pub mod flex_conv;
+pub mod flex;
 pub mod gru;
 pub mod resnet;
 pub mod vocab;

@@ -92,7 +92,7 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Co
 /// Why: on `flex`, burn's `conv2d` runs every kernel size through im2col with a layout copy
 /// before the GEMM, and its backward through a transposed convolution (input gradient) and a
 /// swapped convolution with `H_out × W_out` kernels (weight gradient; docs/upstream/flex-conv.md).
-/// [`crate::flex_conv`] does each piece as one GEMM per image on NCHW data, forward and backward
+/// [`crate::flex::conv`] does each piece as one GEMM per image on NCHW data, forward and backward
 /// (1.5–3× faster on ResNet's layers; docs/performance.md). On other backends a 1×1 convolution
 /// is still cheaper as what it is, `W[C_out × C_in] · X[C_in × HW]` per image, which autodiff
 /// differentiates with two more GEMMs (2–3× on tch's 28² maps). ResNet-50 has two 1×1
@@ -144,7 +144,7 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// On a `flex` device, the convolution by relata's kernels ([`crate::flex_conv`]), every
+/// On a `flex` device, the convolution by relata's kernels ([`crate::flex::conv`]), every
 /// kernel size; `Err(x)` where they do not apply (another backend, groups, dilation, `Same`
 /// padding).
 #[cfg(feature = "flex")]
@@ -158,12 +158,12 @@ fn flex_conv_forward(conv: &Conv2d, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>
     if conv.dilation != [1, 1] || conv.groups != 1 {
         return Err(x);
     }
-    let geometry = crate::flex_conv::ConvGeometry {
+    let geometry = crate::flex::conv::ConvGeometry {
         kernel: conv.kernel_size,
         stride: conv.stride,
         padding,
     };
-    let y = crate::flex_conv::try_conv2d(x, conv.weight.val(), geometry).map_err(|(x, _)| x)?;
+    let y = crate::flex::conv::try_conv2d(x, conv.weight.val(), geometry).map_err(|(x, _)| x)?;
     Ok(match &conv.bias {
         Some(bias) => {
             let c_out = bias.dims()[0];
@@ -171,6 +171,34 @@ fn flex_conv_forward(conv: &Conv2d, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>
         }
         None => y,
     })
+}
+
+/// A max pool's forward: on `flex`, relata's kernel ([`crate::flex::pool`], whose backward is a
+/// scatter; burn-flex's took 2.3× PyTorch's time), elsewhere burn's `max_pool2d`.
+pub fn pool_forward(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    let x = {
+        let padding = match pool.padding {
+            PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
+            PaddingConfig2d::Valid => Some([0; 4]),
+            PaddingConfig2d::Same => None,
+        };
+        match padding.filter(|_| pool.dilation == [1, 1] && !pool.ceil_mode) {
+            Some(padding) => {
+                let geometry = crate::flex::pool::PoolGeometry {
+                    kernel: pool.kernel_size,
+                    stride: pool.stride,
+                    padding,
+                };
+                match crate::flex::pool::try_max_pool2d(x, geometry) {
+                    Ok(y) => return y,
+                    Err(x) => x,
+                }
+            }
+            None => x,
+        }
+    };
+    pool.forward(x)
 }
 
 /// Every `s`-th row and column from the first (what a stride-s 1×1 convolution reads): the
@@ -224,7 +252,7 @@ impl PathDeviation {
 /// outputs and the gradients of `Σ y ⊙ probe` (a random probe) w.r.t. input, weight and bias.
 ///
 /// Why it is public: the path is relata's own code on every backend — on `flex` its im2col +
-/// GEMM kernels ([`crate::flex_conv`]) for every kernel size, elsewhere 1×1 convolutions built
+/// GEMM kernels ([`crate::flex::conv`]) for every kernel size, elsewhere 1×1 convolutions built
 /// from reshapes, slices and matrix products, which each backend implements its own way
 /// (burn-tch could not differentiate a stepped slice). CI runs this on flex, wgpu and tch; on a
 /// backend it cannot build (CUDA, `cpu`), run it once on the target device before training
@@ -613,7 +641,7 @@ impl ResNet {
             .relu
             .forward(bn_forward(&self.bn1, conv_forward(&self.conv1, x)));
         let stem = match &self.maxpool {
-            Some(p) => p.forward(x),
+            Some(p) => pool_forward(p, x),
             None => x,
         };
         let layer1 = run(&self.layer1, stem.clone());
@@ -762,6 +790,55 @@ mod tests {
         let x = Tensor::<4>::random([2, 4, 11, 11], normal, &plain);
         let d = conv_path_deviation(&conv, x);
         assert!(d.output < 1e-5 && d.input_grad.is_none(), "{d:?}");
+    }
+
+    /// On flex, max pooling goes through relata's kernel: same output and input gradient as
+    /// burn's `max_pool2d` (ResNet's 3×3/2 with padding 1, odd and even sizes, a 2×2/2 pool, a
+    /// strided view as input), with and without autodiff.
+    #[test]
+    fn max_pool_matches_burn_on_flex() {
+        use burn::tensor::Distribution;
+        let normal = Distribution::Normal(0.0, 1.0);
+        for (k, stride, pad, side) in [(3, 2, 1, 9usize), (3, 2, 1, 12), (2, 2, 0, 8), (3, 1, 1, 5)]
+        {
+            let pool = MaxPool2dConfig::new([k, k])
+                .with_strides([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                .init();
+            let device = burn::tensor::Device::flex().autodiff();
+            let x = Tensor::<4>::random([2, 3, side, side + 1], normal, &device);
+            for x in [x.clone(), x.permute([0, 1, 3, 2])] {
+                let probe_dims = pool.forward(x.clone()).dims();
+                let probe = Tensor::<4>::random(probe_dims, normal, &device);
+                let run = |ours: bool| {
+                    let x = x.clone().require_grad();
+                    let y = if ours {
+                        crate::flex::pool::try_max_pool2d(
+                            x.clone(),
+                            crate::flex::pool::PoolGeometry {
+                                kernel: [k, k],
+                                stride: [stride, stride],
+                                padding: [pad; 4],
+                            },
+                        )
+                        .expect("flex takes the path")
+                    } else {
+                        pool.forward(x.clone())
+                    };
+                    let grads = (y.clone() * probe.clone()).sum().backward();
+                    (y.inner().into_data(), x.grad(&grads).unwrap().into_data())
+                };
+                let ((y, dx), (y_ref, dx_ref)) = (run(true), run(false));
+                y.assert_eq(&y_ref, true);
+                dx.assert_approx_eq::<f32>(&dx_ref, burn::tensor::Tolerance::absolute(1e-6));
+            }
+            // `pool_forward` takes the path on a plain device too.
+            let plain = burn::tensor::Device::flex();
+            let x = Tensor::<4>::random([2, 3, side, side], normal, &plain);
+            pool_forward(&pool, x.clone())
+                .into_data()
+                .assert_eq(&pool.forward(x).into_data(), true);
+        }
     }
 
     /// torchvision's counts (parameters by `numel`, conv MACs by forward hooks) at 224×224.

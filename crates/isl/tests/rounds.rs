@@ -271,13 +271,20 @@ fn round0_knn(tiny: &Tiny, oracle: bool, seed: u64) -> f64 {
 
 /// The backbone objective learns from positives: with the positive sets a perfect miner would
 /// find (L₁ over same-class instances, L₂ towards the least similar one), six epochs lift the
-/// test kNN above instance discrimination's. On 64 images the embedding stays close to one
-/// direction either way (pairwise cosine ≈ 0.98: the memory bank converges to the untrained
-/// network's nearly parallel features before the network separates instances — docs/isl.md),
-/// so the margin is a few test images per seed: one seed's comparison flips with float
-/// summation order, five seeds' mean does not (measured: 35.0% vs 25.0%, every seed
-/// favouring the oracle; chance 25%). Without positive sets the two runs are identical.
+/// test kNN above instance discrimination's.
+///
+/// Ignored since 2026-11-25: it measured noise. On 64 images the embedding stays close to one
+/// direction either way (pairwise cosine ≈ 0.98 in the features and in the memory bank), and
+/// the test split has 32 images, 3.1 points each. Its first five seeds gave 35.0% vs 25.0%
+/// with burn's `conv2d`; seeds 5–9 do not follow (ten seeds: 31.9% vs 27.2%), and with
+/// relata's flex convolution kernels (the same arithmetic summed in another order) ten seeds
+/// give 30.3% vs 27.2%, the first five 30.0% vs 26.2%. Leave-one-out kNN on the training
+/// images, class separation in the memory bank, 12 or 20 epochs and lr 0.05 / 0.1 show no
+/// reliable gap either (docs/isl.md). A test of this claim needs a setting where the features
+/// do not collapse; until then it runs on request:
+/// `cargo test -p relata-isl --test rounds -- --ignored mined_positives`.
 #[test]
+#[ignore = "measures noise on 64 images: docs/isl.md, \"The oracle-positives test\""]
 fn mined_positives_teach_the_backbone() {
     let _lock = exclusive();
     let tiny = tiny();

@@ -1,5 +1,5 @@
 //! 2-D convolution on the `flex` backend: relata's own im2col + GEMM kernels, forward and
-//! backward, registered with burn's autodiff through the `extension` API.
+//! backward, registered with burn's autodiff through the `extension` API (see [`super`]).
 //!
 //! Why: burn-flex's `conv2d` pays a layout copy (NCHW → NHWC) and per-tile allocations before
 //! its GEMMs, and its backward is burn-backend's default: the input gradient as a transposed
@@ -24,9 +24,11 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::{Autodiff, DispatchDevice, Flex};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
+
+use super::{contiguous, elements, flex_device, tensor};
 
 /// Kernel size, stride and padding (`[top, left, bottom, right]`) of a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +212,7 @@ fn matmul(
         reach(m, n, dst_rs, 1) <= dst.len()
             && reach(m, k, a_rs, a_cs) <= a.len()
             && reach(k, n, b_rs, b_cs) <= b.len(),
-        "flex_conv: matrix product out of bounds"
+        "flex::conv: matrix product out of bounds"
     );
     // SAFETY: every element the strides address lies inside its slice (checked above); `dst`
     // is borrowed mutably, so it overlaps neither operand.
@@ -237,24 +239,6 @@ fn matmul(
             gemm::Parallelism::None,
         )
     }
-}
-
-/// The tensor's elements in row-major order (a copy only when it is a strided view).
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    if t.as_slice::<f32>().is_some() {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
-}
-
-fn elements(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("flex_conv: tensors are made contiguous f32 first")
-}
-
-fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// Images per worker thread (one contiguous run each, so each keeps one weight-gradient sum)
@@ -458,20 +442,6 @@ impl Backward<Flex, 2> for FlexConvBackward {
         if let (Some(node), Some(dw)) = (node_w, dw) {
             grads.register::<Flex>(node.id, dw);
         }
-    }
-}
-
-/// Is `device` a `flex` device (with autodiff or without), and is it autodiff?
-fn flex_device(device: &burn::tensor::Device) -> Option<bool> {
-    match device.as_dispatch() {
-        DispatchDevice::Flex(_) => Some(false),
-        DispatchDevice::Autodiff(_) => matches!(
-            device.as_dispatch().clone().inner(),
-            DispatchDevice::Flex(_)
-        )
-        .then_some(true),
-        #[allow(unreachable_patterns)]
-        _ => None,
     }
 }
 

@@ -1,0 +1,50 @@
+//! relata's own kernels for the `flex` backend, for the ResNet ops where burn-flex 0.22 is
+//! slowest against PyTorch (docs/performance.md): [`conv`] (every convolution) and [`pool`]
+//! (max pooling's backward).
+//!
+//! How they plug in: burn's `extension` feature exposes a tensor's backend primitive
+//! (`Tensor::try_into_primitive::<Flex>()`, or `::<Autodiff<Flex>>()` under autodiff) and
+//! burn-autodiff's `Backward` trait, so an op computes on `FlexTensor` buffers directly and
+//! registers its own backward node. Each entry point hands its inputs back untouched when they
+//! are not f32 tensors on a flex device (autodiff without gradient checkpointing, or plain), and
+//! the caller falls back to burn's op.
+
+pub mod conv;
+pub mod pool;
+
+use burn::backend::DispatchDevice;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::TensorData;
+
+/// The tensor's elements in row-major order (a copy only when it is a strided view).
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t.clone()
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The f32 elements of a tensor made contiguous by [`contiguous`].
+fn elements(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("relata_backbone::flex: tensors are made contiguous f32 first")
+}
+
+fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// Is `device` a `flex` device (with autodiff or without), and is it autodiff?
+fn flex_device(device: &burn::tensor::Device) -> Option<bool> {
+    match device.as_dispatch() {
+        DispatchDevice::Flex(_) => Some(false),
+        DispatchDevice::Autodiff(_) => matches!(
+            device.as_dispatch().clone().inner(),
+            DispatchDevice::Flex(_)
+        )
+        .then_some(true),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
