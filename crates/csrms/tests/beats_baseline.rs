@@ -1,5 +1,6 @@
 //! CSRMS ≥ the CE baseline's test top-1 on synth-fine with the seed fixed: the default
-//! reproduction (about 8 minutes on 2 CPU cores, so not part of the default test run):
+//! reproduction (about 2.5 minutes on 2 CPU cores since relata's flex kernels, 8 before; not part
+//! of the default test run):
 //!
 //! ```text
 //! cargo test -p relata-csrms --test beats_baseline -- --ignored
@@ -12,7 +13,7 @@ use relata_csrms::reproduce::{ReproduceOptions, reproduce};
 use relata_train::{Preset, RunSettings};
 
 #[test]
-#[ignore = "the default reproduction: ~8 min on 2 cores"]
+#[ignore = "the default reproduction: ~2.5 min on 2 cores"]
 fn csrms_top1_at_least_the_baseline_on_synth_fine() {
     let root = tempfile::tempdir().unwrap();
     let mut options = ReproduceOptions::new(Preset::Default);

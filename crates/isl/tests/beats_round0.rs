@@ -1,6 +1,6 @@
 //! ISL's weighted-kNN top-1 after the last round ≥ round 0's (instance discrimination alone) on
-//! synth-fine, as a mean over three seeds of the default reproduction (about 6.5 minutes a
-//! seed on 2 CPU cores, so not part of the default test run):
+//! synth-fine, as a mean over three seeds of the default reproduction (about 2.5 minutes a
+//! seed on 2 CPU cores since relata's flex kernels, so not part of the default test run):
 //!
 //! ```text
 //! cargo test -p relata-isl --test beats_round0 -- --ignored
@@ -17,7 +17,7 @@ use relata_isl::reproduce::{ReproduceOptions, reproduce};
 use relata_train::{Preset, RunSettings};
 
 #[test]
-#[ignore = "the default reproduction at three seeds: ~20 min on 2 cores"]
+#[ignore = "the default reproduction at three seeds: ~7 min on 2 cores"]
 fn isl_knn_at_least_round_0_on_synth_fine() {
     // 42 is `cargo xtask reproduce`'s default, the run the docs report first.
     let seeds = [42u64, 1, 2];
