@@ -79,6 +79,13 @@ impl Dims {
         })
     }
 
+    /// A 1×1 kernel at stride 1 without padding: an image is its own patch matrix, so im2col
+    /// and col2im are identities and are skipped (ResNet-50's bottlenecks).
+    fn is_pointwise(&self) -> bool {
+        let g = &self.geometry;
+        g.kernel == [1, 1] && g.stride == [1, 1] && g.padding == [0; 4]
+    }
+
     /// Rows of the patch matrix: `C_in · k_h · k_w`.
     fn patch(&self) -> usize {
         self.c_in * self.geometry.kernel[0] * self.geometry.kernel[1]
@@ -269,12 +276,20 @@ fn forward(x: &FlexTensor, weight: &FlexTensor, d: &Dims) -> FlexTensor {
     y.par_chunks_mut(per_thread * out_image)
         .enumerate()
         .for_each(|(t, y_run)| {
-            let mut cols = vec![0.0f32; patch * group * pixels];
+            let direct = group == 1 && d.is_pointwise();
+            let mut cols = vec![0.0f32; if direct { 0 } else { patch * group * pixels }];
             let mut side_by_side = vec![0.0f32; if group > 1 { out_image * group } else { 0 }];
             for (j, y_group) in y_run.chunks_mut(group * out_image).enumerate() {
                 let first = t * per_thread + j * group;
                 let count = y_group.len() / out_image;
                 let width = count * pixels;
+                let lhs = (ws, [patch, 1]);
+                if direct {
+                    let x_n = &xs[first * image..(first + 1) * image];
+                    let (rhs, out) = ((x_n, [pixels, 1]), y_group);
+                    matmul([d.c_out, pixels, patch], out, pixels, false, lhs, rhs);
+                    continue;
+                }
                 for g in 0..count {
                     let n = first + g;
                     im2col(
@@ -284,7 +299,6 @@ fn forward(x: &FlexTensor, weight: &FlexTensor, d: &Dims) -> FlexTensor {
                         width,
                     );
                 }
-                let lhs = (ws, [patch, 1]);
                 if count == 1 {
                     matmul(
                         [d.c_out, pixels, patch],
@@ -343,7 +357,8 @@ fn backward(
         .into_par_iter()
         .map(|(start, dx_run)| {
             let run = per_thread.min(d.batch - start);
-            let mut cols = vec![0.0f32; patch * group * pixels];
+            let direct = group == 1 && d.is_pointwise();
+            let mut cols = vec![0.0f32; if direct { 0 } else { patch * group * pixels }];
             let mut side_by_side = vec![0.0f32; if group > 1 { out_image * group } else { 0 }];
             let mut dw = vec![0.0f32; if want_w { d.c_out * patch } else { 0 }];
             for (j, first) in (start..start + run).step_by(group).enumerate() {
@@ -362,15 +377,20 @@ fn backward(
                     &side_by_side
                 };
                 if want_w {
-                    for g in 0..count {
-                        let n = first + g;
-                        im2col(
-                            &xs[n * image..(n + 1) * image],
-                            d,
-                            &mut cols[g * pixels..],
-                            width,
-                        );
-                    }
+                    let patches: &[f32] = if direct {
+                        &xs[first * image..(first + 1) * image]
+                    } else {
+                        for g in 0..count {
+                            let n = first + g;
+                            im2col(
+                                &xs[n * image..(n + 1) * image],
+                                d,
+                                &mut cols[g * pixels..],
+                                width,
+                            );
+                        }
+                        &cols
+                    };
                     // dW += dY · colsᵀ
                     matmul(
                         [d.c_out, patch, width],
@@ -378,10 +398,21 @@ fn backward(
                         patch,
                         j > 0,
                         (g_matrix, [width, 1]),
-                        (&cols, [1, width]),
+                        (patches, [1, width]),
                     );
                 }
-                if want_x {
+                if want_x && direct {
+                    // dX_n = Wᵀ · dY_n, straight into the image's gradient.
+                    let local = first - start;
+                    matmul(
+                        [patch, pixels, d.c_out],
+                        &mut dx_run[local * image..(local + 1) * image],
+                        pixels,
+                        false,
+                        (ws, [1, patch]),
+                        (g_matrix, [pixels, 1]),
+                    );
+                } else if want_x {
                     // cols = Wᵀ · dY, then folded back onto each image.
                     matmul(
                         [patch, width, d.c_out],
@@ -567,6 +598,10 @@ mod tests {
             ([5, 2, 5, 6], 4, 3, 1, [1; 4]),
             ([2, 3, 28, 28], 2, 3, 1, [1; 4]),
             ([3, 2, 11, 9], 3, 7, 2, [3; 4]),
+            // 1×1 at stride 1: the patch matrix is the image (no im2col), one image per GEMM
+            // from 20² up, side by side below.
+            ([3, 5, 20, 20], 4, 1, 1, [0; 4]),
+            ([5, 6, 4, 3], 2, 1, 1, [0; 4]),
         ] {
             let g = ConvGeometry {
                 kernel: [k, k],
