@@ -150,15 +150,13 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 #[cfg(feature = "flex")]
 #[allow(clippy::result_large_err)] // a `Tensor` is moved in and, unused, handed back.
 fn flex_conv_forward(conv: &Conv2d, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
-    let padding = match conv.padding {
-        PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
-        PaddingConfig2d::Valid => [0; 4],
-        PaddingConfig2d::Same => return Err(x),
+    let Some(padding) = explicit_padding(&conv.padding) else {
+        return Err(x);
     };
     if conv.dilation != [1, 1] || conv.groups != 1 {
         return Err(x);
     }
-    let geometry = crate::flex::conv::ConvGeometry {
+    let geometry = crate::flex::WindowGeometry {
         kernel: conv.kernel_size,
         stride: conv.stride,
         padding,
@@ -173,19 +171,26 @@ fn flex_conv_forward(conv: &Conv2d, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>
     })
 }
 
+/// `[top, left, bottom, right]` of a fixed padding; `None` for `Same`, which depends on the
+/// input size (the flex kernels leave it to burn).
+#[cfg(feature = "flex")]
+fn explicit_padding(padding: &PaddingConfig2d) -> Option<[usize; 4]> {
+    match *padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
+        PaddingConfig2d::Valid => Some([0; 4]),
+        PaddingConfig2d::Same => None,
+    }
+}
+
 /// A max pool's forward: on `flex`, relata's kernel ([`crate::flex::pool`], whose backward is a
 /// scatter; burn-flex's took 2.3× PyTorch's time), elsewhere burn's `max_pool2d`.
 pub fn pool_forward(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "flex")]
     let x = {
-        let padding = match pool.padding {
-            PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
-            PaddingConfig2d::Valid => Some([0; 4]),
-            PaddingConfig2d::Same => None,
-        };
-        match padding.filter(|_| pool.dilation == [1, 1] && !pool.ceil_mode) {
+        match explicit_padding(&pool.padding).filter(|_| pool.dilation == [1, 1] && !pool.ceil_mode)
+        {
             Some(padding) => {
-                let geometry = crate::flex::pool::PoolGeometry {
+                let geometry = crate::flex::WindowGeometry {
                     kernel: pool.kernel_size,
                     stride: pool.stride,
                     padding,
@@ -815,7 +820,7 @@ mod tests {
                     let y = if ours {
                         crate::flex::pool::try_max_pool2d(
                             x.clone(),
-                            crate::flex::pool::PoolGeometry {
+                            crate::flex::WindowGeometry {
                                 kernel: [k, k],
                                 stride: [stride, stride],
                                 padding: [pad; 4],

@@ -28,18 +28,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous, elements, flex_device, tensor};
-
-/// Kernel size, stride and padding (`[top, left, bottom, right]`) of a convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvGeometry {
-    /// `[k_h, k_w]`.
-    pub kernel: [usize; 2],
-    /// `[s_h, s_w]`.
-    pub stride: [usize; 2],
-    /// `[top, left, bottom, right]`.
-    pub padding: [usize; 4],
-}
+use super::{WindowGeometry, contiguous, elements, flex_device, tensor};
 
 /// The sizes one convolution call works with.
 #[derive(Debug, Clone, Copy)]
@@ -51,11 +40,11 @@ struct Dims {
     w: usize,
     h_out: usize,
     w_out: usize,
-    geometry: ConvGeometry,
+    geometry: WindowGeometry,
 }
 
 impl Dims {
-    fn new(x: [usize; 4], weight: [usize; 4], geometry: ConvGeometry) -> Option<Self> {
+    fn new(x: [usize; 4], weight: [usize; 4], geometry: WindowGeometry) -> Option<Self> {
         let [batch, c_in, h, w] = x;
         let [c_out, c_in_w, k_h, k_w] = weight;
         let [s_h, s_w] = geometry.stride;
@@ -195,6 +184,21 @@ fn col2im(cols: &[f32], d: &Dims, dx: &mut [f32], row_stride: usize) {
     }
 }
 
+/// Writes the patch matrices of images `first..first + count` side by side into `cols` (row
+/// stride `count · H_out·W_out`), the right-hand side of one GEMM for the group.
+fn group_patches(xs: &[f32], d: &Dims, first: usize, count: usize, cols: &mut [f32]) {
+    let (pixels, image) = (d.out_pixels(), d.image());
+    for g in 0..count {
+        let n = first + g;
+        im2col(
+            &xs[n * image..(n + 1) * image],
+            d,
+            &mut cols[g * pixels..],
+            count * pixels,
+        );
+    }
+}
+
 /// `dst (m × n, row-major, row stride dst_rs) (+)= lhs (m × k) · rhs (k × n)`, with
 /// `(row stride, column stride)` for both operands; single-threaded.
 #[allow(clippy::too_many_arguments)]
@@ -290,15 +294,7 @@ fn forward(x: &FlexTensor, weight: &FlexTensor, d: &Dims) -> FlexTensor {
                     matmul([d.c_out, pixels, patch], out, pixels, false, lhs, rhs);
                     continue;
                 }
-                for g in 0..count {
-                    let n = first + g;
-                    im2col(
-                        &xs[n * image..(n + 1) * image],
-                        d,
-                        &mut cols[g * pixels..],
-                        width,
-                    );
-                }
+                group_patches(xs, d, first, count, &mut cols);
                 if count == 1 {
                     matmul(
                         [d.c_out, pixels, patch],
@@ -380,15 +376,7 @@ fn backward(
                     let patches: &[f32] = if direct {
                         &xs[first * image..(first + 1) * image]
                     } else {
-                        for g in 0..count {
-                            let n = first + g;
-                            im2col(
-                                &xs[n * image..(n + 1) * image],
-                                d,
-                                &mut cols[g * pixels..],
-                                width,
-                            );
-                        }
+                        group_patches(xs, d, first, count, &mut cols);
                         &cols
                     };
                     // dW += dY · colsᵀ
@@ -483,7 +471,7 @@ impl Backward<Flex, 2> for FlexConvBackward {
 pub fn try_conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,
-    geometry: ConvGeometry,
+    geometry: WindowGeometry,
 ) -> Result<Tensor<4>, (Tensor<4>, Tensor<4>)> {
     let Some(autodiff) = flex_device(&x.device()) else {
         return Err((x, weight));
@@ -529,7 +517,7 @@ mod tests {
     use super::*;
 
     fn dims(x: [usize; 4], c_out: usize, k: usize, s: usize, p: usize) -> Dims {
-        let g = ConvGeometry {
+        let g = WindowGeometry {
             kernel: [k, k],
             stride: [s, s],
             padding: [p; 4],
@@ -603,7 +591,7 @@ mod tests {
             ([3, 5, 20, 20], 4, 1, 1, [0; 4]),
             ([5, 6, 4, 3], 2, 1, 1, [0; 4]),
         ] {
-            let g = ConvGeometry {
+            let g = WindowGeometry {
                 kernel: [k, k],
                 stride: [s, s],
                 padding,
@@ -671,7 +659,7 @@ mod tests {
     #[test]
     fn flex_tensors_take_the_path_and_others_come_back() {
         use burn::tensor::Distribution;
-        let g = ConvGeometry {
+        let g = WindowGeometry {
             kernel: [3, 3],
             stride: [1, 1],
             padding: [1; 4],
@@ -693,14 +681,14 @@ mod tests {
 
     #[test]
     fn geometry_that_does_not_fit_is_refused() {
-        let g = ConvGeometry {
+        let g = WindowGeometry {
             kernel: [3, 3],
             stride: [1, 1],
             padding: [0; 4],
         };
         assert!(Dims::new([1, 2, 2, 2], [4, 2, 3, 3], g).is_none());
         assert!(Dims::new([1, 3, 8, 8], [4, 2, 3, 3], g).is_none());
-        let zero_stride = ConvGeometry {
+        let zero_stride = WindowGeometry {
             stride: [0, 1],
             ..g
         };

@@ -16,6 +16,18 @@ use burn::backend::DispatchDevice;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorData;
 
+/// Kernel size, stride and padding (`[top, left, bottom, right]`) of a sliding-window op
+/// (dilation 1): a convolution or a max pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowGeometry {
+    /// `[k_h, k_w]`.
+    pub kernel: [usize; 2],
+    /// `[s_h, s_w]`.
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub padding: [usize; 4],
+}
+
 /// The tensor's elements in row-major order (a copy only when it is a strided view).
 fn contiguous(t: &FlexTensor) -> FlexTensor {
     if t.as_slice::<f32>().is_some() {

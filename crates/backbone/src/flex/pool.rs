@@ -4,7 +4,7 @@
 //! Why: burn-flex's max pool with its backward took 2.3× PyTorch's time on ResNet's stem pool
 //! (3×3/2 over 64 × 56², batch 16; docs/performance.md), about 5% of a ResNet-18 training step
 //! at 112². Here one pass per channel plane computes maxima and their positions, and the
-//! backward is one scatter per plane. Ties go to the first position in row-major order, and a
+//! backward is one scatter per plane (dilation 1, floor rounding of the output size). Ties go to the first position in row-major order, and a
 //! NaN wins over any number, as in PyTorch.
 
 use std::sync::Arc;
@@ -18,19 +18,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous, elements, flex_device, tensor};
-
-/// Kernel size, stride and padding (`[top, left, bottom, right]`) of a max pool (dilation 1,
-/// floor rounding of the output size).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolGeometry {
-    /// `[k_h, k_w]`.
-    pub kernel: [usize; 2],
-    /// `[s_h, s_w]`.
-    pub stride: [usize; 2],
-    /// `[top, left, bottom, right]`.
-    pub padding: [usize; 4],
-}
+use super::{WindowGeometry, contiguous, elements, flex_device, tensor};
 
 /// Sizes of one pooling call.
 #[derive(Debug, Clone, Copy)]
@@ -40,11 +28,11 @@ struct Dims {
     w: usize,
     h_out: usize,
     w_out: usize,
-    geometry: PoolGeometry,
+    geometry: WindowGeometry,
 }
 
 impl Dims {
-    fn new([n, c, h, w]: [usize; 4], geometry: PoolGeometry) -> Option<Self> {
+    fn new([n, c, h, w]: [usize; 4], geometry: WindowGeometry) -> Option<Self> {
         let [k_h, k_w] = geometry.kernel;
         let [s_h, s_w] = geometry.stride;
         let [top, left, bottom, right] = geometry.padding;
@@ -150,7 +138,7 @@ impl Backward<Flex, 1> for MaxPoolBackward {
 /// `flex` device (autodiff without gradient checkpointing, or plain); otherwise `x` comes back
 /// unchanged for burn's `max_pool2d`.
 #[allow(clippy::result_large_err)] // the tensor is moved in and, unused, handed back.
-pub fn try_max_pool2d(x: Tensor<4>, geometry: PoolGeometry) -> Result<Tensor<4>, Tensor<4>> {
+pub fn try_max_pool2d(x: Tensor<4>, geometry: WindowGeometry) -> Result<Tensor<4>, Tensor<4>> {
     let Some(autodiff) = flex_device(&x.device()) else {
         return Err(x);
     };
@@ -197,7 +185,7 @@ mod tests {
         assert_eq!(Dims::window(0, 2, 1, 3, 5), (0, 2));
         assert_eq!(Dims::window(1, 2, 1, 3, 5), (1, 4));
         assert_eq!(Dims::window(2, 2, 1, 3, 5), (3, 5));
-        let g = PoolGeometry {
+        let g = WindowGeometry {
             kernel: [3, 3],
             stride: [2, 2],
             padding: [1; 4],
@@ -205,7 +193,7 @@ mod tests {
         let d = Dims::new([2, 3, 5, 6], g).unwrap();
         assert_eq!((d.planes, d.h_out, d.w_out), (6, 3, 3));
         // Padding as wide as the kernel would leave windows without a pixel.
-        let wide = PoolGeometry {
+        let wide = WindowGeometry {
             padding: [3; 4],
             ..g
         };
@@ -214,7 +202,7 @@ mod tests {
 
     #[test]
     fn first_maximum_wins_and_nan_propagates() {
-        let g = PoolGeometry {
+        let g = WindowGeometry {
             kernel: [2, 2],
             stride: [2, 2],
             padding: [0; 4],
