@@ -1,6 +1,7 @@
 //! `cargo xtask bench ops` (issue 5, point 7: "profile by op"): the layers a ResNet-18 training
 //! step is made of, one at a time, at the shapes of a 112×112 batch of 16 — convolutions of the
-//! stem and of each stage, batch norm (training mode), max pool, ReLU — forward and forward +
+//! stem and of each stage, batch norm (inference mode forward, training mode forward +
+//! backward), max pool, ReLU — forward and forward +
 //! backward (gradients for the input and the parameters), on every CPU backend of this build
 //! beside PyTorch. Where a whole-network ratio hides its cause, this table shows which op loses.
 
@@ -62,7 +63,8 @@ fn time_layer(spec: &str, backward: bool, device: &Device, reps: usize) -> Resul
         }
         ("bn", [c, _]) => {
             let bn = BatchNormConfig::new(*c).init(&device);
-            Box::new(move |x| bn.forward(x))
+            // What relata's ResNets call: on flex, relata's own kernels (`flex::norm`).
+            Box::new(move |x| relata_backbone::resnet::bn_forward(&bn, x))
         }
         ("maxpool", _) => {
             let pool = MaxPool2dConfig::new([3, 3])

@@ -28,7 +28,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::{WindowGeometry, contiguous, elements, flex_device, tensor};
+use super::{WindowGeometry, contiguous, elements, flex_device, tensor, with_work_buffers};
 
 /// The sizes one convolution call works with.
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +103,23 @@ impl Dims {
         (first.min(end), end)
     }
 
+    /// At stride 1 with an output as wide as the input (`left + right = k_w − 1`, ResNet's
+    /// 3×3 convolutions), kernel position `(ky, kx)` reads the image shifted by one flat offset:
+    /// patch-matrix entry `p` is pixel `p + delta` of the plane, except in the columns that
+    /// fall into the padding (at most `k_w − 1` per row) and the rows outside `oy_range`.
+    /// `Some((delta, oy_range))` then, `None` when the layout does not allow it.
+    fn flat_shift(&self, ky: usize, kx: usize) -> Option<(isize, std::ops::Range<usize>)> {
+        if self.geometry.stride != [1, 1] || self.w_out != self.w {
+            return None;
+        }
+        let [top, left, ..] = self.geometry.padding;
+        let delta = (ky as isize - top as isize) * self.w as isize + kx as isize - left as isize;
+        // Output rows whose input row oy + ky − top lies in [0, h).
+        let first = top.saturating_sub(ky).min(self.h_out);
+        let end = (self.h + top).saturating_sub(ky).clamp(first, self.h_out);
+        Some((delta, first..end))
+    }
+
     /// Input row read by output row `oy` at kernel row `ky`, if inside the image.
     fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
         (oy * self.geometry.stride[0] + ky)
@@ -123,6 +140,19 @@ fn im2col(x: &[f32], d: &Dims, cols: &mut [f32], row_stride: usize) {
             for kx in 0..k_w {
                 let row = &mut cols[((c * k_h + ky) * k_w + kx) * row_stride..][..pixels];
                 let (first, end) = d.valid_columns(kx);
+                if let Some((delta, rows)) = d.flat_shift(ky, kx) {
+                    // One copy of the shifted plane, then zeros where the window is in the
+                    // padding: whole rows, and the few columns at the ends of each row.
+                    let span = flat_span(rows.start * w_out..rows.end * w_out, delta, plane.len());
+                    row[..span.start].fill(0.0);
+                    row[span.end..].fill(0.0);
+                    if !span.is_empty() {
+                        let from = span.start.wrapping_add_signed(delta);
+                        row[span.clone()].copy_from_slice(&plane[from..from + span.len()]);
+                    }
+                    zero_padding_columns(row, rows, w_out, first..end);
+                    continue;
+                }
                 for oy in 0..d.h_out {
                     let out = &mut row[oy * w_out..(oy + 1) * w_out];
                     let Some(y) = d.input_row(oy, ky) else {
@@ -146,20 +176,59 @@ fn im2col(x: &[f32], d: &Dims, cols: &mut [f32], row_stride: usize) {
     }
 }
 
-/// Adds the patch matrix `cols` (rows `row_stride` apart) back onto image gradient `dx`
-/// (`[C_in × H × W]`, zeroed here): the adjoint of [`im2col`].
-fn col2im(cols: &[f32], d: &Dims, dx: &mut [f32], row_stride: usize) {
+/// The part of the flat output range `range` whose shifted positions `p + delta` lie inside a
+/// plane of `len` pixels (what [`Dims::flat_shift`]'s copy covers).
+fn flat_span(range: std::ops::Range<usize>, delta: isize, len: usize) -> std::ops::Range<usize> {
+    let start = range.start.max(delta.min(0).unsigned_abs());
+    let end = range.end.min(len.saturating_sub(delta.max(0) as usize));
+    start.min(end)..end
+}
+
+/// Zeros, in output rows `rows` of a patch-matrix row, the columns outside `valid` (where the
+/// window reads the left or right padding).
+fn zero_padding_columns(
+    row: &mut [f32],
+    rows: std::ops::Range<usize>,
+    w_out: usize,
+    valid: std::ops::Range<usize>,
+) {
+    if valid.start == 0 && valid.end == w_out {
+        return;
+    }
+    for oy in rows {
+        let line = &mut row[oy * w_out..(oy + 1) * w_out];
+        line[..valid.start].fill(0.0);
+        line[valid.end..].fill(0.0);
+    }
+}
+
+/// Adds the patch matrix `cols` (rows `row_stride` apart) onto image gradient `dx`
+/// (`[C_in × H × W]`, zeroed by the caller): the adjoint of [`im2col`]. Entries of `cols` that
+/// lie in the padding are zeroed on the way (they are the caller's scratch).
+fn col2im(cols: &mut [f32], d: &Dims, dx: &mut [f32], row_stride: usize) {
     let [k_h, k_w] = d.geometry.kernel;
     let (s, left) = (d.geometry.stride[1], d.geometry.padding[1]);
     let (pixels, w_out) = (d.out_pixels(), d.w_out);
-    dx.fill(0.0);
     for c in 0..d.c_in {
         let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
         for ky in 0..k_h {
             for kx in 0..k_w {
-                let row = &cols[((c * k_h + ky) * k_w + kx) * row_stride..][..pixels];
+                let row = &mut cols[((c * k_h + ky) * k_w + kx) * row_stride..][..pixels];
                 let (first, end) = d.valid_columns(kx);
                 if first == end {
+                    continue;
+                }
+                if let Some((delta, rows)) = d.flat_shift(ky, kx) {
+                    // Entries in the padding columns would land on a neighbouring row's pixel
+                    // in the flat add: zero them, then one contiguous add.
+                    zero_padding_columns(row, rows.clone(), w_out, first..end);
+                    let span = flat_span(rows.start * w_out..rows.end * w_out, delta, plane.len());
+                    if !span.is_empty() {
+                        let from = span.start.wrapping_add_signed(delta);
+                        for (o, v) in plane[from..from + span.len()].iter_mut().zip(&row[span]) {
+                            *o += v;
+                        }
+                    }
                     continue;
                 }
                 for oy in 0..d.h_out {
@@ -281,45 +350,49 @@ fn forward(x: &FlexTensor, weight: &FlexTensor, d: &Dims) -> FlexTensor {
         .enumerate()
         .for_each(|(t, y_run)| {
             let direct = group == 1 && d.is_pointwise();
-            let mut cols = vec![0.0f32; if direct { 0 } else { patch * group * pixels }];
-            let mut side_by_side = vec![0.0f32; if group > 1 { out_image * group } else { 0 }];
-            for (j, y_group) in y_run.chunks_mut(group * out_image).enumerate() {
-                let first = t * per_thread + j * group;
-                let count = y_group.len() / out_image;
-                let width = count * pixels;
-                let lhs = (ws, [patch, 1]);
-                if direct {
-                    let x_n = &xs[first * image..(first + 1) * image];
-                    let (rhs, out) = ((x_n, [pixels, 1]), y_group);
-                    matmul([d.c_out, pixels, patch], out, pixels, false, lhs, rhs);
-                    continue;
-                }
-                group_patches(xs, d, first, count, &mut cols);
-                if count == 1 {
+            let lens = [
+                if direct { 0 } else { patch * group * pixels },
+                if group > 1 { out_image * group } else { 0 },
+            ];
+            with_work_buffers(lens, |cols, side_by_side| {
+                for (j, y_group) in y_run.chunks_mut(group * out_image).enumerate() {
+                    let first = t * per_thread + j * group;
+                    let count = y_group.len() / out_image;
+                    let width = count * pixels;
+                    let lhs = (ws, [patch, 1]);
+                    if direct {
+                        let x_n = &xs[first * image..(first + 1) * image];
+                        let (rhs, out) = ((x_n, [pixels, 1]), y_group);
+                        matmul([d.c_out, pixels, patch], out, pixels, false, lhs, rhs);
+                        continue;
+                    }
+                    group_patches(xs, d, first, count, cols);
+                    if count == 1 {
+                        matmul(
+                            [d.c_out, pixels, patch],
+                            y_group,
+                            pixels,
+                            false,
+                            lhs,
+                            (cols, [pixels, 1]),
+                        );
+                        continue;
+                    }
                     matmul(
-                        [d.c_out, pixels, patch],
-                        y_group,
-                        pixels,
+                        [d.c_out, width, patch],
+                        side_by_side,
+                        width,
                         false,
                         lhs,
-                        (&cols, [pixels, 1]),
+                        (cols, [width, 1]),
                     );
-                    continue;
-                }
-                matmul(
-                    [d.c_out, width, patch],
-                    &mut side_by_side,
-                    width,
-                    false,
-                    lhs,
-                    (&cols, [width, 1]),
-                );
-                for (g, y_n) in y_group.chunks_mut(out_image).enumerate() {
-                    for (co, row) in y_n.chunks_mut(pixels).enumerate() {
-                        row.copy_from_slice(&side_by_side[co * width + g * pixels..][..pixels]);
+                    for (g, y_n) in y_group.chunks_mut(out_image).enumerate() {
+                        for (co, row) in y_n.chunks_mut(pixels).enumerate() {
+                            row.copy_from_slice(&side_by_side[co * width + g * pixels..][..pixels]);
+                        }
                     }
                 }
-            }
+            });
         });
     tensor(y, [d.batch, d.c_out, d.h_out, d.w_out])
 }
@@ -354,73 +427,78 @@ fn backward(
         .map(|(start, dx_run)| {
             let run = per_thread.min(d.batch - start);
             let direct = group == 1 && d.is_pointwise();
-            let mut cols = vec![0.0f32; if direct { 0 } else { patch * group * pixels }];
-            let mut side_by_side = vec![0.0f32; if group > 1 { out_image * group } else { 0 }];
+            let lens = [
+                if direct { 0 } else { patch * group * pixels },
+                if group > 1 { out_image * group } else { 0 },
+            ];
             let mut dw = vec![0.0f32; if want_w { d.c_out * patch } else { 0 }];
-            for (j, first) in (start..start + run).step_by(group).enumerate() {
-                let count = group.min(start + run - first);
-                let width = count * pixels;
-                // dY of the group as one `[C_out × count·HW]` matrix.
-                let g_group = &gs[first * out_image..(first + count) * out_image];
-                let g_matrix: &[f32] = if count == 1 {
-                    g_group
-                } else {
-                    for (g, g_n) in g_group.chunks(out_image).enumerate() {
-                        for (co, row) in g_n.chunks(pixels).enumerate() {
-                            side_by_side[co * width + g * pixels..][..pixels].copy_from_slice(row);
-                        }
-                    }
-                    &side_by_side
-                };
-                if want_w {
-                    let patches: &[f32] = if direct {
-                        &xs[first * image..(first + 1) * image]
+            with_work_buffers(lens, |cols, side_by_side| {
+                for (j, first) in (start..start + run).step_by(group).enumerate() {
+                    let count = group.min(start + run - first);
+                    let width = count * pixels;
+                    // dY of the group as one `[C_out × count·HW]` matrix.
+                    let g_group = &gs[first * out_image..(first + count) * out_image];
+                    let g_matrix: &[f32] = if count == 1 {
+                        g_group
                     } else {
-                        group_patches(xs, d, first, count, &mut cols);
-                        &cols
+                        for (g, g_n) in g_group.chunks(out_image).enumerate() {
+                            for (co, row) in g_n.chunks(pixels).enumerate() {
+                                side_by_side[co * width + g * pixels..][..pixels]
+                                    .copy_from_slice(row);
+                            }
+                        }
+                        side_by_side
                     };
-                    // dW += dY · colsᵀ
-                    matmul(
-                        [d.c_out, patch, width],
-                        &mut dw,
-                        patch,
-                        j > 0,
-                        (g_matrix, [width, 1]),
-                        (patches, [1, width]),
-                    );
-                }
-                if want_x && direct {
-                    // dX_n = Wᵀ · dY_n, straight into the image's gradient.
-                    let local = first - start;
-                    matmul(
-                        [patch, pixels, d.c_out],
-                        &mut dx_run[local * image..(local + 1) * image],
-                        pixels,
-                        false,
-                        (ws, [1, patch]),
-                        (g_matrix, [pixels, 1]),
-                    );
-                } else if want_x {
-                    // cols = Wᵀ · dY, then folded back onto each image.
-                    matmul(
-                        [patch, width, d.c_out],
-                        &mut cols,
-                        width,
-                        false,
-                        (ws, [1, patch]),
-                        (g_matrix, [width, 1]),
-                    );
-                    for g in 0..count {
-                        let local = first - start + g;
-                        col2im(
-                            &cols[g * pixels..],
-                            d,
-                            &mut dx_run[local * image..(local + 1) * image],
-                            width,
+                    if want_w {
+                        let patches: &[f32] = if direct {
+                            &xs[first * image..(first + 1) * image]
+                        } else {
+                            group_patches(xs, d, first, count, cols);
+                            cols
+                        };
+                        // dW += dY · colsᵀ
+                        matmul(
+                            [d.c_out, patch, width],
+                            &mut dw,
+                            patch,
+                            j > 0,
+                            (g_matrix, [width, 1]),
+                            (patches, [1, width]),
                         );
                     }
+                    if want_x && direct {
+                        // dX_n = Wᵀ · dY_n, straight into the image's gradient.
+                        let local = first - start;
+                        matmul(
+                            [patch, pixels, d.c_out],
+                            &mut dx_run[local * image..(local + 1) * image],
+                            pixels,
+                            false,
+                            (ws, [1, patch]),
+                            (g_matrix, [pixels, 1]),
+                        );
+                    } else if want_x {
+                        // cols = Wᵀ · dY, then folded back onto each image.
+                        matmul(
+                            [patch, width, d.c_out],
+                            cols,
+                            width,
+                            false,
+                            (ws, [1, patch]),
+                            (g_matrix, [width, 1]),
+                        );
+                        for g in 0..count {
+                            let local = first - start + g;
+                            col2im(
+                                &mut cols[g * pixels..],
+                                d,
+                                &mut dx_run[local * image..(local + 1) * image],
+                                width,
+                            );
+                        }
+                    }
                 }
-            }
+            });
             dw
         })
         .collect();
@@ -561,6 +639,8 @@ mod tests {
             ([1, 1, 9, 8], 7, 2, 3),
             ([1, 3, 4, 4], 1, 2, 0),
             ([1, 1, 3, 3], 5, 1, 2),
+            ([1, 2, 2, 3], 3, 1, 1),
+            ([1, 1, 1, 1], 3, 1, 1),
         ] {
             let d = dims(x, 2, k, s, p);
             let xs: Vec<f32> = (0..d.image()).map(|i| (i as f32 * 0.37).sin()).collect();
@@ -569,8 +649,8 @@ mod tests {
             assert_eq!(cols, im2col_naive(&xs, &d), "{x:?} k{k} s{s} p{p}");
             // <im2col(x), c> = <x, col2im(c)>
             let c: Vec<f32> = (0..cols.len()).map(|i| (i as f32 * 0.11).cos()).collect();
-            let mut back = vec![f32::NAN; d.image()];
-            col2im(&c, &d, &mut back, d.out_pixels());
+            let mut back = vec![0.0; d.image()];
+            col2im(&mut c.clone(), &d, &mut back, d.out_pixels());
             let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum();
             let rhs: f64 = xs.iter().zip(&back).map(|(a, b)| (a * b) as f64).sum();
             assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
@@ -586,6 +666,13 @@ mod tests {
             ([5, 2, 5, 6], 4, 3, 1, [1; 4]),
             ([2, 3, 28, 28], 2, 3, 1, [1; 4]),
             ([3, 2, 11, 9], 3, 7, 2, [3; 4]),
+            // Stride 1 with the output as wide as the input: im2col/col2im as one flat shifted
+            // copy/add per kernel position, with asymmetric padding, a 5×5 kernel, and maps
+            // smaller than the kernel.
+            ([2, 3, 6, 5], 2, 3, 1, [0, 2, 1, 0]),
+            ([2, 2, 6, 7], 3, 5, 1, [2; 4]),
+            ([2, 2, 2, 3], 2, 3, 1, [1; 4]),
+            ([1, 2, 1, 1], 2, 3, 1, [1; 4]),
             // 1×1 at stride 1: the patch matrix is the image (no im2col), one image per GEMM
             // from 20² up, side by side below.
             ([3, 5, 20, 20], 4, 1, 1, [0; 4]),

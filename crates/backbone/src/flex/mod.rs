@@ -1,6 +1,6 @@
 //! relata's own kernels for the `flex` backend, for the ResNet ops where burn-flex 0.22 is
-//! slowest against PyTorch (docs/performance.md): [`conv`] (every convolution) and [`pool`]
-//! (max pooling's backward).
+//! slowest against PyTorch (docs/performance.md): [`conv`] (every convolution), [`pool`]
+//! (max pooling's backward) and [`norm`] (batch normalisation, training and inference).
 //!
 //! How they plug in: burn's `extension` feature exposes a tensor's backend primitive
 //! (`Tensor::try_into_primitive::<Flex>()`, or `::<Autodiff<Flex>>()` under autodiff) and
@@ -10,6 +10,7 @@
 //! the caller falls back to burn's op.
 
 pub mod conv;
+pub mod norm;
 pub mod pool;
 
 use burn::backend::DispatchDevice;
@@ -41,6 +42,28 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
 fn elements(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .expect("relata_backbone::flex: tensors are made contiguous f32 first")
+}
+
+/// Runs `f` with two f32 work buffers of lengths `lens`, kept per thread between calls.
+///
+/// Why: the convolution's patch matrices are megabytes per call; a fresh `vec![0.0; n]` costs
+/// a memset and, when the allocator hands back unmapped memory, a page fault per 4 KiB —
+/// together about 4% of a ResNet training step. The buffers' contents are whatever an earlier
+/// call left: callers write every element they read. A nested call on the same thread (none
+/// today) would find the buffers taken and allocate its own.
+fn with_work_buffers<R>(lens: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    thread_local! {
+        static BUFFERS: std::cell::Cell<[Vec<f32>; 2]> = const { std::cell::Cell::new([Vec::new(), Vec::new()]) };
+    }
+    let [mut a, mut b] = BUFFERS.take();
+    for (buffer, &len) in [&mut a, &mut b].into_iter().zip(&lens) {
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+    }
+    let result = f(&mut a[..lens[0]], &mut b[..lens[1]]);
+    BUFFERS.set([a, b]);
+    result
 }
 
 fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
