@@ -66,9 +66,9 @@ fn forward(x: &FlexTensor, d: &Dims) -> (Vec<f32>, Vec<u32>) {
     let x = contiguous(x);
     let xs = elements(&x);
     let (plane_in, plane_out) = (d.h * d.w, d.h_out * d.w_out);
-    let [k_h, k_w] = d.geometry.kernel;
-    let [s_h, s_w] = d.geometry.stride;
-    let [top, left, ..] = d.geometry.padding;
+    let k_h = d.geometry.kernel[0];
+    let s_h = d.geometry.stride[0];
+    let top = d.geometry.padding[0];
     let mut out = vec![0.0f32; d.planes * plane_out];
     let mut argmax = vec![0u32; d.planes * plane_out];
     out.par_chunks_mut(plane_out)
@@ -76,30 +76,87 @@ fn forward(x: &FlexTensor, d: &Dims) -> (Vec<f32>, Vec<u32>) {
         .enumerate()
         .for_each(|(p, (out, argmax))| {
             let plane = &xs[p * plane_in..(p + 1) * plane_in];
+            // Each input row's maxima over the window's columns, for every output column
+            // (values and positions as separate arrays, so the combining loops vectorise);
+            // then, per output row, the window's rows combined in order.
+            let mut values = vec![f32::NEG_INFINITY; d.h * d.w_out];
+            let mut positions = vec![0u32; d.h * d.w_out];
+            for (y, (val, pos)) in values
+                .chunks_mut(d.w_out)
+                .zip(positions.chunks_mut(d.w_out))
+                .enumerate()
+            {
+                let row = &plane[y * d.w..(y + 1) * d.w];
+                row_maxima(row, (y * d.w) as u32, d, val, pos);
+            }
             for oy in 0..d.h_out {
                 let (y0, y1) = Dims::window(oy, s_h, top, k_h, d.h);
-                for ox in 0..d.w_out {
-                    let (x0, x1) = Dims::window(ox, s_w, left, k_w, d.w);
-                    let mut best = (f32::NEG_INFINITY, y0 * d.w + x0);
-                    for y in y0..y1 {
-                        for (i, &v) in plane[y * d.w + x0..y * d.w + x1].iter().enumerate() {
-                            if v > best.0 || v.is_nan() {
-                                best = (v, y * d.w + x0 + i);
-                                if v.is_nan() {
-                                    break;
-                                }
-                            }
-                        }
-                        if best.0.is_nan() {
-                            break;
-                        }
+                let line = oy * d.w_out..(oy + 1) * d.w_out;
+                let (val, pos) = (&mut out[line.clone()], &mut argmax[line]);
+                val.copy_from_slice(&values[y0 * d.w_out..(y0 + 1) * d.w_out]);
+                pos.copy_from_slice(&positions[y0 * d.w_out..(y0 + 1) * d.w_out]);
+                for y in y0 + 1..y1 {
+                    let next = y * d.w_out..(y + 1) * d.w_out;
+                    let candidates = values[next.clone()].iter().zip(&positions[next]);
+                    for ((v, p), (&cv, &cp)) in val.iter_mut().zip(pos.iter_mut()).zip(candidates) {
+                        (*v, *p) = keep_first_max((*v, *p), (cv, cp));
                     }
-                    out[oy * d.w_out + ox] = best.0;
-                    argmax[oy * d.w_out + ox] = best.1 as u32;
                 }
             }
         });
     (out, argmax)
+}
+
+/// For one input row (its first pixel at plane position `offset`), each output column's
+/// maximum over the window's columns and its plane position. ResNet's stem pool (3 wide,
+/// stride 2, one column of padding on the left) takes a path whose inner loop reads three
+/// contiguous arrays — the row's odd, even and odd columns — and vectorises.
+fn row_maxima(row: &[f32], offset: u32, d: &Dims, values: &mut [f32], positions: &mut [u32]) {
+    let g = &d.geometry;
+    let generic = |ox: usize| {
+        let (x0, x1) = Dims::window(ox, g.stride[1], g.padding[1], g.kernel[1], d.w);
+        let mut best = (row[x0], offset + x0 as u32);
+        for (x, &v) in row.iter().enumerate().take(x1).skip(x0 + 1) {
+            best = keep_first_max(best, (v, offset + x as u32));
+        }
+        best
+    };
+    if g.kernel[1] != 3 || g.stride[1] != 2 || g.padding[1] != 1 {
+        for (ox, (v, p)) in values.iter_mut().zip(positions.iter_mut()).enumerate() {
+            (*v, *p) = generic(ox);
+        }
+        return;
+    }
+    // Output ox reads columns 2ox − 1, 2ox, 2ox + 1: odd[ox − 1], even[ox], odd[ox].
+    let even: Vec<f32> = row.iter().step_by(2).copied().collect();
+    let odd: Vec<f32> = row.iter().skip(1).step_by(2).copied().collect();
+    // Outputs with all three columns inside the row: 1 ≤ ox and 2ox + 1 < w.
+    let full = 1..(d.w / 2).min(d.w_out).max(1);
+    for ox in full.clone() {
+        let first = (odd[ox - 1], offset + 2 * ox as u32 - 1);
+        let best = keep_first_max(first, (even[ox], offset + 2 * ox as u32));
+        (values[ox], positions[ox]) = keep_first_max(best, (odd[ox], offset + 2 * ox as u32 + 1));
+    }
+    for ox in (0..d.w_out).filter(|ox| !full.contains(ox)) {
+        (values[ox], positions[ox]) = generic(ox);
+    }
+}
+
+/// Of a running maximum `best` and a later candidate (in row-major order), the one to keep:
+/// the candidate when it is greater, or when it is the first NaN (a NaN wins over any number,
+/// and a NaN already kept is never replaced: comparisons with it are false). So ties keep the
+/// first position, as PyTorch.
+///
+/// Why bit masks rather than `if`: on random activations the comparison is a coin flip, and
+/// the compiler turned selects into branches — max pool's forward ran at ~90 cycles per output
+/// (3×3 window), mostly mispredictions.
+#[inline(always)]
+fn keep_first_max(best: (f32, u32), candidate: (f32, u32)) -> (f32, u32) {
+    let (v, b) = (candidate.0, best.0);
+    let take = (v > b) | (v.is_nan() & !b.is_nan());
+    let mask = (take as u32).wrapping_neg();
+    let value = f32::from_bits(b.to_bits() ^ ((b.to_bits() ^ v.to_bits()) & mask));
+    (value, best.1 ^ ((best.1 ^ candidate.1) & mask))
 }
 
 /// The input gradient: each output's gradient added at its argmax.
@@ -198,6 +255,59 @@ mod tests {
             ..g
         };
         assert!(Dims::new([1, 1, 5, 5], wide).is_none());
+    }
+
+    /// The stem pool's vectorised path (3 wide, stride 2, left padding 1) and the generic one
+    /// against the definition — the first maximum in row-major order, the first NaN over any
+    /// number — on values with many ties and a few NaNs, every width from 1 to 9.
+    #[test]
+    fn every_path_keeps_the_first_maximum() {
+        for (k, s, p) in [(3, 2, 1), (3, 2, 0), (2, 2, 0), (3, 1, 1)] {
+            let g = WindowGeometry {
+                kernel: [k, k],
+                stride: [s, s],
+                padding: [p; 4],
+            };
+            for w in 1..=9usize {
+                let h = 5;
+                let Some(d) = Dims::new([1, 2, h, w], g) else {
+                    continue;
+                };
+                // Ties everywhere (values in {0, 1, 2}), a NaN every 7th pixel of plane 1.
+                let xs: Vec<f32> = (0..2 * h * w)
+                    .map(|i| match i {
+                        i if i >= h * w && i % 7 == 3 => f32::NAN,
+                        i => ((i * 5 + i / 3) % 3) as f32,
+                    })
+                    .collect();
+                let (out, argmax) = forward(&tensor(xs.clone(), [1, 2, h, w]), &d);
+                for plane in 0..2 {
+                    let px = &xs[plane * h * w..(plane + 1) * h * w];
+                    for oy in 0..d.h_out {
+                        for ox in 0..d.w_out {
+                            let (y0, y1) = Dims::window(oy, s, p, k, h);
+                            let (x0, x1) = Dims::window(ox, s, p, k, w);
+                            let window = (y0..y1).flat_map(|y| (x0..x1).map(move |x| y * w + x));
+                            let first_nan = window.clone().find(|&i| px[i].is_nan());
+                            let best = window.clone().filter(|&i| !px[i].is_nan()).fold(
+                                None,
+                                |b: Option<usize>, i| match b {
+                                    Some(j) if px[j] >= px[i] => Some(j),
+                                    _ => Some(i),
+                                },
+                            );
+                            let want = first_nan.or(best).unwrap();
+                            let o = (plane * d.h_out + oy) * d.w_out + ox;
+                            assert_eq!(
+                                argmax[o] as usize, want,
+                                "k{k} s{s} p{p} w{w} ({oy}, {ox})"
+                            );
+                            assert!(out[o] == px[want] || (out[o].is_nan() && px[want].is_nan()));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
