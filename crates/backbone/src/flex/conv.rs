@@ -270,17 +270,64 @@ fn group_patches(xs: &[f32], d: &Dims, first: usize, count: usize, cols: &mut [f
 
 /// `dst (m × n, row-major, row stride dst_rs) (+)= lhs (m × k) · rhs (k × n)`, with
 /// `(row stride, column stride)` for both operands; single-threaded.
-#[allow(clippy::too_many_arguments)]
 fn matmul(
-    [m, n, k]: [usize; 3],
+    dims: [usize; 3],
     dst: &mut [f32],
     dst_rs: usize,
     accumulate: bool,
     lhs: (&[f32], [usize; 2]),
     rhs: (&[f32], [usize; 2]),
 ) {
+    // SAFETY: `dst` is a live, exclusively borrowed slice of `dst.len()` elements, all
+    // initialised.
+    unsafe {
+        matmul_raw(
+            dims,
+            (dst.as_mut_ptr(), dst.len()),
+            dst_rs,
+            accumulate,
+            lhs,
+            rhs,
+        )
+    }
+}
+
+/// `lhs (m × k) · rhs (k × n)` as a new row-major vector. Without accumulation the product
+/// writes every element of its destination and reads none, so the vector is not zeroed first:
+/// the weight gradient's per-thread sums are megabytes per call (layer4: 512 × 4,608), and
+/// zeroing them was most of the ~4% of a training step spent in `memset`.
+fn product(dims: [usize; 3], lhs: (&[f32], [usize; 2]), rhs: (&[f32], [usize; 2])) -> Vec<f32> {
+    let [m, n, k] = dims;
+    assert!(
+        k > 0,
+        "flex::conv: an empty product would leave its result unwritten"
+    );
+    let mut dst = Vec::with_capacity(m * n);
+    // SAFETY: the capacity holds the m × n elements addressed at row stride n; gemm writes
+    // each of them (no accumulation: the destination is not read), so all are initialised
+    // when the length is set.
+    unsafe {
+        matmul_raw(dims, (dst.as_mut_ptr(), m * n), n, false, lhs, rhs);
+        dst.set_len(m * n);
+    }
+    dst
+}
+
+/// [`matmul`] on a destination given as `(pointer, elements)`.
+///
+/// # Safety
+/// `dst.0` must be valid for writes of `dst.1` f32 elements, not aliased by `lhs` or `rhs`,
+/// and initialised when `accumulate` is set (the destination is read only then).
+unsafe fn matmul_raw(
+    [m, n, k]: [usize; 3],
+    (dst, dst_len): (*mut f32, usize),
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: (&[f32], [usize; 2]),
+    rhs: (&[f32], [usize; 2]),
+) {
     let ((a, [a_rs, a_cs]), (b, [b_rs, b_cs])) = (lhs, rhs);
-    // The extents the strides reach must lie inside the slices (gemm reads raw pointers).
+    // The extents the strides reach must lie inside the buffers (gemm reads raw pointers).
     let reach = |rows: usize, cols: usize, rs: usize, cs: usize| {
         if rows == 0 || cols == 0 {
             0
@@ -289,19 +336,19 @@ fn matmul(
         }
     };
     assert!(
-        reach(m, n, dst_rs, 1) <= dst.len()
+        reach(m, n, dst_rs, 1) <= dst_len
             && reach(m, k, a_rs, a_cs) <= a.len()
             && reach(k, n, b_rs, b_cs) <= b.len(),
         "flex::conv: matrix product out of bounds"
     );
-    // SAFETY: every element the strides address lies inside its slice (checked above); `dst`
-    // is borrowed mutably, so it overlaps neither operand.
+    // SAFETY: every element the strides address lies inside its buffer (checked above), the
+    // caller guarantees the destination is writable and does not overlap the operands.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_rs as isize,
             accumulate,
@@ -431,7 +478,8 @@ fn backward(
                 if direct { 0 } else { patch * group * pixels },
                 if group > 1 { out_image * group } else { 0 },
             ];
-            let mut dw = vec![0.0f32; if want_w { d.c_out * patch } else { 0 }];
+            // This run's weight-gradient sum: the first group's product, then accumulated.
+            let mut dw = Vec::new();
             with_work_buffers(lens, |cols, side_by_side| {
                 for (j, first) in (start..start + run).step_by(group).enumerate() {
                     let count = group.min(start + run - first);
@@ -457,14 +505,12 @@ fn backward(
                             cols
                         };
                         // dW += dY · colsᵀ
-                        matmul(
-                            [d.c_out, patch, width],
-                            &mut dw,
-                            patch,
-                            j > 0,
-                            (g_matrix, [width, 1]),
-                            (patches, [1, width]),
-                        );
+                        let (lhs, rhs) = ((g_matrix, [width, 1]), (patches, [1, width]));
+                        if j == 0 {
+                            dw = product([d.c_out, patch, width], lhs, rhs);
+                        } else {
+                            matmul([d.c_out, patch, width], &mut dw, patch, true, lhs, rhs);
+                        }
                     }
                     if want_x && direct {
                         // dX_n = Wᵀ · dY_n, straight into the image's gradient.
