@@ -81,13 +81,14 @@ fn forward(x: &FlexTensor, d: &Dims) -> (Vec<f32>, Vec<u32>) {
             // then, per output row, the window's rows combined in order.
             let mut values = vec![f32::NEG_INFINITY; d.h * d.w_out];
             let mut positions = vec![0u32; d.h * d.w_out];
+            let mut columns = (Vec::new(), Vec::new());
             for (y, (val, pos)) in values
                 .chunks_mut(d.w_out)
                 .zip(positions.chunks_mut(d.w_out))
                 .enumerate()
             {
                 let row = &plane[y * d.w..(y + 1) * d.w];
-                row_maxima(row, (y * d.w) as u32, d, val, pos);
+                row_maxima(row, (y * d.w) as u32, d, (val, pos), &mut columns);
             }
             for oy in 0..d.h_out {
                 let (y0, y1) = Dims::window(oy, s_h, top, k_h, d.h);
@@ -111,7 +112,14 @@ fn forward(x: &FlexTensor, d: &Dims) -> (Vec<f32>, Vec<u32>) {
 /// maximum over the window's columns and its plane position. ResNet's stem pool (3 wide,
 /// stride 2, one column of padding on the left) takes a path whose inner loop reads three
 /// contiguous arrays — the row's odd, even and odd columns — and vectorises.
-fn row_maxima(row: &[f32], offset: u32, d: &Dims, values: &mut [f32], positions: &mut [u32]) {
+/// `columns` is scratch for the row's even and odd columns, reused from row to row.
+fn row_maxima(
+    row: &[f32],
+    offset: u32,
+    d: &Dims,
+    (values, positions): (&mut [f32], &mut [u32]),
+    (even, odd): &mut (Vec<f32>, Vec<f32>),
+) {
     let g = &d.geometry;
     let generic = |ox: usize| {
         let (x0, x1) = Dims::window(ox, g.stride[1], g.padding[1], g.kernel[1], d.w);
@@ -128,8 +136,14 @@ fn row_maxima(row: &[f32], offset: u32, d: &Dims, values: &mut [f32], positions:
         return;
     }
     // Output ox reads columns 2ox − 1, 2ox, 2ox + 1: odd[ox − 1], even[ox], odd[ox].
-    let even: Vec<f32> = row.iter().step_by(2).copied().collect();
-    let odd: Vec<f32> = row.iter().skip(1).step_by(2).copied().collect();
+    even.resize(row.len().div_ceil(2), 0.0);
+    odd.resize(row.len() / 2, 0.0);
+    for (e, &v) in even.iter_mut().zip(row.iter().step_by(2)) {
+        *e = v;
+    }
+    for (o, &v) in odd.iter_mut().zip(row.iter().skip(1).step_by(2)) {
+        *o = v;
+    }
     // Outputs with all three columns inside the row: 1 ≤ ox and 2ox + 1 < w.
     let full = 1..(d.w / 2).min(d.w_out).max(1);
     for ox in full.clone() {
