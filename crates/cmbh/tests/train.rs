@@ -133,8 +133,10 @@ fn full_model_learns() {
 /// Issue 7's "the full model beats the B-only ablation on synth-fine at 12 bits", on the default
 /// preset (640 training images, 12 epochs) as `cargo xtask reproduce cmbh --bits 12 --ablation
 /// --seed S` trains it, over seeds 1–3. Measured 2026-11-26: full 0.2233, 0.2038, 0.2906 (mean
-/// 0.239); B 0.2343, 0.1872, 0.1489 (mean 0.190); B+L 0.3228, 0.2724, 0.2908. One seed is not
-/// enough here either (seed 1 ranks B first), so the test compares means.
+/// 0.239) against B 0.2343, 0.1872, 0.1489 (mean 0.190); after `ResNet::stages` moved to
+/// relata's kernels (another summation order in training), full 0.2034, 0.2505, 0.3072 (mean
+/// 0.254) against B 0.1823, 0.2050, 0.2632 (mean 0.217). One seed is not enough here either
+/// (seed 1 ranked B first in the first run), so the test compares means.
 #[test]
 #[ignore = "trains the four Table-4 variants on three seeds of the default preset: about 4 min on 2 cores"]
 fn full_model_beats_b_only_on_the_default_preset() {
