@@ -18,6 +18,10 @@
 //! computed. Only plain convolutions take this path — f32, groups 1, dilation 1, explicit
 //! padding, no bias (a bias is added outside, as a broadcast) — on a `flex` device without
 //! gradient checkpointing; [`try_conv2d`] hands everything else back to `conv2d`.
+//!
+//! For inference, [`try_conv2d_affine`] also applies a per-channel `scale·y + shift` (+ ReLU)
+//! to each output row right after its GEMM ([`ChannelAffine`]): a following batch norm with
+//! running statistics, folded in by `resnet::conv_bn_forward`.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
