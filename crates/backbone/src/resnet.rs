@@ -150,16 +150,8 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 #[cfg(feature = "flex")]
 #[allow(clippy::result_large_err)] // a `Tensor` is moved in and, unused, handed back.
 fn flex_conv_forward(conv: &Conv2d, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
-    let Some(padding) = explicit_padding(&conv.padding) else {
+    let Some(geometry) = flex_geometry(conv) else {
         return Err(x);
-    };
-    if conv.dilation != [1, 1] || conv.groups != 1 {
-        return Err(x);
-    }
-    let geometry = crate::flex::WindowGeometry {
-        kernel: conv.kernel_size,
-        stride: conv.stride,
-        padding,
     };
     let y = crate::flex::conv::try_conv2d(x, conv.weight.val(), geometry).map_err(|(x, _)| x)?;
     Ok(match &conv.bias {
@@ -168,6 +160,18 @@ fn flex_conv_forward(conv: &Conv2d, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>
             y + bias.val().reshape([1, c_out, 1, 1])
         }
         None => y,
+    })
+}
+
+/// The window of a convolution relata's flex kernels take: fixed padding, dilation 1, one
+/// group; `None` otherwise.
+#[cfg(feature = "flex")]
+fn flex_geometry(conv: &Conv2d) -> Option<crate::flex::WindowGeometry> {
+    let padding = explicit_padding(&conv.padding)?;
+    (conv.dilation == [1, 1] && conv.groups == 1).then_some(crate::flex::WindowGeometry {
+        kernel: conv.kernel_size,
+        stride: conv.stride,
+        padding,
     })
 }
 
@@ -352,20 +356,18 @@ pub fn bn_forward<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     let dims = x.dims();
     let n = dims.iter().product::<usize>() / dims.get(1).copied().unwrap_or(1).max(1);
     let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
+    let burn_op = |x, gamma, beta| {
+        let t = burn::tensor::module::batch_norm_train(x, gamma, beta, bn.epsilon);
+        (t.output, t.mean, t.variance)
+    };
     #[cfg(feature = "flex")]
     let (output, mean, variance) =
         match crate::flex::norm::try_batch_norm_train(x, gamma, beta, bn.epsilon) {
             Ok(t) => (t.output, t.mean, t.variance),
-            Err((x, gamma, beta)) => {
-                let t = burn::tensor::module::batch_norm_train(x, gamma, beta, bn.epsilon);
-                (t.output, t.mean, t.variance)
-            }
+            Err((x, gamma, beta)) => burn_op(x, gamma, beta),
         };
     #[cfg(not(feature = "flex"))]
-    let (output, mean, variance) = {
-        let t = burn::tensor::module::batch_norm_train(x, gamma, beta, bn.epsilon);
-        (t.output, t.mean, t.variance)
-    };
+    let (output, mean, variance) = burn_op(x, gamma, beta);
     let unbiased = if n > 1 {
         n as f64 / (n - 1) as f64
     } else {
@@ -422,47 +424,35 @@ fn fused_conv_bn(
     x: Tensor<4>,
     relu: bool,
 ) -> Result<Tensor<4>, Tensor<4>> {
-    let Some(padding) = explicit_padding(&conv.padding) else {
+    use crate::flex::norm::{channel_scale, inverse_std, plain_values};
+    let c_out = conv.weight.dims()[0];
+    let inference = !x.device().is_autodiff();
+    let (Some(geometry), true, true) = (flex_geometry(conv), inference, bn.gamma.dims() == [c_out])
+    else {
         return Err(x);
     };
-    let c_out = conv.weight.dims()[0];
-    if x.device().is_autodiff() || conv.dilation != [1, 1] || conv.groups != 1 {
-        return Err(x);
-    }
-    if bn.gamma.dims() != [c_out] {
-        return Err(x);
-    }
-    let values = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().ok();
+    // Plain flex tensors only (`None` elsewhere, and the ops run one after the other).
     let (Some(gamma), Some(beta), Some(mean), Some(var)) = (
-        values(bn.gamma.val()),
-        values(bn.beta.val()),
-        values(bn.running_mean.value()),
-        values(bn.running_var.value()),
+        plain_values(bn.gamma.val()),
+        plain_values(bn.beta.val()),
+        plain_values(bn.running_mean.value()),
+        plain_values(bn.running_var.value()),
     ) else {
         return Err(x);
     };
     let bias = match &conv.bias {
-        Some(b) => match values(b.val()) {
+        Some(b) => match plain_values(b.val()) {
             Some(v) => v,
             None => return Err(x),
         },
         None => vec![0.0; c_out],
     };
     // bn(conv + bias) = conv·s + (bias − mean)·s + β with s = γ/√(var + ε).
-    let scale: Vec<f32> = gamma
-        .iter()
-        .zip(&var)
-        .map(|(g, v)| (*g as f64 / (*v as f64 + bn.epsilon).sqrt()) as f32)
-        .collect();
+    let scale = channel_scale(&gamma, &inverse_std(&var, bn.epsilon));
     let shift = (0..c_out)
         .map(|c| (bias[c] - mean[c]) * scale[c] + beta[c])
         .collect();
     let epilogue = crate::flex::conv::ChannelAffine { scale, shift, relu };
-    let geometry = crate::flex::WindowGeometry {
-        kernel: conv.kernel_size,
-        stride: conv.stride,
-        padding,
-    };
     crate::flex::conv::try_conv2d_affine(x, conv.weight.val(), geometry, &epilogue)
         .map_err(|(x, _)| x)
 }

@@ -51,23 +51,18 @@ impl Dims {
     fn new(x: [usize; 4], weight: [usize; 4], geometry: WindowGeometry) -> Option<Self> {
         let [batch, c_in, h, w] = x;
         let [c_out, c_in_w, k_h, k_w] = weight;
-        let [s_h, s_w] = geometry.stride;
-        let [top, left, bottom, right] = geometry.padding;
-        if c_in != c_in_w || [k_h, k_w] != geometry.kernel || s_h == 0 || s_w == 0 {
+        if c_in != c_in_w || [k_h, k_w] != geometry.kernel || batch == 0 || c_out == 0 {
             return None;
         }
-        let (h_pad, w_pad) = (h + top + bottom, w + left + right);
-        if h_pad < k_h || w_pad < k_w || batch == 0 || c_out == 0 {
-            return None;
-        }
+        let [h_out, w_out] = geometry.output_size([h, w])?;
         Some(Self {
             batch,
             c_in,
             c_out,
             h,
             w,
-            h_out: (h_pad - k_h) / s_h + 1,
-            w_out: (w_pad - k_w) / s_w + 1,
+            h_out,
+            w_out,
             geometry,
         })
     }
@@ -641,13 +636,41 @@ pub fn try_conv2d(
     weight: Tensor<4>,
     geometry: WindowGeometry,
 ) -> Result<Tensor<4>, (Tensor<4>, Tensor<4>)> {
-    let Some(autodiff) = flex_device(&x.device()) else {
+    conv2d_on_flex(x, weight, geometry, None)
+}
+
+/// [`try_conv2d`] followed by a per-channel affine map (and ReLU), in one pass, for inference:
+/// only on a plain `flex` device (no autodiff) with f32 tensors; otherwise the inputs come
+/// back unchanged. `epilogue` must have one scale and shift per output channel.
+#[allow(clippy::result_large_err)] // the tensors are moved in and, unused, handed back.
+pub fn try_conv2d_affine(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    geometry: WindowGeometry,
+    epilogue: &ChannelAffine,
+) -> Result<Tensor<4>, (Tensor<4>, Tensor<4>)> {
+    conv2d_on_flex(x, weight, geometry, Some(epilogue))
+}
+
+/// [`try_conv2d`] and [`try_conv2d_affine`]: the checks, then the plain or autodiff path. An
+/// epilogue is only taken without autodiff (the backward knows nothing of it).
+#[allow(clippy::result_large_err)]
+fn conv2d_on_flex(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    geometry: WindowGeometry,
+    epilogue: Option<&ChannelAffine>,
+) -> Result<Tensor<4>, (Tensor<4>, Tensor<4>)> {
+    let (Some(autodiff), Some(dims)) = (
+        flex_device(&x.device()),
+        Dims::new(x.dims(), weight.dims(), geometry),
+    ) else {
         return Err((x, weight));
     };
-    let Some(dims) = Dims::new(x.dims(), weight.dims(), geometry) else {
-        return Err((x, weight));
-    };
-    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || x.device() != weight.device() {
+    let epilogue_fits = epilogue
+        .is_none_or(|e| !autodiff && e.scale.len() == dims.c_out && e.shift.len() == dims.c_out);
+    let f32s = x.dtype() == DType::F32 && weight.dtype() == DType::F32;
+    if !epilogue_fits || !f32s || x.device() != weight.device() {
         return Err((x, weight));
     }
     if !autodiff {
@@ -657,9 +680,8 @@ pub fn try_conv2d(
         ) else {
             return Err((x, weight));
         };
-        return Ok(Tensor::from_primitive::<Flex>(forward(
-            &xp, &wp, &dims, None,
-        )));
+        let y = forward(&xp, &wp, &dims, epilogue);
+        return Ok(Tensor::from_primitive::<Flex>(y));
     }
     type Ad = Autodiff<Flex, NoCheckpointing>;
     let (Ok(xa), Ok(wa)) = (
@@ -680,37 +702,6 @@ pub fn try_conv2d(
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
     Ok(Tensor::from_primitive::<Ad>(out))
-}
-
-/// [`try_conv2d`] followed by a per-channel affine map (and ReLU), in one pass, for inference:
-/// only on a plain `flex` device (no autodiff) with f32 tensors; otherwise the inputs come
-/// back unchanged. `epilogue` must have one scale and shift per output channel.
-#[allow(clippy::result_large_err)] // the tensors are moved in and, unused, handed back.
-pub fn try_conv2d_affine(
-    x: Tensor<4>,
-    weight: Tensor<4>,
-    geometry: WindowGeometry,
-    epilogue: &ChannelAffine,
-) -> Result<Tensor<4>, (Tensor<4>, Tensor<4>)> {
-    let (Some(false), Some(dims)) = (
-        flex_device(&x.device()),
-        Dims::new(x.dims(), weight.dims(), geometry),
-    ) else {
-        return Err((x, weight));
-    };
-    let channels_match = epilogue.scale.len() == dims.c_out && epilogue.shift.len() == dims.c_out;
-    let f32s = x.dtype() == DType::F32 && weight.dtype() == DType::F32;
-    if !channels_match || !f32s || x.device() != weight.device() {
-        return Err((x, weight));
-    }
-    let (Ok(xp), Ok(wp)) = (
-        x.clone().try_into_primitive::<Flex>(),
-        weight.clone().try_into_primitive::<Flex>(),
-    ) else {
-        return Err((x, weight));
-    };
-    let y = forward(&xp, &wp, &dims, Some(epilogue));
-    Ok(Tensor::from_primitive::<Flex>(y))
 }
 
 #[cfg(test)]

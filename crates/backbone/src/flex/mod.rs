@@ -29,6 +29,20 @@ pub struct WindowGeometry {
     pub padding: [usize; 4],
 }
 
+impl WindowGeometry {
+    /// `[H_out, W_out]` on an `[h, w]` map (floor rounding), or `None` for a zero stride or a
+    /// padded map smaller than the kernel.
+    fn output_size(&self, [h, w]: [usize; 2]) -> Option<[usize; 2]> {
+        let ([k_h, k_w], [s_h, s_w]) = (self.kernel, self.stride);
+        let [top, left, bottom, right] = self.padding;
+        let (h_pad, w_pad) = (h + top + bottom, w + left + right);
+        if s_h == 0 || s_w == 0 || h_pad < k_h || w_pad < k_w {
+            return None;
+        }
+        Some([(h_pad - k_h) / s_h + 1, (w_pad - k_w) / s_w + 1])
+    }
+}
+
 /// The tensor's elements in row-major order (a copy only when it is a strided view).
 fn contiguous(t: &FlexTensor) -> FlexTensor {
     if t.as_slice::<f32>().is_some() {
@@ -66,8 +80,9 @@ fn with_work_buffers<R>(lens: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32])
     result
 }
 
-fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
+/// A flex tensor of `values` with `shape` (an array or a `Vec` of dimensions).
+fn tensor(values: Vec<f32>, shape: impl Into<Vec<usize>>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.into()))
 }
 
 /// Is `device` a `flex` device (with autodiff or without), and is it autodiff?

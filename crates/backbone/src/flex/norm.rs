@@ -125,11 +125,16 @@ fn statistics(xs: &[f32], l: &Layout) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// `1/√(σ² + ε)` per channel.
-fn inverse_std(variance: &[f32], epsilon: f64) -> Vec<f32> {
+pub(crate) fn inverse_std(variance: &[f32], epsilon: f64) -> Vec<f32> {
     variance
         .iter()
         .map(|&v| (1.0 / (v as f64 + epsilon).sqrt()) as f32)
         .collect()
+}
+
+/// `γ·inv_std` per channel: what batch norm multiplies `x − mean` by.
+pub(crate) fn channel_scale(gamma: &[f32], inv_std: &[f32]) -> Vec<f32> {
+    gamma.iter().zip(inv_std).map(|(g, s)| g * s).collect()
 }
 
 /// `y = (x − mean)·scale + β` with `scale = γ·inv_std`, per channel.
@@ -227,7 +232,7 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let (dx, d_gamma, d_beta) = backward(&saved, &grad, wants);
         let channels = [saved.layout.channels];
         if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, tensor_of(dx, &shape));
+            grads.register::<Flex>(node.id, tensor(dx, shape));
         }
         if let (Some(node), Some(d)) = (node_gamma, d_gamma) {
             grads.register::<Flex>(node.id, tensor(d, channels));
@@ -239,7 +244,7 @@ impl Backward<Flex, 3> for BatchNormBackward {
 }
 
 /// The elements of a plain flex `[C]` tensor, or `None` off flex / not f32.
-fn plain_values(t: Tensor<1>) -> Option<Vec<f32>> {
+pub(crate) fn plain_values(t: Tensor<1>) -> Option<Vec<f32>> {
     let p = t.try_into_primitive::<Flex>().ok()?;
     Some(elements(&contiguous(&p)).to_vec())
 }
@@ -306,14 +311,10 @@ pub fn try_batch_norm_train<const D: usize>(
     let beta_values = elements(&contiguous(&bp)).to_vec();
     let (mean, variance) = statistics(elements(&xp), &layout);
     let inv_std = inverse_std(&variance, epsilon);
-    let scale: Vec<f32> = gamma_values
-        .iter()
-        .zip(&inv_std)
-        .map(|(g, s)| g * s)
-        .collect();
-    let y = tensor_of(
+    let scale = channel_scale(&gamma_values, &inv_std);
+    let y = tensor(
         normalise(elements(&xp), &layout, &mean, &scale, &beta_values),
-        &shape,
+        shape.clone(),
     );
     // The statistics as constants on the input's device (untracked under autodiff).
     let device = x.device();
@@ -382,17 +383,9 @@ pub fn try_batch_norm<const D: usize>(
         return Err(x);
     };
     let xp = contiguous(&xp);
-    let scale: Vec<f32> = gamma
-        .iter()
-        .zip(inverse_std(&variance, epsilon))
-        .map(|(g, s)| g * s)
-        .collect();
+    let scale = channel_scale(&gamma, &inverse_std(&variance, epsilon));
     let y = normalise(elements(&xp), &layout, &mean, &scale, &beta);
-    Ok(Tensor::from_primitive::<Flex>(tensor_of(y, &shape)))
-}
-
-fn tensor_of(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+    Ok(Tensor::from_primitive::<Flex>(tensor(y, shape)))
 }
 
 #[cfg(test)]
@@ -422,13 +415,13 @@ mod tests {
             let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
             let y = normalise(&xs, &l, &mean, &scale, &beta);
             let saved = Saved {
-                x: tensor_of(xs.clone(), &shape),
+                x: tensor(xs.clone(), shape.clone()),
                 gamma: gamma.clone(),
                 mean: mean.clone(),
                 inv_std: inv_std.clone(),
                 layout: l,
             };
-            let (dx, dg, db) = backward(&saved, &tensor_of(gs.clone(), &shape), [true; 3]);
+            let (dx, dg, db) = backward(&saved, &tensor(gs.clone(), shape.clone()), [true; 3]);
             let (dx, dg, db) = (dx.unwrap(), dg.unwrap(), db.unwrap());
             let m = l.per_channel() as f64;
             let close = |a: f32, t: f64, what: &str| {
@@ -473,17 +466,13 @@ mod tests {
         let shape = [2, 2, 3];
         let l = Layout::new(&shape).unwrap();
         let saved = Saved {
-            x: tensor_of(vec![1.0; 12], &shape),
+            x: tensor(vec![1.0; 12], shape),
             gamma: vec![1.0; 2],
             mean: vec![1.0; 2],
             inv_std: vec![1.0; 2],
             layout: l,
         };
-        let (dx, dg, db) = backward(
-            &saved,
-            &tensor_of(vec![1.0; 12], &shape),
-            [false, true, false],
-        );
+        let (dx, dg, db) = backward(&saved, &tensor(vec![1.0; 12], shape), [false, true, false]);
         assert!(dx.is_none() && db.is_none());
         assert_eq!(dg.unwrap().len(), 2);
         assert!(Layout::new(&[3]).is_none() && Layout::new(&[0, 2, 2]).is_none());

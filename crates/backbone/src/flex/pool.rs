@@ -34,21 +34,18 @@ struct Dims {
 impl Dims {
     fn new([n, c, h, w]: [usize; 4], geometry: WindowGeometry) -> Option<Self> {
         let [k_h, k_w] = geometry.kernel;
-        let [s_h, s_w] = geometry.stride;
         let [top, left, bottom, right] = geometry.padding;
         // Every window must hold at least one pixel of the image: padding under the kernel.
-        if k_h == 0 || k_w == 0 || s_h == 0 || s_w == 0 || top.max(bottom) >= k_h {
+        if k_h == 0 || k_w == 0 || top.max(bottom) >= k_h || left.max(right) >= k_w {
             return None;
         }
-        if left.max(right) >= k_w || h + top + bottom < k_h || w + left + right < k_w {
-            return None;
-        }
+        let [h_out, w_out] = geometry.output_size([h, w])?;
         Some(Self {
             planes: n * c,
             h,
             w,
-            h_out: (h + top + bottom - k_h) / s_h + 1,
-            w_out: (w + left + right - k_w) / s_w + 1,
+            h_out,
+            w_out,
             geometry,
         })
     }
