@@ -1034,6 +1034,17 @@ mod tests {
             let d = conv_path_deviation(&conv, view);
             assert!(d.worst() < 1e-4, "permuted {k}×{k}/{stride}: {d:?}");
         }
+        // Channels in whole tiles of 8 on a 12² map: the direct 3×3 kernel (forward and input
+        // gradient) on machines with AVX-512, im2col elsewhere.
+        let conv = Conv2dConfig::new([16, 24], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_bias(false)
+            .init(&device);
+        let x = Tensor::<4>::random([2, 16, 12, 12], normal, &device);
+        let d = conv_path_deviation(&conv, x.clone());
+        assert!(d.worst() < 1e-4, "3×3/1, 16 → 24, 12²: {d:?}");
+        let d = conv_path_deviation(&conv, x.permute([0, 1, 3, 2]));
+        assert!(d.worst() < 1e-4, "permuted 3×3/1, 16 → 24: {d:?}");
         // The first convolution's input (an image batch) needs no gradient.
         let conv = Conv2dConfig::new([3, 5], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))

@@ -32,6 +32,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
+use super::direct::{self, Kernel};
 use super::{WindowGeometry, contiguous, elements, flex_device, tensor, with_work_buffers};
 
 /// The sizes one convolution call works with.
@@ -367,6 +368,32 @@ unsafe fn matmul_raw(
     }
 }
 
+/// The direct kernel's shape for this convolution when it takes it (and `allowed`): a 3×3
+/// kernel at stride 1 with padding 1 on a machine and map size [`direct::applies`] accepts (for
+/// the input gradient, with the layer's input channels as the product's outputs).
+fn direct_shape(d: &Dims, kernel: Kernel, allowed: bool) -> Option<direct::Shape> {
+    let g = &d.geometry;
+    if !allowed || g.kernel != [3, 3] || g.stride != [1, 1] || g.padding != [1; 4] {
+        return None;
+    }
+    let shape = direct::Shape {
+        batch: d.batch,
+        c_in: d.c_in,
+        c_out: d.c_out,
+        h: d.h,
+        w: d.w,
+    };
+    let product = match kernel {
+        Kernel::Forward => shape,
+        Kernel::InputGradient => direct::Shape {
+            c_in: d.c_out,
+            c_out: d.c_in,
+            ..shape
+        },
+    };
+    direct::applies(&product).then_some(shape)
+}
+
 /// Images per worker thread (one contiguous run each, so each keeps one weight-gradient sum)
 /// and images per GEMM within a run.
 ///
@@ -402,7 +429,7 @@ pub struct ChannelAffine {
 
 impl ChannelAffine {
     /// Applies channel `c`'s affine map (and ReLU) to one row of output pixels.
-    fn apply(&self, c: usize, row: &mut [f32]) {
+    pub(super) fn apply(&self, c: usize, row: &mut [f32]) {
         let (scale, shift) = (self.scale[c], self.shift[c]);
         if self.relu {
             for v in row {
@@ -422,9 +449,17 @@ fn forward(
     weight: &FlexTensor,
     d: &Dims,
     epilogue: Option<&ChannelAffine>,
+    allow_direct: bool,
 ) -> FlexTensor {
     let (x, weight) = (contiguous(x), contiguous(weight));
     let (xs, ws) = (elements(&x), elements(&weight));
+    let out_shape = [d.batch, d.c_out, d.h_out, d.w_out];
+    if let Some(shape) = direct_shape(d, Kernel::Forward, allow_direct) {
+        return tensor(
+            direct::convolve(xs, ws, &shape, Kernel::Forward, epilogue),
+            out_shape,
+        );
+    }
     let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
     let out_image = d.c_out * pixels;
     let (per_thread, group) = schedule(d);
@@ -437,7 +472,7 @@ fn forward(
                 if direct { 0 } else { patch * group * pixels },
                 if group > 1 { out_image * group } else { 0 },
             ];
-            with_work_buffers(lens, |cols, side_by_side| {
+            with_work_buffers(lens, |[cols, side_by_side]| {
                 for (j, y_group) in y_run.chunks_mut(group * out_image).enumerate() {
                     let first = t * per_thread + j * group;
                     let count = y_group.len() / out_image;
@@ -480,7 +515,7 @@ fn forward(
                 }
             });
         });
-    tensor(y, [d.batch, d.c_out, d.h_out, d.w_out])
+    tensor(y, out_shape)
 }
 
 /// `(dX, dW)`, each only when asked for.
@@ -490,9 +525,23 @@ fn backward(
     grad: &FlexTensor,
     d: &Dims,
     [want_x, want_w]: [bool; 2],
+    allow_direct: bool,
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let (x, weight, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
     let (xs, ws, gs) = (elements(&x), elements(&weight), elements(&grad));
+    // The input gradient by the direct kernel when it applies; the loop below then computes
+    // only the weight gradient.
+    let direct_dx = match direct_shape(d, Kernel::InputGradient, allow_direct) {
+        Some(shape) if want_x => Some(direct::convolve(
+            gs,
+            ws,
+            &shape,
+            Kernel::InputGradient,
+            None,
+        )),
+        _ => None,
+    };
+    let want_x = want_x && direct_dx.is_none();
     let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
     let out_image = d.c_out * pixels;
     let (per_thread, group) = schedule(d);
@@ -519,7 +568,7 @@ fn backward(
             ];
             // This run's weight-gradient sum: the first group's product, then accumulated.
             let mut dw = Vec::new();
-            with_work_buffers(lens, |cols, side_by_side| {
+            with_work_buffers(lens, |[cols, side_by_side]| {
                 for (j, first) in (start..start + run).step_by(group).enumerate() {
                     let count = group.min(start + run - first);
                     let width = count * pixels;
@@ -596,7 +645,11 @@ fn backward(
         let [k_h, k_w] = d.geometry.kernel;
         tensor(total, [d.c_out, d.c_in, k_h, k_w])
     });
-    let dx = want_x.then(|| tensor(dx, [d.batch, d.c_in, d.h, d.w]));
+    let dx = match direct_dx {
+        Some(dx) => Some(dx),
+        None => want_x.then_some(dx),
+    };
+    let dx = dx.map(|dx| tensor(dx, [d.batch, d.c_in, d.h, d.w]));
     (dx, dw)
 }
 
@@ -617,6 +670,7 @@ impl Backward<Flex, 2> for FlexConvBackward {
             &grad,
             &dims,
             [node_x.is_some(), node_w.is_some()],
+            true,
         );
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<Flex>(node.id, dx);
@@ -680,7 +734,7 @@ fn conv2d_on_flex(
         ) else {
             return Err((x, weight));
         };
-        let y = forward(&xp, &wp, &dims, epilogue);
+        let y = forward(&xp, &wp, &dims, epilogue, true);
         return Ok(Tensor::from_primitive::<Flex>(y));
     }
     type Ad = Autodiff<Flex, NoCheckpointing>;
@@ -692,7 +746,7 @@ fn conv2d_on_flex(
     };
     let guards = [xa.node(), wa.node()];
     let (xp, wp) = (xa.into_primitive(), wa.into_primitive());
-    let y = forward(&xp, &wp, &dims, None);
+    let y = forward(&xp, &wp, &dims, None, true);
     let out = match FlexConvBackward
         .prepare::<NoCheckpointing>(guards)
         .compute_bound()
@@ -791,6 +845,12 @@ mod tests {
             // from 20² up, side by side below.
             ([3, 5, 20, 20], 4, 1, 1, [0; 4]),
             ([5, 6, 4, 3], 2, 1, 1, [0; 4]),
+            // 3×3, stride 1, padding 1 with whole tiles of channels on maps of 11² and up: the
+            // direct kernel (forward and input gradient; the second only with C_in a multiple
+            // of 8), on machines with AVX-512.
+            ([2, 8, 12, 13], 16, 3, 1, [1; 4]),
+            ([3, 5, 11, 20], 8, 3, 1, [1; 4]),
+            ([1, 16, 30, 11], 24, 3, 1, [1; 4]),
         ] {
             let g = WindowGeometry {
                 kernel: [k, k],
@@ -809,51 +869,96 @@ mod tests {
                 tensor(ws.clone(), [c_out, x[1], k, k]),
                 tensor(gs.clone(), [d.batch, c_out, d.h_out, d.w_out]),
             );
-            let y = forward(&xt, &wt, &d, None);
-            let (dx, dw) = backward(&xt, &wt, &gt, &d, [true, true]);
-            let (y, dx, dw) = (elements(&y), dx.unwrap(), dw.unwrap());
-            let (dx, dw) = (elements(&dx), elements(&dw));
-            // Truth: y[n, o, p] = Σ_r W[o, r] · cols_n[r, p], and the two adjoints.
-            let (pixels, patch) = (d.out_pixels(), d.patch());
-            let mut y64 = vec![0.0f64; y.len()];
-            let mut dx64 = vec![0.0f64; dx.len()];
-            let mut dw64 = vec![0.0f64; dw.len()];
-            for n in 0..d.batch {
-                let cols = im2col_naive(&xs[n * d.image()..(n + 1) * d.image()], &d);
-                let mut dcols = vec![0.0f64; cols.len()];
-                for o in 0..c_out {
-                    for r in 0..patch {
-                        let w = ws[o * patch + r] as f64;
-                        for p in 0..pixels {
-                            let (c, gy) = (
-                                cols[r * pixels + p] as f64,
-                                gs[(n * c_out + o) * pixels + p] as f64,
-                            );
-                            y64[(n * c_out + o) * pixels + p] += w * c;
-                            dw64[o * patch + r] += gy * c;
-                            dcols[r * pixels + p] += w * gy;
+            for allow_direct in [false, true] {
+                let y = forward(&xt, &wt, &d, None, allow_direct);
+                let (dx, dw) = backward(&xt, &wt, &gt, &d, [true, true], allow_direct);
+                let (y, dx, dw) = (elements(&y), dx.unwrap(), dw.unwrap());
+                let (dx, dw) = (elements(&dx), elements(&dw));
+                // Truth: y[n, o, p] = Σ_r W[o, r] · cols_n[r, p], and the two adjoints.
+                let (pixels, patch) = (d.out_pixels(), d.patch());
+                let mut y64 = vec![0.0f64; y.len()];
+                let mut dx64 = vec![0.0f64; dx.len()];
+                let mut dw64 = vec![0.0f64; dw.len()];
+                for n in 0..d.batch {
+                    let cols = im2col_naive(&xs[n * d.image()..(n + 1) * d.image()], &d);
+                    let mut dcols = vec![0.0f64; cols.len()];
+                    for o in 0..c_out {
+                        for r in 0..patch {
+                            let w = ws[o * patch + r] as f64;
+                            for p in 0..pixels {
+                                let (c, gy) = (
+                                    cols[r * pixels + p] as f64,
+                                    gs[(n * c_out + o) * pixels + p] as f64,
+                                );
+                                y64[(n * c_out + o) * pixels + p] += w * c;
+                                dw64[o * patch + r] += gy * c;
+                                dcols[r * pixels + p] += w * gy;
+                            }
+                        }
+                    }
+                    // col2im by the definition: each patch entry goes back to the pixel it read.
+                    let ones: Vec<f32> = (0..d.image()).map(|i| i as f32).collect();
+                    let index = im2col_naive(&ones, &d);
+                    let inside = im2col_naive(&vec![1.0; d.image()], &d);
+                    for (e, v) in dcols.iter().enumerate() {
+                        if inside[e] == 1.0 {
+                            dx64[n * d.image() + index[e] as usize] += v;
                         }
                     }
                 }
-                // col2im by the definition: each patch entry goes back to the pixel it read.
-                let ones: Vec<f32> = (0..d.image()).map(|i| i as f32).collect();
-                let index = im2col_naive(&ones, &d);
-                let inside = im2col_naive(&vec![1.0; d.image()], &d);
-                for (e, v) in dcols.iter().enumerate() {
-                    if inside[e] == 1.0 {
-                        dx64[n * d.image() + index[e] as usize] += v;
-                    }
+                for (name, ours, truth) in [("y", y, &y64), ("dX", dx, &dx64), ("dW", dw, &dw64)] {
+                    let worst = ours
+                        .iter()
+                        .zip(truth)
+                        .map(|(a, t)| (*a as f64 - t).abs() / (1.0 + t.abs()))
+                        .fold(0.0, f64::max);
+                    // The direct kernel sums 9·C terms in one running f32 sum per block of 16
+                    // channels, as oneDNN's direct convolution does; im2col's input gradient
+                    // sums C terms, then 9: less rounding against the f64 truth.
+                    let tolerance = if allow_direct { 5e-5 } else { 1e-5 };
+                    assert!(
+                        worst < tolerance,
+                        "{name} {x:?} k{k} s{s} direct allowed {allow_direct}: {worst:.2e}"
+                    );
                 }
             }
-            for (name, ours, truth) in [("y", y, &y64), ("dX", dx, &dx64), ("dW", dw, &dw64)] {
-                let worst = ours
-                    .iter()
-                    .zip(truth)
-                    .map(|(a, t)| (*a as f64 - t).abs() / (1.0 + t.abs()))
-                    .fold(0.0, f64::max);
-                assert!(worst < 1e-5, "{name} {x:?} k{k} s{s}: {worst:.2e}");
-            }
         }
+    }
+
+    /// The shapes above that should take the direct kernel do, wherever it can run.
+    #[test]
+    fn direct_kernel_takes_resnet_3x3_layers() {
+        let g = WindowGeometry {
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1; 4],
+        };
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        for (x, c_out, forward, input_gradient) in [
+            ([2, 8, 12, 13], 16, true, true),
+            ([3, 5, 11, 20], 8, true, false),
+            ([16, 64, 28, 28], 64, true, true),
+            // 7² maps: 31% of the work thrown away, im2col.
+            ([16, 256, 7, 7], 256, false, false),
+            // Output channels not a multiple of 8.
+            ([2, 8, 12, 12], 12, false, true),
+        ] {
+            let d = Dims::new(x, [c_out, x[1], 3, 3], g).unwrap();
+            let taken = |kernel| direct_shape(&d, kernel, true).is_some();
+            assert_eq!(taken(Kernel::Forward), forward && avx512, "{x:?} → {c_out}");
+            assert_eq!(
+                taken(Kernel::InputGradient),
+                input_gradient && avx512,
+                "{x:?} → {c_out}"
+            );
+            assert!(direct_shape(&d, Kernel::Forward, false).is_none());
+        }
+        let stride_2 = WindowGeometry {
+            stride: [2, 2],
+            ..g
+        };
+        let d = Dims::new([2, 8, 28, 28], [8, 8, 3, 3], stride_2).unwrap();
+        assert!(direct_shape(&d, Kernel::Forward, true).is_none());
     }
 
     /// The path is taken on flex, with autodiff and without, and hands back what it cannot do.

@@ -10,6 +10,7 @@
 //! the caller falls back to burn's op.
 
 pub mod conv;
+mod direct;
 pub mod norm;
 pub mod pool;
 
@@ -58,25 +59,34 @@ fn elements(t: &FlexTensor) -> &[f32] {
         .expect("relata_backbone::flex: tensors are made contiguous f32 first")
 }
 
-/// Runs `f` with two f32 work buffers of lengths `lens`, kept per thread between calls.
+/// Runs `f` with `N` f32 work buffers of lengths `lens`, kept per thread between calls.
 ///
 /// Why: the convolution's patch matrices are megabytes per call; a fresh `vec![0.0; n]` costs
 /// a memset and, when the allocator hands back unmapped memory, a page fault per 4 KiB —
 /// together about 4% of a ResNet training step. The buffers' contents are whatever an earlier
 /// call left: callers write every element they read. A nested call on the same thread (none
 /// today) would find the buffers taken and allocate its own.
-fn with_work_buffers<R>(lens: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+fn with_work_buffers<const N: usize, R>(
+    lens: [usize; N],
+    f: impl FnOnce([&mut [f32]; N]) -> R,
+) -> R {
     thread_local! {
-        static BUFFERS: std::cell::Cell<[Vec<f32>; 2]> = const { std::cell::Cell::new([Vec::new(), Vec::new()]) };
+        static BUFFERS: std::cell::Cell<Vec<Vec<f32>>> = const { std::cell::Cell::new(Vec::new()) };
     }
-    let [mut a, mut b] = BUFFERS.take();
-    for (buffer, &len) in [&mut a, &mut b].into_iter().zip(&lens) {
+    let mut buffers = BUFFERS.take();
+    if buffers.len() < N {
+        buffers.resize_with(N, Vec::new);
+    }
+    for (buffer, &len) in buffers.iter_mut().zip(&lens) {
         if buffer.len() < len {
             buffer.resize(len, 0.0);
         }
     }
-    let result = f(&mut a[..lens[0]], &mut b[..lens[1]]);
-    BUFFERS.set([a, b]);
+    let mut slices = buffers.iter_mut().zip(lens).map(|(b, len)| &mut b[..len]);
+    let result = f(std::array::from_fn(|_| {
+        slices.next().expect("N buffers were made above")
+    }));
+    BUFFERS.set(buffers);
     result
 }
 

@@ -1,0 +1,302 @@
+//! 3×3, stride-1, padding-1 convolutions (every 3×3 layer of a ResNet block) as an implicit
+//! GEMM with an AVX-512 micro-kernel: the forward, and the input gradient (the same
+//! convolution of `dY` with the kernel flipped and its channel axes swapped).
+//!
+//! Why: with im2col the convolution's right-hand side is a `9·C_in × H·W` patch matrix,
+//! megabytes per image, written once and read back by the GEMM's packing from L3 — the
+//! `gemm` crate runs at ~82 GFLOP/s per thread on it against ~102 on cache-hot data, and
+//! oneDNN's direct convolution (PyTorch) at ~105 (docs/performance.md).
+//!
+//! Here the input is laid out once so that every kernel position reads it at one flat offset:
+//! per channel, the batch's images stacked as rows of stride `S = W + 1`, each row led by a
+//! zero (the left padding of this row and the right padding of the one before), one zero row
+//! between images and at the top. Output position `p = R·S + x` (stacked row `R`, column `x`)
+//! then needs, for kernel position `(ky, kx)`, element `p + ky·S + kx` of each channel's plane:
+//! row `k = (c, ky, kx)` of the patch matrix *is* the channel's plane shifted by `ky·S + kx`,
+//! and the micro-kernel reads it in place. The price: the outputs at the zero column and at
+//! the rows between images are computed and thrown away, `(H+1)(W+1)/(H·W) − 1` of the work
+//! (7% at 28², 15% at 14², 31% at 7²), so [`applies`] keeps small maps on the im2col path.
+
+use std::arch::x86_64::{
+    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+    _mm512_storeu_ps,
+};
+
+use rayon::prelude::*;
+
+use super::conv::ChannelAffine;
+use super::with_work_buffers;
+
+/// Output channels per micro-kernel tile (broadcast weights).
+const TILE_CHANNELS: usize = 8;
+/// Output positions per micro-kernel tile: three 16-lane vectors.
+const TILE_POSITIONS: usize = 48;
+/// The largest share of thrown-away work (pad column, rows between images) the direct path
+/// accepts; above it im2col + GEMM is faster (measured: 7² maps, 31%, ran at the im2col
+/// path's speed, 4² maps, 56%, well below).
+const MAX_WASTE: f64 = 0.2;
+/// Rows of the patch matrix (16 input channels × 9 taps) one pass of the micro-kernel sums
+/// before adding to the output, as a GEMM's k-blocking does: the block's weights (4.5 KiB) stay
+/// in L1 across the tiles, and the running f32 sums are at most 144 terms long.
+const K_BLOCK: usize = 144;
+/// Packed input per block of tiles the kernel sweeps for all output channels before moving on,
+/// so that the block stays in L2 while every weight row passes over it.
+const BLOCK_BYTES: usize = 512 * 1024;
+
+/// The sizes of one 3×3 convolution: `[batch, C_in, C_out, H, W]` (output as large as the
+/// input).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Shape {
+    pub batch: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Shape {
+    /// Row stride of the packed planes: a shared zero column between rows.
+    fn row_stride(&self) -> usize {
+        self.w + 1
+    }
+
+    /// Packed rows: `H + 1` per image (its rows and the zero row below), one zero row on top.
+    fn plane(&self) -> usize {
+        (self.batch * (self.h + 1) + 1) * self.row_stride()
+    }
+
+    /// Output positions the kernel computes: every stacked row but the top one.
+    fn positions(&self) -> usize {
+        self.batch * (self.h + 1) * self.row_stride()
+    }
+
+    /// The packed input's length: the planes, then zeros that the last tile's reads may reach.
+    fn packed_len(&self) -> usize {
+        self.c_in * self.plane() + 2 * self.row_stride() + TILE_POSITIONS
+    }
+
+    /// Row stride of the output scratch: the positions rounded up to whole tiles.
+    fn scratch_stride(&self) -> usize {
+        self.positions().div_ceil(TILE_POSITIONS) * TILE_POSITIONS
+    }
+}
+
+/// Does this machine and shape take the direct path? AVX-512F, whole tiles of output
+/// channels, and little thrown-away work.
+pub(super) fn applies(shape: &Shape) -> bool {
+    let computed = ((shape.h + 1) * (shape.w + 1)) as f64;
+    let useful = (shape.h * shape.w) as f64;
+    shape.c_out.is_multiple_of(TILE_CHANNELS)
+        && shape.c_in > 0
+        && computed <= useful * (1.0 + MAX_WASTE)
+        && std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// How the weights `[C_out, C_in, 3, 3]` enter the product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kernel {
+    /// `y = W ⋆ x`: the forward.
+    Forward,
+    /// `dx = W̃ ⋆ dy`, `W̃[ci][co][ky][kx] = W[co][ci][2−ky][2−kx]`: the input gradient of a
+    /// stride-1, padding-1 convolution is this convolution of the output gradient.
+    InputGradient,
+}
+
+/// `weights` (`[C_out, C_in, 3, 3]` of the layer) as the micro-kernel reads them: per tile of
+/// [`TILE_CHANNELS`] output channels of *this* product, `[k][channel]` with
+/// `k = (c, ky, kx)` over its input channels `c`.
+fn pack_weights(weights: &[f32], layer: &Shape, kernel: Kernel, packed: &mut [f32]) {
+    let (outs, ins) = match kernel {
+        Kernel::Forward => (layer.c_out, layer.c_in),
+        Kernel::InputGradient => (layer.c_in, layer.c_out),
+    };
+    let k_len = ins * 9;
+    packed
+        .par_chunks_mut(k_len * TILE_CHANNELS)
+        .enumerate()
+        .for_each(|(tile, block)| {
+            for (k, lanes) in block.chunks_mut(TILE_CHANNELS).enumerate() {
+                let (c, tap) = (k / 9, k % 9);
+                for (m, lane) in lanes.iter_mut().enumerate() {
+                    let o = tile * TILE_CHANNELS + m;
+                    *lane = match kernel {
+                        Kernel::Forward => weights[(o * ins + c) * 9 + tap],
+                        Kernel::InputGradient => weights[(c * outs + o) * 9 + 8 - tap],
+                    };
+                }
+            }
+        });
+}
+
+/// Writes `x` (`[batch, channels, H, W]`) into the stacked, zero-separated planes the kernel
+/// reads (module comment), every element of `packed` included.
+fn pack_input(x: &[f32], shape: &Shape, channels: usize, packed: &mut [f32]) {
+    let (s, plane, (h, w)) = (shape.row_stride(), shape.plane(), (shape.h, shape.w));
+    let (planes, tail) = packed.split_at_mut(channels * plane);
+    tail.fill(0.0);
+    planes
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(c, dst)| {
+            dst[..s].fill(0.0);
+            for b in 0..shape.batch {
+                let image = &x[(b * channels + c) * h * w..][..h * w];
+                let rows = &mut dst[(b * (h + 1) + 1) * s..][..(h + 1) * s];
+                for (line, out) in image.chunks(w).zip(rows.chunks_mut(s)) {
+                    out[0] = 0.0;
+                    out[1..].copy_from_slice(line);
+                }
+                rows[h * s..].fill(0.0);
+            }
+        });
+}
+
+/// One tile: `TILE_CHANNELS × TILE_POSITIONS` outputs, each the sum over `k` of
+/// `a[k][m] · b[offsets[k] + n]`, stored to `c` (rows `ldc` apart), or added to it when
+/// `accumulate`.
+///
+/// # Safety
+/// AVX-512F must be available; `a` holds `offsets.len() · TILE_CHANNELS` floats; every
+/// `b + offsets[k]` is followed by `TILE_POSITIONS` readable floats; `c` has `TILE_CHANNELS`
+/// rows of `TILE_POSITIONS` writable floats, `ldc` apart, initialised when `accumulate`.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile(
+    a: *const f32,
+    b: *const f32,
+    offsets: &[usize],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let mut acc: [[__m512; 3]; TILE_CHANNELS] = [[_mm512_setzero_ps(); 3]; TILE_CHANNELS];
+    let mut a = a;
+    for &offset in offsets {
+        // SAFETY: the caller guarantees TILE_POSITIONS readable floats at b + offset and
+        // TILE_CHANNELS at a for every k.
+        unsafe {
+            let row = b.add(offset);
+            let b0 = _mm512_loadu_ps(row);
+            let b1 = _mm512_loadu_ps(row.add(16));
+            let b2 = _mm512_loadu_ps(row.add(32));
+            for (m, acc) in acc.iter_mut().enumerate() {
+                let weight = _mm512_set1_ps(*a.add(m));
+                acc[0] = _mm512_fmadd_ps(weight, b0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(weight, b1, acc[1]);
+                acc[2] = _mm512_fmadd_ps(weight, b2, acc[2]);
+            }
+            a = a.add(TILE_CHANNELS);
+        }
+    }
+    for (m, acc) in acc.iter().enumerate() {
+        // SAFETY: the caller guarantees the tile's rows are writable (and initialised when
+        // accumulating).
+        unsafe {
+            let row = c.add(m * ldc);
+            for (v, &sum) in acc.iter().enumerate() {
+                let out = row.add(16 * v);
+                let total = if accumulate {
+                    _mm512_add_ps(_mm512_loadu_ps(out), sum)
+                } else {
+                    sum
+                };
+                _mm512_storeu_ps(out, total);
+            }
+        }
+    }
+}
+
+/// The 3×3 convolution of `input` (`[batch, ins, H, W]`; `ins` = the layer's `C_in` for
+/// [`Kernel::Forward`], `C_out` for [`Kernel::InputGradient`]) with the layer's `weights`, as a
+/// new `[batch, outs, H, W]` vector, with `epilogue` applied per output channel. The caller
+/// checks [`applies`] (for the input gradient, on the shape with the channels swapped).
+pub(super) fn convolve(
+    input: &[f32],
+    weights: &[f32],
+    layer: &Shape,
+    kernel: Kernel,
+    epilogue: Option<&ChannelAffine>,
+) -> Vec<f32> {
+    let shape = match kernel {
+        Kernel::Forward => *layer,
+        Kernel::InputGradient => Shape {
+            c_in: layer.c_out,
+            c_out: layer.c_in,
+            ..*layer
+        },
+    };
+    assert!(
+        applies(&shape),
+        "direct 3×3 convolution called on a shape it does not take"
+    );
+    let (s, plane, ldc) = (shape.row_stride(), shape.plane(), shape.scratch_stride());
+    let k_len = shape.c_in * 9;
+    let offsets: Vec<usize> = (0..k_len)
+        .map(|k| (k / 9) * plane + (k % 9 / 3) * s + k % 3)
+        .collect();
+    let tiles = ldc / TILE_POSITIONS;
+    let block = (BLOCK_BYTES / (4 * shape.c_in * TILE_POSITIONS)).clamp(1, tiles);
+    let (h, w, image) = (shape.h, shape.w, shape.h * shape.w);
+    let len = shape.batch * shape.c_out * image;
+    let mut y = Vec::with_capacity(len);
+    let lens = [shape.packed_len(), shape.c_out * k_len, shape.c_out * ldc];
+    with_work_buffers(lens, |[packed, a, scratch]| {
+        pack_input(input, &shape, shape.c_in, packed);
+        pack_weights(weights, layer, kernel, a);
+        let (packed, a) = (&*packed, &*a);
+        let tiles_per_task = shape.c_out / TILE_CHANNELS / rayon::current_num_threads().max(1);
+        scratch
+            .par_chunks_mut(ldc * TILE_CHANNELS * tiles_per_task.max(1))
+            .enumerate()
+            .for_each(|(task, rows)| {
+                let first_tile = task * tiles_per_task.max(1);
+                for t0 in (0..tiles).step_by(block) {
+                    for (j, c_rows) in rows.chunks_mut(ldc * TILE_CHANNELS).enumerate() {
+                        let a_tile = &a[(first_tile + j) * k_len * TILE_CHANNELS..];
+                        for k0 in (0..k_len).step_by(K_BLOCK) {
+                            let k1 = (k0 + K_BLOCK).min(k_len);
+                            for t in t0..(t0 + block).min(tiles) {
+                                // SAFETY: applies() checked AVX-512F; a_tile holds k_len rows of
+                                // TILE_CHANNELS weights; the packed input has TILE_POSITIONS
+                                // floats after every offset of tile t (packed_len); c_rows has
+                                // TILE_CHANNELS rows of ldc ≥ (t + 1)·TILE_POSITIONS, written by
+                                // the first k-block before the others add to them.
+                                unsafe {
+                                    tile(
+                                        a_tile.as_ptr().add(k0 * TILE_CHANNELS),
+                                        packed.as_ptr().add(t * TILE_POSITIONS),
+                                        &offsets[k0..k1],
+                                        c_rows.as_mut_ptr().add(t * TILE_POSITIONS),
+                                        ldc,
+                                        k0 > 0,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        // Stacked rows back to NCHW, dropping the zero column and the rows between images.
+        // Every element of the output is written here, so it is not zeroed first.
+        let scratch = &*scratch;
+        y.spare_capacity_mut()[..len]
+            .par_chunks_mut(image)
+            .enumerate()
+            .for_each(|(plane_index, out)| {
+                let (b, c) = (plane_index / shape.c_out, plane_index % shape.c_out);
+                let rows = &scratch[c * ldc + b * (h + 1) * s..];
+                for (line, src) in out.chunks_mut(w).zip(rows.chunks(s)) {
+                    for (o, &v) in line.iter_mut().zip(&src[..w]) {
+                        o.write(v);
+                    }
+                }
+                // SAFETY: every element of `out` was written just above.
+                let out = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+                if let Some(epilogue) = epilogue {
+                    epilogue.apply(c, out);
+                }
+            });
+    });
+    // SAFETY: the loop above wrote all `len` elements (`len` planes of `image`, each row by row).
+    unsafe { y.set_len(len) };
+    y
+}
