@@ -17,6 +17,7 @@
 //! the rows between images are computed and thrown away, `(H+1)(W+1)/(H·W) − 1` of the work
 //! (7% at 28², 15% at 14², 31% at 7²), so [`applies`] keeps small maps on the im2col path.
 
+#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
     __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
     _mm512_storeu_ps,
@@ -89,7 +90,15 @@ pub(super) fn applies(shape: &Shape) -> bool {
     shape.c_out.is_multiple_of(TILE_CHANNELS)
         && shape.c_in > 0
         && computed <= useful * (1.0 + MAX_WASTE)
-        && std::arch::is_x86_feature_detected!("avx512f")
+        && avx512()
+}
+
+/// Can this machine run [`tile`]?
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
 }
 
 /// How the weights `[C_out, C_in, 3, 3]` enter the product.
@@ -159,6 +168,7 @@ fn pack_input(x: &[f32], shape: &Shape, channels: usize, packed: &mut [f32]) {
 /// AVX-512F must be available; `a` holds `offsets.len() · TILE_CHANNELS` floats; every
 /// `b + offsets[k]` is followed by `TILE_POSITIONS` readable floats; `c` has `TILE_CHANNELS`
 /// rows of `TILE_POSITIONS` writable floats, `ldc` apart, initialised when `accumulate`.
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile(
     a: *const f32,
@@ -203,6 +213,12 @@ unsafe fn tile(
             }
         }
     }
+}
+
+/// Off x86-64 [`applies`] is always false and [`convolve`] never gets here.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn tile(_: *const f32, _: *const f32, _: &[usize], _: *mut f32, _: usize, _: bool) {
+    unreachable!("flex::direct runs only where applies() found AVX-512")
 }
 
 /// The 3×3 convolution of `input` (`[batch, ins, H, W]`; `ins` = the layer's `C_in` for
