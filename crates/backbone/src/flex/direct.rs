@@ -139,8 +139,9 @@ fn pack_weights(weights: &[f32], layer: &Shape, kernel: Kernel, packed: &mut [f3
 
 /// Writes `x` (`[batch, channels, H, W]`) into the stacked, zero-separated planes the kernel
 /// reads (module comment), every element of `packed` included.
-fn pack_input(x: &[f32], shape: &Shape, channels: usize, packed: &mut [f32]) {
+fn pack_input(x: &[f32], shape: &Shape, packed: &mut [f32]) {
     let (s, plane, (h, w)) = (shape.row_stride(), shape.plane(), (shape.h, shape.w));
+    let channels = shape.c_in;
     let (planes, tail) = packed.split_at_mut(channels * plane);
     tail.fill(0.0);
     planes
@@ -250,13 +251,21 @@ pub(super) fn convolve(
         .map(|k| (k / 9) * plane + (k % 9 / 3) * s + k % 3)
         .collect();
     let tiles = ldc / TILE_POSITIONS;
+    // The furthest read of the last tile stays inside the packed input (the micro-kernel reads
+    // raw pointers).
+    assert!(
+        offsets.last().map_or(0, |&o| o + ldc) <= shape.packed_len()
+            && input.len() == shape.batch * shape.c_in * shape.h * shape.w
+            && weights.len() == shape.c_in * shape.c_out * 9,
+        "flex::direct: buffers do not match the shape"
+    );
     let block = (BLOCK_BYTES / (4 * shape.c_in * TILE_POSITIONS)).clamp(1, tiles);
     let (h, w, image) = (shape.h, shape.w, shape.h * shape.w);
     let len = shape.batch * shape.c_out * image;
     let mut y = Vec::with_capacity(len);
     let lens = [shape.packed_len(), shape.c_out * k_len, shape.c_out * ldc];
     with_work_buffers(lens, |[packed, a, scratch]| {
-        pack_input(input, &shape, shape.c_in, packed);
+        pack_input(input, &shape, packed);
         pack_weights(weights, layer, kernel, a);
         let (packed, a) = (&*packed, &*a);
         let tiles_per_task = shape.c_out / TILE_CHANNELS / rayon::current_num_threads().max(1);
