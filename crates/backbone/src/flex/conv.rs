@@ -372,8 +372,7 @@ unsafe fn matmul_raw(
 /// kernel at stride 1 with padding 1 on a machine and map size [`direct::applies`] accepts (for
 /// the input gradient, with the layer's input channels as the product's outputs).
 fn direct_shape(d: &Dims, kernel: Kernel, allowed: bool) -> Option<direct::Shape> {
-    let g = &d.geometry;
-    if !allowed || g.kernel != [3, 3] || g.stride != [1, 1] || g.padding != [1; 4] {
+    if !allowed || d.geometry != SAME_3X3 {
         return None;
     }
     let shape = direct::Shape {
@@ -383,16 +382,15 @@ fn direct_shape(d: &Dims, kernel: Kernel, allowed: bool) -> Option<direct::Shape
         h: d.h,
         w: d.w,
     };
-    let product = match kernel {
-        Kernel::Forward => shape,
-        Kernel::InputGradient => direct::Shape {
-            c_in: d.c_out,
-            c_out: d.c_in,
-            ..shape
-        },
-    };
-    direct::applies(&product).then_some(shape)
+    direct::applies(&shape.product(kernel)).then_some(shape)
 }
+
+/// A 3×3 kernel at stride 1 with padding 1: the geometry [`direct`] handles.
+const SAME_3X3: WindowGeometry = WindowGeometry {
+    kernel: [3, 3],
+    stride: [1, 1],
+    padding: [1; 4],
+};
 
 /// Images per worker thread (one contiguous run each, so each keeps one weight-gradient sum)
 /// and images per GEMM within a run.
@@ -928,11 +926,7 @@ mod tests {
     /// The shapes above that should take the direct kernel do, wherever it can run.
     #[test]
     fn direct_kernel_takes_resnet_3x3_layers() {
-        let g = WindowGeometry {
-            kernel: [3, 3],
-            stride: [1, 1],
-            padding: [1; 4],
-        };
+        let g = SAME_3X3;
         let avx512 = std::arch::is_x86_feature_detected!("avx512f");
         for (x, c_out, forward, input_gradient) in [
             ([2, 8, 12, 13], 16, true, true),
@@ -965,11 +959,7 @@ mod tests {
     #[test]
     fn flex_tensors_take_the_path_and_others_come_back() {
         use burn::tensor::Distribution;
-        let g = WindowGeometry {
-            kernel: [3, 3],
-            stride: [1, 1],
-            padding: [1; 4],
-        };
+        let g = SAME_3X3;
         for device in [
             burn::tensor::Device::flex(),
             burn::tensor::Device::flex().autodiff(),

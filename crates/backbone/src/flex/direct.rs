@@ -80,6 +80,19 @@ impl Shape {
     fn scratch_stride(&self) -> usize {
         self.positions().div_ceil(TILE_POSITIONS) * TILE_POSITIONS
     }
+
+    /// The shape of the product `kernel` computes for this layer: the layer itself for the
+    /// forward, its channel counts swapped for the input gradient.
+    pub(super) fn product(&self, kernel: Kernel) -> Shape {
+        match kernel {
+            Kernel::Forward => *self,
+            Kernel::InputGradient => Shape {
+                c_in: self.c_out,
+                c_out: self.c_in,
+                ..*self
+            },
+        }
+    }
 }
 
 /// Does this machine and shape take the direct path? AVX-512F, whole tiles of output
@@ -115,10 +128,8 @@ pub(super) enum Kernel {
 /// [`TILE_CHANNELS`] output channels of *this* product, `[k][channel]` with
 /// `k = (c, ky, kx)` over its input channels `c`.
 fn pack_weights(weights: &[f32], layer: &Shape, kernel: Kernel, packed: &mut [f32]) {
-    let (outs, ins) = match kernel {
-        Kernel::Forward => (layer.c_out, layer.c_in),
-        Kernel::InputGradient => (layer.c_in, layer.c_out),
-    };
+    let product = layer.product(kernel);
+    let (outs, ins) = (product.c_out, product.c_in);
     let k_len = ins * 9;
     packed
         .par_chunks_mut(k_len * TILE_CHANNELS)
@@ -233,14 +244,7 @@ pub(super) fn convolve(
     kernel: Kernel,
     epilogue: Option<&ChannelAffine>,
 ) -> Vec<f32> {
-    let shape = match kernel {
-        Kernel::Forward => *layer,
-        Kernel::InputGradient => Shape {
-            c_in: layer.c_out,
-            c_out: layer.c_in,
-            ..*layer
-        },
-    };
+    let shape = layer.product(kernel);
     assert!(
         applies(&shape),
         "direct 3×3 convolution called on a shape it does not take"
