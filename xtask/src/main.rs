@@ -63,6 +63,9 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // Training and benchmarks free and re-allocate megabytes per op: keep that memory in the
+    // process (8–12% of a ResNet-18 step at 112², docs/performance.md).
+    relata_backbone::retain_freed_memory();
     match cli.command {
         Command::Ci(args) => ci::run(args),
         Command::Eval(cmd) => eval::run(cmd),

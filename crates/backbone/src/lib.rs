@@ -15,6 +15,7 @@ pub mod error;
 #[cfg(feature = "flex")]
 pub mod flex;
 pub mod gru;
+mod memory;
 pub mod resnet;
 pub mod vocab;
 pub mod weights;
@@ -22,6 +23,7 @@ pub mod weights;
 pub use bert::{BertConfig, BertModel, BertTokenizer, TokenBatch};
 pub use error::BackboneError;
 pub use gru::{BiGruEncoder, BiGruEncoderConfig};
+pub use memory::retain_freed_memory;
 pub use resnet::{ResNet, ResNetConfig, ResNetDepth, ResNetFeatures, StageCost};
 pub use vocab::Vocab;
 pub use weights::{
