@@ -14,7 +14,8 @@
 //! - weight gradient: `dW = Σ_n dY_n · cols(X_n)ᵀ`, one partial sum per worker thread;
 //!
 //! with the images spread over rayon's threads and each GEMM single-threaded (the same `gemm`
-//! crate flex uses). Gradients that autodiff does not ask for (the input image's) are not
+//! crate flex uses). 3×3, stride-1, padding-1 layers on maps of 11² and up take
+//! [`super::direct`] instead for all three (no patch matrix) where the machine has AVX-512. Gradients that autodiff does not ask for (the input image's) are not
 //! computed. Only plain convolutions take this path — f32, groups 1, dilation 1, explicit
 //! padding, no bias (a bias is added outside, as a broadcast) — on a `flex` device without
 //! gradient checkpointing; [`try_conv2d`] hands everything else back to `conv2d`.
@@ -527,8 +528,8 @@ fn backward(
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let (x, weight, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
     let (xs, ws, gs) = (elements(&x), elements(&weight), elements(&grad));
-    // The input gradient by the direct kernel when it applies; the loop below then computes
-    // only the weight gradient.
+    // The input gradient and the weight gradient by the direct kernels where they apply; the
+    // loop below computes what is left (nothing when both took them).
     let direct_dx = match direct_shape(d, Kernel::InputGradient, allow_direct) {
         Some(shape) if want_x => Some(direct::convolve(
             gs,
@@ -539,7 +540,13 @@ fn backward(
         )),
         _ => None,
     };
+    // Likewise the weight gradient (its product has the layer's own shape).
+    let direct_dw = match direct_shape(d, Kernel::Forward, allow_direct) {
+        Some(shape) if want_w => Some(direct::weight_gradient(xs, gs, &shape)),
+        _ => None,
+    };
     let want_x = want_x && direct_dx.is_none();
+    let want_w = want_w && direct_dw.is_none();
     let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
     let out_image = d.c_out * pixels;
     let (per_thread, group) = schedule(d);
@@ -549,11 +556,13 @@ fn backward(
             .enumerate()
             .map(|(t, chunk)| (t * per_thread, chunk))
             .collect()
-    } else {
+    } else if want_w {
         (0..d.batch)
             .step_by(per_thread)
             .map(|start| (start, &mut [][..]))
             .collect()
+    } else {
+        Vec::new()
     };
     let weight_sums: Vec<Vec<f32>> = runs
         .into_par_iter()
@@ -634,15 +643,18 @@ fn backward(
             dw
         })
         .collect();
-    let dw = want_w.then(|| {
-        let mut sums = weight_sums.into_iter();
-        let mut total = sums.next().unwrap_or_default();
-        for part in sums {
-            total.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
-        }
-        let [k_h, k_w] = d.geometry.kernel;
-        tensor(total, [d.c_out, d.c_in, k_h, k_w])
+    let dw = direct_dw.or_else(|| {
+        want_w.then(|| {
+            let mut sums = weight_sums.into_iter();
+            let mut total = sums.next().unwrap_or_default();
+            for part in sums {
+                total.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+            }
+            total
+        })
     });
+    let [k_h, k_w] = d.geometry.kernel;
+    let dw = dw.map(|dw| tensor(dw, [d.c_out, d.c_in, k_h, k_w]));
     let dx = match direct_dx {
         Some(dx) => Some(dx),
         None => want_x.then_some(dx),
@@ -844,8 +856,9 @@ mod tests {
             ([3, 5, 20, 20], 4, 1, 1, [0; 4]),
             ([5, 6, 4, 3], 2, 1, 1, [0; 4]),
             // 3×3, stride 1, padding 1 with whole tiles of channels on maps of 11² and up: the
-            // direct kernel (forward and input gradient; the second only with C_in a multiple
-            // of 8), on machines with AVX-512.
+            // direct kernels (forward and weight gradient with C_out a multiple of 8, input
+            // gradient with C_in a multiple of 8), on machines with AVX-512. Positions that
+            // leave a partial vector: 2·13·14 = 364 = 22·16 + 12.
             ([2, 8, 12, 13], 16, 3, 1, [1; 4]),
             ([3, 5, 11, 20], 8, 3, 1, [1; 4]),
             ([1, 16, 30, 11], 24, 3, 1, [1; 4]),
@@ -938,6 +951,7 @@ mod tests {
             ([2, 8, 12, 12], 12, false, true),
         ] {
             let d = Dims::new(x, [c_out, x[1], 3, 3], g).unwrap();
+            // The weight gradient's product has the forward's shape, and takes the same path.
             let taken = |kernel| direct_shape(&d, kernel, true).is_some();
             assert_eq!(taken(Kernel::Forward), forward && avx512, "{x:?} → {c_out}");
             assert_eq!(
