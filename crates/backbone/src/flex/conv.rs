@@ -34,7 +34,9 @@ use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
 use super::direct::{self, Kernel};
-use super::{WindowGeometry, contiguous, elements, flex_device, tensor, with_work_buffers};
+use super::{
+    WindowGeometry, contiguous, elements, flex_device, sum_parts, tensor, with_work_buffers, zeros,
+};
 
 /// The sizes one convolution call works with.
 #[derive(Debug, Clone, Copy)]
@@ -462,7 +464,7 @@ fn forward(
     let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
     let out_image = d.c_out * pixels;
     let (per_thread, group) = schedule(d);
-    let mut y = vec![0.0f32; d.batch * out_image];
+    let mut y = zeros(d.batch * out_image);
     y.par_chunks_mut(per_thread * out_image)
         .enumerate()
         .for_each(|(t, y_run)| {
@@ -550,7 +552,7 @@ fn backward(
     let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
     let out_image = d.c_out * pixels;
     let (per_thread, group) = schedule(d);
-    let mut dx = vec![0.0f32; if want_x { d.batch * image } else { 0 }];
+    let mut dx = zeros(if want_x { d.batch * image } else { 0 });
     let runs: Vec<(usize, &mut [f32])> = if want_x {
         dx.chunks_mut(per_thread * image)
             .enumerate()
@@ -643,16 +645,7 @@ fn backward(
             dw
         })
         .collect();
-    let dw = direct_dw.or_else(|| {
-        want_w.then(|| {
-            let mut sums = weight_sums.into_iter();
-            let mut total = sums.next().unwrap_or_default();
-            for part in sums {
-                total.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
-            }
-            total
-        })
-    });
+    let dw = direct_dw.or_else(|| want_w.then(|| sum_parts(weight_sums)));
     let [k_h, k_w] = d.geometry.kernel;
     let dw = dw.map(|dw| tensor(dw, [d.c_out, d.c_in, k_h, k_w]));
     let dx = match direct_dx {

@@ -9,6 +9,7 @@
 //! are not f32 tensors on a flex device (autodiff without gradient checkpointing, or plain), and
 //! the caller falls back to burn's op.
 
+pub mod activation;
 pub mod conv;
 mod direct;
 pub mod norm;
@@ -17,6 +18,7 @@ pub mod pool;
 use burn::backend::DispatchDevice;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorData;
+use rayon::prelude::*;
 
 /// Kernel size, stride and padding (`[top, left, bottom, right]`) of a sliding-window op
 /// (dilation 1): a convolution or a max pool.
@@ -88,6 +90,50 @@ fn with_work_buffers<const N: usize, R>(
     }));
     BUFFERS.set(buffers);
     result
+}
+
+/// `len` zeros, written by rayon's threads in chunks.
+///
+/// Why: `vec![0.0; len]` zeroes on the calling thread while the others wait. Once freed memory
+/// stays in the process ([`crate::retain_freed_memory`]) the allocator cannot hand out fresh
+/// zero pages, so every op's output buffer — up to 13 MB in a ResNet-18 step at 112² — would
+/// be a serial memset.
+fn zeros(len: usize) -> Vec<f32> {
+    /// Below this (256 KiB) one thread zeroes faster than rayon hands out the work.
+    const CHUNK: usize = 1 << 16;
+    if len <= CHUNK {
+        return vec![0.0; len];
+    }
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(CHUNK)
+        .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(0.0)));
+    // SAFETY: the loop above initialised all `len` elements.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// The element-wise sum of `parts` (all of one length; empty for no parts), in parallel
+/// chunks: per-thread partial results (the weight gradient's) are megabytes at layer4
+/// (512 × 4,608), and adding them on one thread was a serial pass per layer.
+fn sum_parts(parts: Vec<Vec<f32>>) -> Vec<f32> {
+    let mut parts = parts.into_iter();
+    let Some(mut total) = parts.next() else {
+        return Vec::new();
+    };
+    let rest: Vec<Vec<f32>> = parts.collect();
+    const CHUNK: usize = 1 << 14;
+    total
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            for part in &rest {
+                for (a, b) in chunk.iter_mut().zip(&part[i * CHUNK..]) {
+                    *a += b;
+                }
+            }
+        });
+    total
 }
 
 /// A flex tensor of `values` with `shape` (an array or a `Vec` of dimensions).

@@ -28,7 +28,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{contiguous, elements, flex_device, tensor};
+use super::{contiguous, elements, flex_device, tensor, zeros};
 
 /// `[N, C, …]` seen as `N·C` rows of `spatial` values, row `n·C + c` in channel `c`.
 #[derive(Debug, Clone, Copy)]
@@ -104,7 +104,7 @@ fn channel_sums(
 /// A tensor of `l`'s size whose row `r` (channel `r % C`) is written by `fill(c, r, row)`;
 /// rows in parallel.
 fn map_rows(l: &Layout, fill: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; l.batch * l.channels * l.spatial];
+    let mut out = zeros(l.batch * l.channels * l.spatial);
     out.par_chunks_mut(l.spatial)
         .with_min_len(l.rows_per_task())
         .enumerate()

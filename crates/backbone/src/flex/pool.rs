@@ -18,7 +18,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::{WindowGeometry, contiguous, elements, flex_device, tensor};
+use super::{WindowGeometry, contiguous, elements, flex_device, tensor, zeros};
 
 /// Sizes of one pooling call.
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +66,7 @@ fn forward(x: &FlexTensor, d: &Dims) -> (Vec<f32>, Vec<u32>) {
     let k_h = d.geometry.kernel[0];
     let s_h = d.geometry.stride[0];
     let top = d.geometry.padding[0];
-    let mut out = vec![0.0f32; d.planes * plane_out];
+    let mut out = zeros(d.planes * plane_out);
     let mut argmax = vec![0u32; d.planes * plane_out];
     out.par_chunks_mut(plane_out)
         .zip(argmax.par_chunks_mut(plane_out))
@@ -175,7 +175,7 @@ fn backward(grad: &FlexTensor, argmax: &[u32], d: &Dims) -> Vec<f32> {
     let grad = contiguous(grad);
     let gs = elements(&grad);
     let (plane_in, plane_out) = (d.h * d.w, d.h_out * d.w_out);
-    let mut dx = vec![0.0f32; d.planes * plane_in];
+    let mut dx = zeros(d.planes * plane_in);
     dx.par_chunks_mut(plane_in).enumerate().for_each(|(p, dx)| {
         let range = p * plane_out..(p + 1) * plane_out;
         for (&g, &i) in gs[range.clone()].iter().zip(&argmax[range]) {
