@@ -407,11 +407,28 @@ pub fn conv_bn_forward(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, relu: bool) 
         Err(x) => x,
     };
     let y = bn_forward(bn, conv_forward(conv, x));
-    if relu {
-        burn::tensor::activation::relu(y)
-    } else {
-        y
-    }
+    if relu { relu_forward(y) } else { y }
+}
+
+/// ReLU; on `flex` by relata's kernel, split over rayon's threads (burn-flex's element-wise
+/// ops run on the calling thread: [`crate::flex::activation`]).
+fn relu_forward(x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    let x = match crate::flex::activation::try_relu(x) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    burn::tensor::activation::relu(x)
+}
+
+/// `relu(out + identity)`, the end of a residual block; on `flex` one parallel pass each way.
+fn add_relu(out: Tensor<4>, identity: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    let (out, identity) = match crate::flex::activation::try_add_relu(out, identity) {
+        Ok(y) => return y,
+        Err(pair) => pair,
+    };
+    burn::tensor::activation::relu(out + identity)
 }
 
 /// [`conv_bn_forward`]'s folded path; `Err(x)` where it does not apply (autodiff, another
@@ -485,6 +502,7 @@ pub struct BasicBlock {
     pub bn2: BatchNorm,
     /// Shortcut projection when shape changes.
     pub downsample: Option<Downsample>,
+    /// Unused by the forward ([`add_relu`]); kept so that saved records keep their layout.
     relu: Relu,
 }
 
@@ -505,6 +523,7 @@ pub struct Bottleneck {
     pub bn3: BatchNorm,
     /// Shortcut projection when shape changes.
     pub downsample: Option<Downsample>,
+    /// Unused by the forward ([`add_relu`]); kept so that saved records keep their layout.
     relu: Relu,
 }
 
@@ -530,7 +549,7 @@ impl Block {
                 };
                 let out = conv_bn_forward(&b.conv1, &b.bn1, x, true);
                 let out = conv_bn_forward(&b.conv2, &b.bn2, out, false);
-                b.relu.forward(out + identity)
+                add_relu(out, identity)
             }
             Block::Bottleneck(b) => {
                 let identity = match &b.downsample {
@@ -540,7 +559,7 @@ impl Block {
                 let out = conv_bn_forward(&b.conv1, &b.bn1, x, true);
                 let out = conv_bn_forward(&b.conv2, &b.bn2, out, true);
                 let out = conv_bn_forward(&b.conv3, &b.bn3, out, false);
-                b.relu.forward(out + identity)
+                add_relu(out, identity)
             }
         }
     }
