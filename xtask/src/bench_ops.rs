@@ -11,17 +11,19 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::MaxPool2dConfig;
-use burn::nn::{BatchNormConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Distribution, Tensor};
 
 /// The cases, named as the Python reference parses them: `conv-cin-cout-k-stride-hw`,
 /// `bn-c-hw`, `maxpool-c-hw`, `relu-c-hw`.
-const LAYERS: [&str; 8] = [
+const LAYERS: [&str; 10] = [
     "conv-3-64-7-2-112",
     "conv-64-64-3-1-28",
     "conv-128-128-3-1-14",
     "conv-256-256-3-1-7",
+    "conv-512-512-3-1-4",
     "conv-64-128-3-2-28",
+    "conv-256-512-3-2-7",
     "bn-64-28",
     "maxpool-64-56",
     "relu-64-28",
@@ -74,10 +76,8 @@ fn time_layer(spec: &str, backward: bool, device: &Device, reps: usize) -> Resul
             // What relata's ResNets call: on flex, relata's own kernel (`flex::pool`).
             Box::new(move |x| relata_backbone::resnet::pool_forward(&pool, x))
         }
-        _ => {
-            let relu = Relu::new();
-            Box::new(move |x| relu.forward(x))
-        }
+        // What relata's ResNets call: on flex, relata's own kernel (`flex::activation`).
+        _ => Box::new(relata_backbone::resnet::relu_forward),
     };
     let x = Tensor::<4>::random(
         [16, channels, hw, hw],

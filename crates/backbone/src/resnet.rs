@@ -412,7 +412,7 @@ pub fn conv_bn_forward(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, relu: bool) 
 
 /// ReLU; on `flex` by relata's kernel, split over rayon's threads (burn-flex's element-wise
 /// ops run on the calling thread: [`crate::flex::activation`]).
-fn relu_forward(x: Tensor<4>) -> Tensor<4> {
+pub fn relu_forward(x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "flex")]
     let x = match crate::flex::activation::try_relu(x) {
         Ok(y) => return y,

@@ -119,7 +119,9 @@ fn saved_model_loads_back() {
 ///
 /// Two data seeds, and the generalisation claim on their mean: on 24 test images one seed's
 /// accuracy moves by 20–30 points with the convolution's summation order alone (seed 11: 92%
-/// with im2col's order, 62% with the direct 3×3 kernel's; seed 12: 96% and 100%).
+/// with im2col's order, 62% with the direct 3×3 kernel's; seed 12: 96% and 100%). Ten epochs:
+/// at eight, seed 11's L_cls had come down to 0.56 of its first epoch with the direct weight
+/// gradient's order (the test asks for half); at ten it is at 0.13 (seed 12: 0.02).
 #[test]
 fn learns_two_easy_classes_with_kmeans() {
     let _turn = serial();
@@ -139,7 +141,7 @@ fn learns_two_easy_classes_with_kmeans() {
         .dataset;
         let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
         let config = preset_config(Preset::Smoke, 2)
-            .with_epochs(8)
+            .with_epochs(10)
             .with_lr(0.02)
             .with_gcn_lr(0.04)
             // The default preset's loss settings: L_cls at full weight, over every sampled image.
