@@ -34,6 +34,8 @@ use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
 use super::direct::{self, Kernel};
+
+mod taps;
 use super::{
     WindowGeometry, contiguous, elements, flex_device, sum_parts, tensor, with_work_buffers, zeros,
 };
@@ -461,6 +463,10 @@ fn forward(
             out_shape,
         );
     }
+    if allow_direct && d.geometry == SAME_3X3 {
+        let y = taps::convolve(xs, ws, d, taps::Direction::Forward, epilogue);
+        return tensor(y, out_shape);
+    }
     let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
     let out_image = d.c_out * pixels;
     let (per_thread, group) = schedule(d);
@@ -547,6 +553,11 @@ fn backward(
         Some(shape) if want_w => Some(direct::weight_gradient(xs, gs, &shape)),
         _ => None,
     };
+    // An input gradient of a 3×3 layer the direct kernel does not take: one product per tap.
+    let direct_dx = direct_dx.or_else(|| {
+        (want_x && allow_direct && d.geometry == SAME_3X3)
+            .then(|| taps::convolve(gs, ws, d, taps::Direction::InputGradient, None))
+    });
     let want_x = want_x && direct_dx.is_none();
     let want_w = want_w && direct_dw.is_none();
     let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
