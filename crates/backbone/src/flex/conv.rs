@@ -553,10 +553,13 @@ fn backward(
         Some(shape) if want_w => Some(direct::weight_gradient(xs, gs, &shape)),
         _ => None,
     };
-    // An input gradient of a 3×3 layer the direct kernel does not take: one product per tap.
+    // The gradients of a 3×3 layer the direct kernels do not take: one product per tap.
     let direct_dx = direct_dx.or_else(|| {
         (want_x && allow_direct && d.geometry == SAME_3X3)
             .then(|| taps::convolve(gs, ws, d, taps::Direction::InputGradient, None))
+    });
+    let direct_dw = direct_dw.or_else(|| {
+        (want_w && allow_direct && d.geometry == SAME_3X3).then(|| taps::weight_gradient(xs, gs, d))
     });
     let want_x = want_x && direct_dx.is_none();
     let want_w = want_w && direct_dw.is_none();

@@ -7,11 +7,12 @@
 //! positions whose input `(y + ky − 1, x + kx − 1)` lies inside the image form a rectangle;
 //! gathering the input over it gives a `C_in × positions` matrix without zeros, and
 //! `Y[:, rect] += W[:, :, ky, kx] · X[:, rect + shift]`. The input gradient is the same with
-//! the roles swapped: `dX[:, rect + shift] += W[:, :, ky, kx]ᵀ · dY[:, rect]`.
+//! the roles swapped: `dX[:, rect + shift] += W[:, :, ky, kx]ᵀ · dY[:, rect]`, and the weight
+//! gradient is `dW[:, :, ky, kx] = dY[:, rect] · X[:, rect + shift]ᵀ`.
 
 use rayon::prelude::*;
 
-use super::{ChannelAffine, Dims, matmul, with_work_buffers, zeros};
+use super::{ChannelAffine, Dims, matmul, sum_parts, with_work_buffers, zeros};
 
 /// Which product of the layer: `X → Y` or `dY → dX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,78 @@ fn valid(k: usize, size: usize) -> (usize, usize) {
     (start, end.max(start))
 }
 
+/// Kernel tap `t` (`ky = t / 3`, `kx = t % 3`) on an `h × w` map: the rectangle of output
+/// positions `[y0, y1) × [x0, x1)` where it reads inside the image.
+#[derive(Debug, Clone, Copy)]
+struct Tap {
+    ky: usize,
+    kx: usize,
+    y: (usize, usize),
+    x: (usize, usize),
+}
+
+impl Tap {
+    fn new(t: usize, d: &Dims) -> Self {
+        let (ky, kx) = (t / 3, t % 3);
+        Self {
+            ky,
+            kx,
+            y: valid(ky, d.h),
+            x: valid(kx, d.w),
+        }
+    }
+
+    /// Output rows and columns of the rectangle.
+    fn size(&self) -> (usize, usize) {
+        (self.y.1 - self.y.0, self.x.1 - self.x.0)
+    }
+
+    /// Where row `y` of the rectangle starts in a plane of width `w`: on the input side
+    /// (`shifted`, by the tap) or on the output side.
+    fn row_start(&self, y: usize, w: usize, shifted: bool) -> usize {
+        let (oy, ox) = if shifted { (self.ky, self.kx) } else { (1, 1) };
+        (y + oy - 1) * w + self.x.0 + ox - 1
+    }
+}
+
+/// Copies the rectangle of `tap` (input side when `shifted`) from images `first..first +
+/// count` of `src` (`channels` planes each) into `out` as a `channels × n` matrix, columns in
+/// `(image, row, column)` order.
+fn gather(
+    src: &[f32],
+    (channels, d): (usize, &Dims),
+    (first, count): (usize, usize),
+    (tap, shifted): (&Tap, bool),
+    out: &mut [f32],
+) {
+    let (hw, (rows, cols)) = (d.h * d.w, tap.size());
+    let n = count * rows * cols;
+    for c in 0..channels {
+        for g in 0..count {
+            let plane = &src[((first + g) * channels + c) * hw..][..hw];
+            for y in tap.y.0..tap.y.1 {
+                let to = c * n + (g * rows + y - tap.y.0) * cols;
+                out[to..to + cols]
+                    .copy_from_slice(&plane[tap.row_start(y, d.w, shifted)..][..cols]);
+            }
+        }
+    }
+}
+
+/// The weights `[C_out, C_in, 3, 3]` tap-major, `[tap][C_out][C_in]`, each tap's matrix
+/// contiguous; in parallel.
+fn weights_by_tap(ws: &[f32], by_tap: &mut [f32]) {
+    let taps_len = by_tap.len() / 9;
+    by_tap
+        .par_chunks_mut(taps_len)
+        .enumerate()
+        .for_each(|(t, w_t)| {
+            for (i, v) in w_t.iter_mut().enumerate() {
+                *v = ws[i * 9 + t];
+            }
+        });
+}
+
 /// The layer's product in `direction` (`src` = `X` or `dY`, NCHW), as a new NCHW vector, with
 /// `epilogue` applied per output channel (forward only).
 pub(super) fn convolve(
@@ -37,7 +110,7 @@ pub(super) fn convolve(
     direction: Direction,
     epilogue: Option<&ChannelAffine>,
 ) -> Vec<f32> {
-    let (h, w, hw) = (d.h, d.w, d.h * d.w);
+    let (w, hw) = (d.w, d.h * d.w);
     let (c_src, c_dst) = match direction {
         Direction::Forward => (d.c_in, d.c_out),
         Direction::InputGradient => (d.c_out, d.c_in),
@@ -46,16 +119,7 @@ pub(super) fn convolve(
     let mut dst = zeros(d.batch * c_dst * hw);
     let taps_len = d.c_out * d.c_in;
     with_work_buffers([9 * taps_len], |[by_tap]| {
-        // The weights tap-major, `[tap][C_out][C_in]`: each tap's matrix contiguous (read
-        // transposed for the input gradient), once for both threads.
-        by_tap
-            .par_chunks_mut(taps_len)
-            .enumerate()
-            .for_each(|(t, w_t)| {
-                for (i, v) in w_t.iter_mut().enumerate() {
-                    *v = ws[i * 9 + t];
-                }
-            });
+        weights_by_tap(ws, by_tap);
         let by_tap = &*by_tap;
         dst.par_chunks_mut(per_thread * c_dst * hw)
             .enumerate()
@@ -65,35 +129,21 @@ pub(super) fn convolve(
                 let lens = [c_src * count * hw, c_dst * count * hw];
                 with_work_buffers(lens, |[gathered, product]| {
                     for t in 0..9 {
-                        let (ky, kx) = (t / 3, t % 3);
-                        let ((y0, y1), (x0, x1)) = (valid(ky, h), valid(kx, w));
-                        let (rows, cols) = (y1 - y0, x1 - x0);
+                        let tap = Tap::new(t, d);
+                        let (rows, cols) = tap.size();
                         let n = count * rows * cols;
                         if n == 0 {
                             continue;
                         }
-                        // Where the rectangle's row `y` reads and writes: the input side is
-                        // shifted by the tap, the output side is not.
-                        let (read, write) = match direction {
-                            Direction::Forward => ((ky, kx), (1, 1)),
-                            Direction::InputGradient => ((1, 1), (ky, kx)),
-                        };
-                        let at =
-                            |(oy, ox): (usize, usize), y: usize| (y + oy - 1) * w + x0 + ox - 1;
-                        for c in 0..c_src {
-                            for g in 0..count {
-                                let plane = &src[((first + g) * c_src + c) * hw..][..hw];
-                                for y in y0..y1 {
-                                    let to = c * n + (g * rows + y - y0) * cols;
-                                    gathered[to..to + cols]
-                                        .copy_from_slice(&plane[at(read, y)..][..cols]);
-                                }
-                            }
-                        }
+                        // The input side is shifted by the tap: read there for the forward,
+                        // write there for the input gradient.
+                        let forward = direction == Direction::Forward;
+                        gather(src, (c_src, d), (first, count), (&tap, forward), gathered);
                         let w_t = &by_tap[t * taps_len..(t + 1) * taps_len];
-                        let lhs = match direction {
-                            Direction::Forward => (w_t, [d.c_in, 1]),
-                            Direction::InputGradient => (w_t, [1, d.c_in]),
+                        let lhs = if forward {
+                            (w_t, [d.c_in, 1])
+                        } else {
+                            (w_t, [1, d.c_in])
                         };
                         matmul(
                             [c_dst, n, c_src],
@@ -106,9 +156,9 @@ pub(super) fn convolve(
                         for c in 0..c_dst {
                             for g in 0..count {
                                 let plane = &mut dst_run[(g * c_dst + c) * hw..][..hw];
-                                for y in y0..y1 {
-                                    let from = c * n + (g * rows + y - y0) * cols;
-                                    plane[at(write, y)..][..cols]
+                                for y in tap.y.0..tap.y.1 {
+                                    let from = c * n + (g * rows + y - tap.y.0) * cols;
+                                    plane[tap.row_start(y, w, !forward)..][..cols]
                                         .iter_mut()
                                         .zip(&product[from..from + cols])
                                         .for_each(|(o, p)| *o += p);
@@ -125,6 +175,49 @@ pub(super) fn convolve(
             });
     });
     dst
+}
+
+/// The weight gradient `[C_out, C_in, 3, 3]` from the input `xs` and the output gradient
+/// `gs`, one product per tap over its rectangle: `dW[:, :, ky, kx] = dY[:, rect] ·
+/// X[:, rect + shift]ᵀ`, one partial sum per worker thread.
+pub(super) fn weight_gradient(xs: &[f32], gs: &[f32], d: &Dims) -> Vec<f32> {
+    let hw = d.h * d.w;
+    let per_thread = d.batch.div_ceil(rayon::current_num_threads().max(1));
+    let taps_len = d.c_out * d.c_in;
+    let parts: Vec<Vec<f32>> = (0..d.batch)
+        .step_by(per_thread)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|first| {
+            let count = per_thread.min(d.batch - first);
+            // Taps without positions (maps of one row or column) keep their zeros.
+            let mut by_tap = vec![0.0f32; 9 * taps_len];
+            let lens = [d.c_in * count * hw, d.c_out * count * hw];
+            with_work_buffers(lens, |[gx, gy]| {
+                for (t, dw_t) in by_tap.chunks_mut(taps_len).enumerate() {
+                    let tap = Tap::new(t, d);
+                    let (rows, cols) = tap.size();
+                    let n = count * rows * cols;
+                    if n == 0 {
+                        continue;
+                    }
+                    gather(xs, (d.c_in, d), (first, count), (&tap, true), gx);
+                    gather(gs, (d.c_out, d), (first, count), (&tap, false), gy);
+                    let (lhs, rhs) = ((&*gy, [n, 1]), (&*gx, [1, n]));
+                    matmul([d.c_out, d.c_in, n], dw_t, d.c_in, false, lhs, rhs);
+                }
+            });
+            by_tap
+        })
+        .collect();
+    let by_tap = sum_parts(parts);
+    let mut dw = zeros(9 * taps_len);
+    dw.par_chunks_mut(9).enumerate().for_each(|(i, taps)| {
+        for (t, v) in taps.iter_mut().enumerate() {
+            *v = by_tap[t * taps_len + i];
+        }
+    });
+    dw
 }
 
 #[cfg(test)]
