@@ -87,16 +87,19 @@ fn gather(
     }
 }
 
-/// The weights `[C_out, C_in, 3, 3]` tap-major, `[tap][C_out][C_in]`, each tap's matrix
-/// contiguous; in parallel.
-fn weights_by_tap(ws: &[f32], by_tap: &mut [f32]) {
-    let taps_len = by_tap.len() / 9;
+/// The weights `[C_out, C_in, 3, 3]` as `[C_out][tap][C_in]`: tap `t`'s `C_out × C_in` matrix
+/// starts at `t·C_in` with rows `9·C_in` apart. One pass over the weights in order (a
+/// tap-major copy read them nine times, one float in nine).
+fn weights_by_tap(ws: &[f32], c_in: usize, by_tap: &mut [f32]) {
     by_tap
-        .par_chunks_mut(taps_len)
+        .par_chunks_mut(9 * c_in)
         .enumerate()
-        .for_each(|(t, w_t)| {
-            for (i, v) in w_t.iter_mut().enumerate() {
-                *v = ws[i * 9 + t];
+        .for_each(|(co, row)| {
+            let w_co = &ws[co * c_in * 9..][..c_in * 9];
+            for (ci, taps) in w_co.chunks(9).enumerate() {
+                for (t, &v) in taps.iter().enumerate() {
+                    row[t * c_in + ci] = v;
+                }
             }
         });
 }
@@ -117,9 +120,8 @@ pub(super) fn convolve(
     };
     let per_thread = d.batch.div_ceil(rayon::current_num_threads().max(1));
     let mut dst = zeros(d.batch * c_dst * hw);
-    let taps_len = d.c_out * d.c_in;
-    with_work_buffers([9 * taps_len], |[by_tap]| {
-        weights_by_tap(ws, by_tap);
+    with_work_buffers([9 * d.c_out * d.c_in], |[by_tap]| {
+        weights_by_tap(ws, d.c_in, by_tap);
         let by_tap = &*by_tap;
         dst.par_chunks_mut(per_thread * c_dst * hw)
             .enumerate()
@@ -139,11 +141,11 @@ pub(super) fn convolve(
                         // write there for the input gradient.
                         let forward = direction == Direction::Forward;
                         gather(src, (c_src, d), (first, count), (&tap, forward), gathered);
-                        let w_t = &by_tap[t * taps_len..(t + 1) * taps_len];
+                        let w_t = &by_tap[t * d.c_in..];
                         let lhs = if forward {
-                            (w_t, [d.c_in, 1])
+                            (w_t, [9 * d.c_in, 1])
                         } else {
-                            (w_t, [1, d.c_in])
+                            (w_t, [1, 9 * d.c_in])
                         };
                         matmul(
                             [c_dst, n, c_src],
@@ -183,40 +185,47 @@ pub(super) fn convolve(
 pub(super) fn weight_gradient(xs: &[f32], gs: &[f32], d: &Dims) -> Vec<f32> {
     let hw = d.h * d.w;
     let per_thread = d.batch.div_ceil(rayon::current_num_threads().max(1));
-    let taps_len = d.c_out * d.c_in;
+    let (c_in, taps_len) = (d.c_in, 9 * d.c_in);
     let parts: Vec<Vec<f32>> = (0..d.batch)
         .step_by(per_thread)
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|first| {
             let count = per_thread.min(d.batch - first);
-            // Taps without positions (maps of one row or column) keep their zeros.
-            let mut by_tap = vec![0.0f32; 9 * taps_len];
-            let lens = [d.c_in * count * hw, d.c_out * count * hw];
+            // This thread's sum as `[C_out][tap][C_in]` (tap t's matrix at t·C_in, rows 9·C_in
+            // apart). Taps without positions (maps of one row or column) keep their zeros.
+            let mut by_tap = vec![0.0f32; d.c_out * taps_len];
+            let lens = [c_in * count * hw, d.c_out * count * hw];
             with_work_buffers(lens, |[gx, gy]| {
-                for (t, dw_t) in by_tap.chunks_mut(taps_len).enumerate() {
+                for t in 0..9 {
                     let tap = Tap::new(t, d);
                     let (rows, cols) = tap.size();
                     let n = count * rows * cols;
                     if n == 0 {
                         continue;
                     }
-                    gather(xs, (d.c_in, d), (first, count), (&tap, true), gx);
+                    gather(xs, (c_in, d), (first, count), (&tap, true), gx);
                     gather(gs, (d.c_out, d), (first, count), (&tap, false), gy);
                     let (lhs, rhs) = ((&*gy, [n, 1]), (&*gx, [1, n]));
-                    matmul([d.c_out, d.c_in, n], dw_t, d.c_in, false, lhs, rhs);
+                    let dw_t = &mut by_tap[t * c_in..];
+                    matmul([d.c_out, c_in, n], dw_t, taps_len, false, lhs, rhs);
                 }
             });
             by_tap
         })
         .collect();
     let by_tap = sum_parts(parts);
-    let mut dw = zeros(9 * taps_len);
-    dw.par_chunks_mut(9).enumerate().for_each(|(i, taps)| {
-        for (t, v) in taps.iter_mut().enumerate() {
-            *v = by_tap[t * taps_len + i];
-        }
-    });
+    // `[C_out][tap][C_in]` → `[C_out][C_in][tap]`, one output channel's row at a time.
+    let mut dw = zeros(d.c_out * taps_len);
+    dw.par_chunks_mut(taps_len)
+        .zip(by_tap.par_chunks(taps_len))
+        .for_each(|(out, row)| {
+            for (ci, taps) in out.chunks_mut(9).enumerate() {
+                for (t, v) in taps.iter_mut().enumerate() {
+                    *v = row[t * c_in + ci];
+                }
+            }
+        });
     dw
 }
 
