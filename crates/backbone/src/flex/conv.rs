@@ -14,9 +14,10 @@
 //! - weight gradient: `dW = Σ_n dY_n · cols(X_n)ᵀ`, one partial sum per worker thread;
 //!
 //! with the images spread over rayon's threads and each GEMM single-threaded (the same `gemm`
-//! crate flex uses). 3×3, stride-1, padding-1 layers on maps of 11² and up take
-//! [`super::direct`] instead for all three (no patch matrix) where the machine has AVX-512. Gradients that autodiff does not ask for (the input image's) are not
-//! computed. Only plain convolutions take this path — f32, groups 1, dilation 1, explicit
+//! crate flex uses). 3×3, stride-1, padding-1 layers take faster paths for all three products:
+//! on maps of 11² and up [`super::direct`] (no patch matrix) where the machine has AVX-512,
+//! elsewhere one product per kernel tap over the positions where it reads inside the image
+//! ([`taps`]). Gradients that autodiff does not ask for (the input image's) are not computed. Only plain convolutions take this path — f32, groups 1, dilation 1, explicit
 //! padding, no bias (a bias is added outside, as a broadcast) — on a `flex` device without
 //! gradient checkpointing; [`try_conv2d`] hands everything else back to `conv2d`.
 //!
@@ -373,11 +374,12 @@ unsafe fn matmul_raw(
     }
 }
 
-/// The direct kernel's shape for this convolution when it takes it (and `allowed`): a 3×3
+/// The direct kernel's shape for this convolution when it takes it (and `fast_paths`): a 3×3
 /// kernel at stride 1 with padding 1 on a machine and map size [`direct::applies`] accepts (for
-/// the input gradient, with the layer's input channels as the product's outputs).
-fn direct_shape(d: &Dims, kernel: Kernel, allowed: bool) -> Option<direct::Shape> {
-    if !allowed || d.geometry != SAME_3X3 {
+/// the input gradient, with the layer's input channels as the product's outputs; the weight
+/// gradient's product has the forward's shape).
+fn direct_shape(d: &Dims, kernel: Kernel, fast_paths: bool) -> Option<direct::Shape> {
+    if !tap_products(d, fast_paths) {
         return None;
     }
     let shape = direct::Shape {
@@ -390,7 +392,13 @@ fn direct_shape(d: &Dims, kernel: Kernel, allowed: bool) -> Option<direct::Shape
     direct::applies(&shape.product(kernel)).then_some(shape)
 }
 
-/// A 3×3 kernel at stride 1 with padding 1: the geometry [`direct`] handles.
+/// Is this a 3×3 layer at stride 1 with padding 1 (and `fast_paths`)? Those take [`direct`]
+/// where it applies and [`taps`] elsewhere.
+fn tap_products(d: &Dims, fast_paths: bool) -> bool {
+    fast_paths && d.geometry == SAME_3X3
+}
+
+/// A 3×3 kernel at stride 1 with padding 1: the geometry [`direct`] and [`taps`] handle.
 const SAME_3X3: WindowGeometry = WindowGeometry {
     kernel: [3, 3],
     stride: [1, 1],
@@ -447,23 +455,25 @@ impl ChannelAffine {
     }
 }
 
+/// The convolution of `x` with `weight`, then `epilogue`. `fast_paths`: the direct and per-tap
+/// kernels where they apply (off, im2col + GEMM everywhere: the tests compare both).
 fn forward(
     x: &FlexTensor,
     weight: &FlexTensor,
     d: &Dims,
     epilogue: Option<&ChannelAffine>,
-    allow_direct: bool,
+    fast_paths: bool,
 ) -> FlexTensor {
     let (x, weight) = (contiguous(x), contiguous(weight));
     let (xs, ws) = (elements(&x), elements(&weight));
     let out_shape = [d.batch, d.c_out, d.h_out, d.w_out];
-    if let Some(shape) = direct_shape(d, Kernel::Forward, allow_direct) {
+    if let Some(shape) = direct_shape(d, Kernel::Forward, fast_paths) {
         return tensor(
             direct::convolve(xs, ws, &shape, Kernel::Forward, epilogue),
             out_shape,
         );
     }
-    if allow_direct && d.geometry == SAME_3X3 {
+    if tap_products(d, fast_paths) {
         let y = taps::convolve(xs, ws, d, taps::Direction::Forward, epilogue);
         return tensor(y, out_shape);
     }
@@ -525,44 +535,42 @@ fn forward(
     tensor(y, out_shape)
 }
 
-/// `(dX, dW)`, each only when asked for.
+/// `(dX, dW)`, each only when asked for; `fast_paths` as for [`forward`].
 fn backward(
     x: &FlexTensor,
     weight: &FlexTensor,
     grad: &FlexTensor,
     d: &Dims,
     [want_x, want_w]: [bool; 2],
-    allow_direct: bool,
+    fast_paths: bool,
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let (x, weight, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
     let (xs, ws, gs) = (elements(&x), elements(&weight), elements(&grad));
-    // The input gradient and the weight gradient by the direct kernels where they apply; the
-    // loop below computes what is left (nothing when both took them).
-    let direct_dx = match direct_shape(d, Kernel::InputGradient, allow_direct) {
-        Some(shape) if want_x => Some(direct::convolve(
-            gs,
-            ws,
-            &shape,
-            Kernel::InputGradient,
-            None,
-        )),
-        _ => None,
-    };
-    // Likewise the weight gradient (its product has the layer's own shape).
-    let direct_dw = match direct_shape(d, Kernel::Forward, allow_direct) {
-        Some(shape) if want_w => Some(direct::weight_gradient(xs, gs, &shape)),
-        _ => None,
-    };
-    // The gradients of a 3×3 layer the direct kernels do not take: one product per tap.
-    let direct_dx = direct_dx.or_else(|| {
-        (want_x && allow_direct && d.geometry == SAME_3X3)
-            .then(|| taps::convolve(gs, ws, d, taps::Direction::InputGradient, None))
+    // The gradients of a 3×3, stride-1 layer by the direct kernels where they apply, by one
+    // product per tap elsewhere; the loop below computes what is left (nothing when both were
+    // taken).
+    let per_tap = tap_products(d, fast_paths);
+    let fast_dx = want_x.then(
+        || match direct_shape(d, Kernel::InputGradient, fast_paths) {
+            Some(shape) => Some(direct::convolve(
+                gs,
+                ws,
+                &shape,
+                Kernel::InputGradient,
+                None,
+            )),
+            None => {
+                per_tap.then(|| taps::convolve(gs, ws, d, taps::Direction::InputGradient, None))
+            }
+        },
+    );
+    let fast_dw = want_w.then(|| match direct_shape(d, Kernel::Forward, fast_paths) {
+        Some(shape) => Some(direct::weight_gradient(xs, gs, &shape)),
+        None => per_tap.then(|| taps::weight_gradient(xs, gs, d)),
     });
-    let direct_dw = direct_dw.or_else(|| {
-        (want_w && allow_direct && d.geometry == SAME_3X3).then(|| taps::weight_gradient(xs, gs, d))
-    });
-    let want_x = want_x && direct_dx.is_none();
-    let want_w = want_w && direct_dw.is_none();
+    let (fast_dx, fast_dw) = (fast_dx.flatten(), fast_dw.flatten());
+    let want_x = want_x && fast_dx.is_none();
+    let want_w = want_w && fast_dw.is_none();
     let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
     let out_image = d.c_out * pixels;
     let (per_thread, group) = schedule(d);
@@ -659,10 +667,10 @@ fn backward(
             dw
         })
         .collect();
-    let dw = direct_dw.or_else(|| want_w.then(|| sum_parts(weight_sums)));
+    let dw = fast_dw.or_else(|| want_w.then(|| sum_parts(weight_sums)));
     let [k_h, k_w] = d.geometry.kernel;
     let dw = dw.map(|dw| tensor(dw, [d.c_out, d.c_in, k_h, k_w]));
-    let dx = match direct_dx {
+    let dx = match fast_dx {
         Some(dx) => Some(dx),
         None => want_x.then_some(dx),
     };
@@ -887,9 +895,9 @@ mod tests {
                 tensor(ws.clone(), [c_out, x[1], k, k]),
                 tensor(gs.clone(), [d.batch, c_out, d.h_out, d.w_out]),
             );
-            for allow_direct in [false, true] {
-                let y = forward(&xt, &wt, &d, None, allow_direct);
-                let (dx, dw) = backward(&xt, &wt, &gt, &d, [true, true], allow_direct);
+            for fast_paths in [false, true] {
+                let y = forward(&xt, &wt, &d, None, fast_paths);
+                let (dx, dw) = backward(&xt, &wt, &gt, &d, [true, true], fast_paths);
                 let (y, dx, dw) = (elements(&y), dx.unwrap(), dw.unwrap());
                 let (dx, dw) = (elements(&dx), elements(&dw));
                 // Truth: y[n, o, p] = Σ_r W[o, r] · cols_n[r, p], and the two adjoints.
@@ -933,10 +941,10 @@ mod tests {
                     // The direct kernel sums 9·C terms in one running f32 sum per block of 16
                     // channels, as oneDNN's direct convolution does; im2col's input gradient
                     // sums C terms, then 9: less rounding against the f64 truth.
-                    let tolerance = if allow_direct { 5e-5 } else { 1e-5 };
+                    let tolerance = if fast_paths { 5e-5 } else { 1e-5 };
                     assert!(
                         worst < tolerance,
-                        "{name} {x:?} k{k} s{s} direct allowed {allow_direct}: {worst:.2e}"
+                        "{name} {x:?} k{k} s{s} fast paths {fast_paths}: {worst:.2e}"
                     );
                 }
             }

@@ -1,5 +1,7 @@
-//! 3×3, stride-1, padding-1 convolutions on small maps as nine products, one per kernel tap,
-//! each over only the output positions where that tap lands inside the image.
+//! 3×3, stride-1, padding-1 convolutions the direct kernels do not take (maps below 11² —
+//! ResNet's layer3 and layer4 at 112² —, channels not in tiles of 8, no AVX-512) as nine
+//! products, one per kernel tap, each over only the output positions where that tap lands
+//! inside the image.
 //!
 //! Why: im2col multiplies the padding's zeros like any other entry. On a 4×4 map (ResNet's
 //! layer4 at 112²) 44 of the 144 tap × position pairs fall in the padding, 31% of the work; on
