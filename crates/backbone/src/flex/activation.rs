@@ -10,7 +10,7 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
@@ -106,35 +106,54 @@ impl Backward<Flex, 2> for AddReluBackward {
     }
 }
 
+type Ad = Autodiff<Flex, NoCheckpointing>;
+
+/// The contiguous flex primitives of `tensors` and, under autodiff, the nodes they hang from;
+/// `None` unless all are f32 tensors on `flex` devices of one kind (all plain, or all autodiff
+/// without gradient checkpointing).
+fn primitives<const D: usize, const N: usize>(
+    tensors: [&Tensor<D>; N],
+) -> Option<([FlexTensor; N], Option<[NodeGuard; N]>)> {
+    let autodiff = flex_device(&tensors[0].device())?;
+    let usable =
+        |t: &Tensor<D>| t.dtype() == DType::F32 && flex_device(&t.device()) == Some(autodiff);
+    if !tensors.into_iter().all(usable) {
+        return None;
+    }
+    if autodiff {
+        let (values, guards): (Vec<_>, Vec<_>) = tensors
+            .into_iter()
+            .map(|t| {
+                let (p, guard) = t.clone().try_into_primitive::<Ad>().ok()?.into_parts();
+                Some((contiguous(&p), guard))
+            })
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        Some((values.try_into().ok()?, Some(guards.try_into().ok()?)))
+    } else {
+        let values: Vec<_> = tensors
+            .into_iter()
+            .map(|t| Some(contiguous(&t.clone().try_into_primitive::<Flex>().ok()?)))
+            .collect::<Option<_>>()?;
+        Some((values.try_into().ok()?, None))
+    }
+}
+
 /// `relu(x)` by relata's kernel when `x` is an f32 tensor on a `flex` device (autodiff
 /// without gradient checkpointing, or plain); otherwise `x` comes back unchanged.
 #[allow(clippy::result_large_err)] // the tensor is moved in and, unused, handed back.
 pub fn try_relu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
-    let Some(autodiff) = flex_device(&x.device()) else {
+    let Some(([xp], guards)) = primitives([&x]) else {
         return Err(x);
     };
-    if x.dtype() != DType::F32 {
-        return Err(x);
-    }
     let shape = x.dims().to_vec();
-    if !autodiff {
-        let Ok(xp) = x.clone().try_into_primitive::<Flex>() else {
-            return Err(x);
-        };
-        let y = tensor(forward(elements(&contiguous(&xp)), None), shape);
+    let y = tensor(forward(elements(&xp), None), shape.clone());
+    let Some(guards) = guards else {
         return Ok(Tensor::from_primitive::<Flex>(y));
-    }
-    type Ad = Autodiff<Flex, NoCheckpointing>;
-    let Ok(xa) = x.clone().try_into_primitive::<Ad>() else {
-        return Err(x);
     };
-    let guard = xa.node();
-    let y = tensor(
-        forward(elements(&contiguous(&xa.into_primitive())), None),
-        shape.clone(),
-    );
     let y = match ReluBackward
-        .prepare::<NoCheckpointing>([guard])
+        .prepare::<NoCheckpointing>(guards)
         .compute_bound()
         .stateful()
     {
@@ -151,41 +170,17 @@ pub fn try_add_relu<const D: usize>(
     a: Tensor<D>,
     b: Tensor<D>,
 ) -> Result<Tensor<D>, (Tensor<D>, Tensor<D>)> {
-    let Some(autodiff) = flex_device(&a.device()) else {
-        return Err((a, b));
-    };
-    if a.dtype() != DType::F32
-        || b.dtype() != DType::F32
-        || a.dims() != b.dims()
-        || flex_device(&b.device()) != Some(autodiff)
-    {
+    if a.dims() != b.dims() {
         return Err((a, b));
     }
+    let Some(([ap, bp], guards)) = primitives([&a, &b]) else {
+        return Err((a, b));
+    };
     let shape = a.dims().to_vec();
-    if !autodiff {
-        let (Ok(ap), Ok(bp)) = (
-            a.clone().try_into_primitive::<Flex>(),
-            b.clone().try_into_primitive::<Flex>(),
-        ) else {
-            return Err((a, b));
-        };
-        let (ap, bp) = (contiguous(&ap), contiguous(&bp));
-        let y = forward(elements(&ap), Some(elements(&bp)));
-        return Ok(Tensor::from_primitive::<Flex>(tensor(y, shape)));
-    }
-    type Ad = Autodiff<Flex, NoCheckpointing>;
-    let (Ok(aa), Ok(ba)) = (
-        a.clone().try_into_primitive::<Ad>(),
-        b.clone().try_into_primitive::<Ad>(),
-    ) else {
-        return Err((a, b));
-    };
-    let guards = [aa.node(), ba.node()];
-    let (ap, bp) = (
-        contiguous(&aa.into_primitive()),
-        contiguous(&ba.into_primitive()),
-    );
     let y = tensor(forward(elements(&ap), Some(elements(&bp))), shape.clone());
+    let Some(guards) = guards else {
+        return Ok(Tensor::from_primitive::<Flex>(y));
+    };
     let y = match AddReluBackward
         .prepare::<NoCheckpointing>(guards)
         .compute_bound()

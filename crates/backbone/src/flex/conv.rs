@@ -413,11 +413,16 @@ const SAME_3X3: WindowGeometry = WindowGeometry {
 /// [`GEMM_COLUMNS`] columns, at the price of copying the output (and the output gradient) between
 /// the side-by-side and NCHW layouts.
 fn schedule(d: &Dims) -> (usize, usize) {
-    let per_thread = d.batch.div_ceil(rayon::current_num_threads().max(1));
+    let per_thread = images_per_thread(d);
     let gemms = (per_thread * d.out_pixels())
         .div_ceil(GEMM_COLUMNS)
         .clamp(1, per_thread);
     (per_thread, per_thread.div_ceil(gemms))
+}
+
+/// Images per worker thread: the batch in one contiguous run per rayon thread.
+fn images_per_thread(d: &Dims) -> usize {
+    d.batch.div_ceil(rayon::current_num_threads().max(1))
 }
 
 /// The fewest columns a GEMM gets when images can be put side by side (see [`schedule`]).

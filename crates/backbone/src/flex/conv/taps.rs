@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::{ChannelAffine, Dims, matmul, sum_parts, with_work_buffers, zeros};
+use super::{ChannelAffine, Dims, images_per_thread, matmul, sum_parts, with_work_buffers, zeros};
 
 /// Which product of the layer: `X → Y` or `dY → dX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,17 @@ impl Tap {
             y: valid(ky, d.h),
             x: valid(kx, d.w),
         }
+    }
+
+    /// The taps whose rectangle holds output positions, each with `t` and its position count
+    /// over `count` images (a map of one row or column has taps that read only padding).
+    fn nonempty(d: &Dims, count: usize) -> impl Iterator<Item = (usize, Tap, usize)> + '_ {
+        (0..9).filter_map(move |t| {
+            let tap = Tap::new(t, d);
+            let (rows, cols) = tap.size();
+            let n = count * rows * cols;
+            (n > 0).then_some((t, tap, n))
+        })
     }
 
     /// Output rows and columns of the rectangle.
@@ -120,7 +131,7 @@ pub(super) fn convolve(
         Direction::Forward => (d.c_in, d.c_out),
         Direction::InputGradient => (d.c_out, d.c_in),
     };
-    let per_thread = d.batch.div_ceil(rayon::current_num_threads().max(1));
+    let per_thread = images_per_thread(d);
     let mut dst = zeros(d.batch * c_dst * hw);
     with_work_buffers([9 * d.c_out * d.c_in], |[by_tap]| {
         weights_by_tap(ws, d.c_in, by_tap);
@@ -132,13 +143,8 @@ pub(super) fn convolve(
                 let count = dst_run.len() / (c_dst * hw);
                 let lens = [c_src * count * hw, c_dst * count * hw];
                 with_work_buffers(lens, |[gathered, product]| {
-                    for t in 0..9 {
-                        let tap = Tap::new(t, d);
+                    for (t, tap, n) in Tap::nonempty(d, count) {
                         let (rows, cols) = tap.size();
-                        let n = count * rows * cols;
-                        if n == 0 {
-                            continue;
-                        }
                         // The input side is shifted by the tap: read there for the forward,
                         // write there for the input gradient.
                         let forward = direction == Direction::Forward;
@@ -186,7 +192,7 @@ pub(super) fn convolve(
 /// X[:, rect + shift]ᵀ`, one partial sum per worker thread.
 pub(super) fn weight_gradient(xs: &[f32], gs: &[f32], d: &Dims) -> Vec<f32> {
     let hw = d.h * d.w;
-    let per_thread = d.batch.div_ceil(rayon::current_num_threads().max(1));
+    let per_thread = images_per_thread(d);
     let (c_in, taps_len) = (d.c_in, 9 * d.c_in);
     let parts: Vec<Vec<f32>> = (0..d.batch)
         .step_by(per_thread)
@@ -199,13 +205,7 @@ pub(super) fn weight_gradient(xs: &[f32], gs: &[f32], d: &Dims) -> Vec<f32> {
             let mut by_tap = vec![0.0f32; d.c_out * taps_len];
             let lens = [c_in * count * hw, d.c_out * count * hw];
             with_work_buffers(lens, |[gx, gy]| {
-                for t in 0..9 {
-                    let tap = Tap::new(t, d);
-                    let (rows, cols) = tap.size();
-                    let n = count * rows * cols;
-                    if n == 0 {
-                        continue;
-                    }
+                for (t, tap, n) in Tap::nonempty(d, count) {
                     gather(xs, (c_in, d), (first, count), (&tap, true), gx);
                     gather(gs, (d.c_out, d), (first, count), (&tap, false), gy);
                     let (lhs, rhs) = ((&*gy, [n, 1]), (&*gx, [1, n]));
