@@ -15,7 +15,7 @@
 //!
 //! with the images spread over rayon's threads and each GEMM single-threaded (the same `gemm`
 //! crate flex uses). 3×3, stride-1, padding-1 layers take faster paths for all three products:
-//! on maps of 11² and up [`super::direct`] (no patch matrix) where the machine has AVX-512,
+//! on maps of 10 rows and up [`super::direct`] (no patch matrix) where the machine has AVX-512,
 //! elsewhere one product per kernel tap over the positions where it reads inside the image
 //! ([`taps`]). Gradients that autodiff does not ask for (the input image's) are not computed. Only plain convolutions take this path — f32, groups 1, dilation 1, explicit
 //! padding, no bias (a bias is added outside, as a broadcast) — on a `flex` device without
@@ -875,10 +875,10 @@ mod tests {
             // from 20² up, side by side below.
             ([3, 5, 20, 20], 4, 1, 1, [0; 4]),
             ([5, 6, 4, 3], 2, 1, 1, [0; 4]),
-            // 3×3, stride 1, padding 1 with whole tiles of channels on maps of 11² and up: the
+            // 3×3, stride 1, padding 1 with whole tiles of channels on maps of 10 rows and up: the
             // direct kernels (forward and weight gradient with C_out a multiple of 8, input
             // gradient with C_in a multiple of 8), on machines with AVX-512. Positions that
-            // leave a partial vector: 2·13·14 = 364 = 22·16 + 12.
+            // leave a partial vector: 2·13·13 = 338 = 21·16 + 2.
             ([2, 8, 12, 13], 16, 3, 1, [1; 4]),
             ([3, 5, 11, 20], 8, 3, 1, [1; 4]),
             ([1, 16, 30, 11], 24, 3, 1, [1; 4]),
@@ -965,7 +965,7 @@ mod tests {
             ([2, 8, 12, 13], 16, true, true),
             ([3, 5, 11, 20], 8, true, false),
             ([16, 64, 28, 28], 64, true, true),
-            // 7² maps: 31% of the work thrown away, im2col.
+            // 7² maps: 14% of the work thrown away (the rows between images), per-tap products.
             ([16, 256, 7, 7], 256, false, false),
             // Output channels not a multiple of 8.
             ([2, 8, 12, 12], 12, false, true),

@@ -9,18 +9,21 @@
 //! oneDNN's direct convolution (PyTorch) at ~105 (docs/performance.md).
 //!
 //! Here the input is laid out once so that every kernel position reads it at one flat offset:
-//! per channel, the batch's images stacked as rows of stride `S = W + 1`, each row led by a
-//! zero (the left padding of this row and the right padding of the one before), one zero row
-//! between images and at the top. Output position `p = R·S + x` (stacked row `R`, column `x`)
-//! then needs, for kernel position `(ky, kx)`, element `p + ky·S + kx` of each channel's plane:
-//! row `k = (c, ky, kx)` of the patch matrix *is* the channel's plane shifted by `ky·S + kx`,
-//! and the micro-kernel reads it in place. The price: the outputs at the zero column and at
-//! the rows between images are computed and thrown away, `(H+1)(W+1)/(H·W) − 1` of the work
-//! (7% at 28², 15% at 14², 31% at 7²), so [`applies`] keeps small maps on the im2col path.
+//! per channel, one zero, then the batch's images stacked as rows of stride `S = W`, one zero
+//! row between images and at the top. Output position `p = R·S + x` (stacked row `R`, column
+//! `x`) then needs, for kernel position `(ky, kx)`, element `p + ky·S + kx` of each channel's
+//! plane: row `k = (c, ky, kx)` of the patch matrix *is* the channel's plane shifted by
+//! `ky·S + kx`, and the micro-kernel reads it in place — except where the window reads the
+//! left or right padding: at column 0 the `kx = 0` tap's element is the row above's last, at
+//! column `W − 1` the `kx = 2` tap's the next row's first, so those taps are read with the
+//! lanes of those columns masked to zero ([`ColumnMasks`]). The price: the outputs on the
+//! rows between images are computed and thrown away, `1/H` of the work (4% at 28², 7% at 14²,
+//! 14% at 7²), so [`applies`] keeps the smallest maps on other paths. (A zero column between
+//! rows instead of the masks threw away `(H+1)(W+1)/(H·W) − 1`: 7% at 28², 15% at 14².)
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
-    __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
+    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
     _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
@@ -33,10 +36,10 @@ use super::with_work_buffers;
 const TILE_CHANNELS: usize = 8;
 /// Output positions per micro-kernel tile: three 16-lane vectors.
 const TILE_POSITIONS: usize = 48;
-/// The largest share of thrown-away work (pad column, rows between images) the direct path
-/// accepts; above it im2col + GEMM is faster (measured: 7² maps, 31%, ran at the im2col
-/// path's speed, 4² maps, 56%, well below).
-const MAX_WASTE: f64 = 0.2;
+/// The largest share of thrown-away work (the rows between images) the direct path accepts;
+/// above it the per-tap products are faster (measured: 16 × 256 × 7², 14% thrown away,
+/// forward 5.2–5.7 ms against 4.6–4.8 ms per tap).
+const MAX_WASTE: f64 = 0.1;
 /// Rows of the patch matrix (16 input channels × 9 taps) one pass of the micro-kernel sums
 /// before adding to the output, as a GEMM's k-blocking does: the block's weights (4.5 KiB) stay
 /// in L1 across the tiles, and the running f32 sums are at most 144 terms long.
@@ -57,14 +60,15 @@ pub(super) struct Shape {
 }
 
 impl Shape {
-    /// Row stride of the packed planes: a shared zero column between rows.
+    /// Row stride of the packed planes: the rows themselves, no padding column.
     fn row_stride(&self) -> usize {
-        self.w + 1
+        self.w
     }
 
-    /// Packed rows: `H + 1` per image (its rows and the zero row below), one zero row on top.
+    /// One zero (what the first position's `kx = 0` tap points at, masked), then the packed
+    /// rows: `H + 1` per image (its rows and the zero row below), one zero row on top.
     fn plane(&self) -> usize {
-        (self.batch * (self.h + 1) + 1) * self.row_stride()
+        1 + (self.batch * (self.h + 1) + 1) * self.row_stride()
     }
 
     /// Output positions the kernel computes: every stacked row but the top one.
@@ -99,7 +103,7 @@ impl Shape {
 /// Does this machine and shape take the direct path? AVX-512F, whole tiles of output
 /// channels, and little thrown-away work.
 pub(super) fn applies(shape: &Shape) -> bool {
-    let computed = ((shape.h + 1) * (shape.w + 1)) as f64;
+    let computed = ((shape.h + 1) * shape.w) as f64;
     let useful = (shape.h * shape.w) as f64;
     shape.c_out.is_multiple_of(TILE_CHANNELS)
         && shape.c_in > 0
@@ -160,22 +164,43 @@ fn pack_input(x: &[f32], shape: &Shape, packed: &mut [f32]) {
         .par_chunks_mut(plane)
         .enumerate()
         .for_each(|(c, dst)| {
-            dst[..s].fill(0.0);
+            dst[..1 + s].fill(0.0);
             for b in 0..shape.batch {
                 let image = &x[(b * channels + c) * h * w..][..h * w];
-                let rows = &mut dst[(b * (h + 1) + 1) * s..][..(h + 1) * s];
-                for (line, out) in image.chunks(w).zip(rows.chunks_mut(s)) {
-                    out[0] = 0.0;
-                    out[1..].copy_from_slice(line);
-                }
+                let rows = &mut dst[1 + (b * (h + 1) + 1) * s..][..(h + 1) * s];
+                rows[..h * w].copy_from_slice(image);
                 rows[h * s..].fill(0.0);
             }
         });
 }
 
+/// Per vector of 16 output positions of the stacked layout, the lanes the `kx = 0` and
+/// `kx = 2` taps may read: `[0]` all but those at column 0 (where the `kx = 0` tap's element
+/// is the row above's last), `[1]` all but those at column `W − 1` (the `kx = 2` tap's is the
+/// next row's first). A masked lane reads nothing and adds nothing: the padding's zero.
+fn column_masks(shape: &Shape, vectors: usize) -> Vec<[u16; 2]> {
+    let w = shape.w;
+    (0..vectors)
+        .map(|v| {
+            let mut masks = [0; 2];
+            for lane in 0..16 {
+                let x = (16 * v + lane) % w;
+                if x != 0 {
+                    masks[0] |= 1 << lane;
+                }
+                if x != w - 1 {
+                    masks[1] |= 1 << lane;
+                }
+            }
+            masks
+        })
+        .collect()
+}
+
 /// One tile: `TILE_CHANNELS × TILE_POSITIONS` outputs, each the sum over `k` of
 /// `a[k][m] · b[offsets[k] + n]`, stored to `c` (rows `ldc` apart), or added to it when
-/// `accumulate`.
+/// `accumulate`. The offsets come in `(kx = 0, 1, 2)` triples; the first and last of each
+/// are read through the tile's three vectors' [`column_masks`], `masks`.
 ///
 /// # Safety
 /// AVX-512F must be available; `a` holds `offsets.len() · TILE_CHANNELS` floats; every
@@ -185,7 +210,7 @@ fn pack_input(x: &[f32], shape: &Shape, packed: &mut [f32]) {
 #[target_feature(enable = "avx512f")]
 unsafe fn tile(
     a: *const f32,
-    b: *const f32,
+    (b, masks): (*const f32, &[[u16; 2]]),
     offsets: &[usize],
     c: *mut f32,
     ldc: usize,
@@ -193,21 +218,27 @@ unsafe fn tile(
 ) {
     let mut acc: [[__m512; 3]; TILE_CHANNELS] = [[_mm512_setzero_ps(); 3]; TILE_CHANNELS];
     let mut a = a;
-    for &offset in offsets {
-        // SAFETY: the caller guarantees TILE_POSITIONS readable floats at b + offset and
-        // TILE_CHANNELS at a for every k.
-        unsafe {
-            let row = b.add(offset);
-            let b0 = _mm512_loadu_ps(row);
-            let b1 = _mm512_loadu_ps(row.add(16));
-            let b2 = _mm512_loadu_ps(row.add(32));
+    // One row of the patch matrix: three vectors of positions against TILE_CHANNELS weights.
+    macro_rules! step {
+        ($offset:expr, $load:expr) => {{
+            let row = b.add($offset);
+            let vectors = [$load(row, 0), $load(row.add(16), 1), $load(row.add(32), 2)];
             for (m, acc) in acc.iter_mut().enumerate() {
                 let weight = _mm512_set1_ps(*a.add(m));
-                acc[0] = _mm512_fmadd_ps(weight, b0, acc[0]);
-                acc[1] = _mm512_fmadd_ps(weight, b1, acc[1]);
-                acc[2] = _mm512_fmadd_ps(weight, b2, acc[2]);
+                for (sum, &v) in acc.iter_mut().zip(&vectors) {
+                    *sum = _mm512_fmadd_ps(weight, v, *sum);
+                }
             }
             a = a.add(TILE_CHANNELS);
+        }};
+    }
+    for taps in offsets.chunks_exact(3) {
+        // SAFETY: the caller guarantees TILE_POSITIONS readable floats at b + offset and
+        // TILE_CHANNELS at a for every k; masked-off lanes are not read.
+        unsafe {
+            step!(taps[0], |p, v: usize| _mm512_maskz_loadu_ps(masks[v][0], p));
+            step!(taps[1], |p, _| _mm512_loadu_ps(p));
+            step!(taps[2], |p, v: usize| _mm512_maskz_loadu_ps(masks[v][1], p));
         }
     }
     for (m, acc) in acc.iter().enumerate() {
@@ -230,36 +261,49 @@ unsafe fn tile(
 
 /// Off x86-64 [`applies`] is always false and [`convolve`] never gets here.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn tile(_: *const f32, _: *const f32, _: &[usize], _: *mut f32, _: usize, _: bool) {
+unsafe fn tile(
+    _: *const f32,
+    _: (*const f32, &[[u16; 2]]),
+    _: &[usize],
+    _: *mut f32,
+    _: usize,
+    _: bool,
+) {
     unreachable!("flex::direct runs only where applies() found AVX-512")
 }
 
 /// One weight-gradient tile: for [`TILE_CHANNELS`] rows of the packed output gradient (`dy`,
 /// rows `ldy` apart) and three adjacent taps of one input row (`x`, `x + 1`, `x + 2`), the sums
-/// over positions `p < len` of `dy[m][p] · x[p + kx]`, as `[m][kx]`.
+/// over positions `p < len` of `dy[m][p] · x[p + kx]`, as `[m][kx]`, with the `kx = 0` and
+/// `kx = 2` taps read through the positions' [`column_masks`], `masks`.
 ///
 /// Positions run in the vector lanes, so each sum is sixteen running lane sums added at the
 /// end; the lanes of the last vector past `len` are masked off (not read).
 ///
 /// # Safety
-/// AVX-512F must be available; `dy + m·ldy` has `len` readable floats for every `m`, and `x`
-/// has `len + 2`.
+/// AVX-512F must be available; `dy + m·ldy` has `len` readable floats for every `m`, `x` has
+/// `len + 2`, and `masks` one entry per started vector of 16 positions.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn weight_tile(
     dy: *const f32,
     ldy: usize,
-    x: *const f32,
+    (x, masks): (*const f32, &[[u16; 2]]),
     len: usize,
 ) -> [[f32; 3]; TILE_CHANNELS] {
     let mut acc: [[__m512; 3]; TILE_CHANNELS] = [[_mm512_setzero_ps(); 3]; TILE_CHANNELS];
     // One step: 16 positions, three shifted input vectors against each gradient row. `$load`
-    // is a plain load for whole vectors and a masked one for the tail (masked loads on every
-    // step ran ~15% slower).
+    // is a plain load for whole vectors and a masked one for the tail (masked gradient loads
+    // on every step ran ~15% slower); the outer taps are always masked by their columns.
     macro_rules! step {
-        ($p:expr, $load:expr) => {{
-            let p = $p;
-            let taps = [$load(x.add(p)), $load(x.add(p + 1)), $load(x.add(p + 2))];
+        ($p:expr, $tail:expr, $load:expr) => {{
+            let (p, tail): (usize, u16) = ($p, $tail);
+            let [left, right] = masks[p / 16];
+            let taps = [
+                _mm512_maskz_loadu_ps(left & tail, x.add(p)),
+                $load(x.add(p + 1)),
+                _mm512_maskz_loadu_ps(right & tail, x.add(p + 2)),
+            ];
             for (m, acc) in acc.iter_mut().enumerate() {
                 let g = $load(dy.add(m * ldy + p));
                 for (sum, &tap) in acc.iter_mut().zip(&taps) {
@@ -269,15 +313,15 @@ unsafe fn weight_tile(
         }};
     }
     let whole = len / 16 * 16;
-    // SAFETY: the caller guarantees len readable floats from every dy row and len + 2 from x;
-    // the tail's masked-off lanes are not read.
+    // SAFETY: the caller guarantees len readable floats from every dy row and len + 2 from x,
+    // and a mask entry for every step; masked-off lanes are not read.
     unsafe {
         for p in (0..whole).step_by(16) {
-            step!(p, |ptr| _mm512_loadu_ps(ptr));
+            step!(p, u16::MAX, |ptr| _mm512_loadu_ps(ptr));
         }
         if whole < len {
-            let mask: __mmask16 = (1 << (len - whole)) - 1;
-            step!(whole, |ptr| _mm512_maskz_loadu_ps(mask, ptr));
+            let tail: u16 = (1 << (len - whole)) - 1;
+            step!(whole, tail, |ptr| _mm512_maskz_loadu_ps(tail, ptr));
         }
     }
     acc.map(|row| row.map(|sum| _mm512_reduce_add_ps(sum)))
@@ -288,7 +332,7 @@ unsafe fn weight_tile(
 unsafe fn weight_tile(
     _: *const f32,
     _: usize,
-    _: *const f32,
+    _: (*const f32, &[[u16; 2]]),
     _: usize,
 ) -> [[f32; 3]; TILE_CHANNELS] {
     unreachable!("flex::direct runs only where applies() found AVX-512")
@@ -300,7 +344,8 @@ unsafe fn weight_tile(
 ///
 /// The output gradient is packed like an input (module comment): shifted by `S + 1`, that
 /// layout has each output position's gradient at its position and zeros at the thrown-away
-/// ones (pad column, rows between images), so those add nothing. Each task takes
+/// ones (the rows between images), so those add nothing; the input's outer taps are read
+/// through the [`column_masks`]. Each task takes
 /// [`TILE_CHANNELS`] output channels: their gradient rows (8 × 54 KiB at 16 × 28²) stay in L2
 /// while every input channel's plane passes by three times (once per kernel row). The caller
 /// checks [`applies`] on the layer's shape.
@@ -323,6 +368,7 @@ pub(super) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Shape) -> Vec
             pack_input(input, layer, packed_x);
             pack_input(grad, &grad_shape, packed_dy);
             let (packed_x, packed_dy) = (&*packed_x, &*packed_dy);
+            let masks = column_masks(layer, positions.div_ceil(16));
             // The furthest reads (the micro-kernel reads raw pointers): the last gradient row's
             // positions, shifted by S + 1, end at element C_out·plane; the last input plane's
             // at the largest tap offset, 2·S + 2.
@@ -340,9 +386,11 @@ pub(super) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Shape) -> Vec
                             let x = &packed_x[c * plane + ky * s..];
                             // SAFETY: applies() checked AVX-512F; the assertion above keeps
                             // `positions` floats after each of the tile's gradient rows and
-                            // `positions + 2` after `x` inside the packed buffers.
-                            let sums =
-                                unsafe { weight_tile(dy.as_ptr(), plane, x.as_ptr(), positions) };
+                            // `positions + 2` after `x` inside the packed buffers; `masks` has
+                            // an entry per started vector of positions.
+                            let sums = unsafe {
+                                weight_tile(dy.as_ptr(), plane, (x.as_ptr(), &masks), positions)
+                            };
                             for (m, row) in sums.iter().enumerate() {
                                 let at = (m * ins + c) * 9 + ky * 3;
                                 dw_tile[at..at + 3].copy_from_slice(row);
@@ -386,6 +434,7 @@ pub(super) fn convolve(
         "flex::direct: buffers do not match the shape"
     );
     let block = (BLOCK_BYTES / (4 * shape.c_in * TILE_POSITIONS)).clamp(1, tiles);
+    let masks = column_masks(&shape, ldc / 16);
     let (h, w, image) = (shape.h, shape.w, shape.h * shape.w);
     let len = shape.batch * shape.c_out * image;
     let mut y = Vec::with_capacity(len);
@@ -408,13 +457,17 @@ pub(super) fn convolve(
                             for t in t0..(t0 + block).min(tiles) {
                                 // SAFETY: applies() checked AVX-512F; a_tile holds k_len rows of
                                 // TILE_CHANNELS weights; the packed input has TILE_POSITIONS
-                                // floats after every offset of tile t (packed_len); c_rows has
+                                // floats after every offset of tile t (packed_len), whose
+                                // offsets come in kx triples (K_BLOCK = 16·9); c_rows has
                                 // TILE_CHANNELS rows of ldc ≥ (t + 1)·TILE_POSITIONS, written by
                                 // the first k-block before the others add to them.
                                 unsafe {
                                     tile(
                                         a_tile.as_ptr().add(k0 * TILE_CHANNELS),
-                                        packed.as_ptr().add(t * TILE_POSITIONS),
+                                        (
+                                            packed.as_ptr().add(t * TILE_POSITIONS),
+                                            &masks[3 * t..3 * t + 3],
+                                        ),
                                         &offsets[k0..k1],
                                         c_rows.as_mut_ptr().add(t * TILE_POSITIONS),
                                         ldc,
@@ -426,7 +479,7 @@ pub(super) fn convolve(
                     }
                 }
             });
-        // Stacked rows back to NCHW, dropping the zero column and the rows between images.
+        // Stacked rows back to NCHW, dropping the rows between images.
         // Every element of the output is written here, so it is not zeroed first.
         let scratch = &*scratch;
         y.spare_capacity_mut()[..len]

@@ -1,4 +1,4 @@
-//! 3×3, stride-1, padding-1 convolutions the direct kernels do not take (maps below 11² —
+//! 3×3, stride-1, padding-1 convolutions the direct kernels do not take (maps below 10 rows —
 //! ResNet's layer3 and layer4 at 112² —, channels not in tiles of 8, no AVX-512) as nine
 //! products, one per kernel tap, each over only the output positions where that tap lands
 //! inside the image.
