@@ -118,24 +118,28 @@ pub fn run(python: &str, quick: bool, json_out: &Path, root: &Path) -> Result<()
         })
         .collect();
     let names: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
-    let reference = crate::bench_backbone::pytorch_reference(
-        python,
-        &root.join("benches/python/ops_reference.py"),
-        threads,
-        reps,
-        &names,
-        "torch==2.9.0",
-    )?;
-    // Device-major, as in `bench backbone` (libtorch's spinning OpenMP workers).
-    let timings = devices
-        .iter()
-        .map(|(_, d)| {
-            cases
-                .iter()
-                .map(|(_, layer, backward)| time_layer(layer, *backward, d, reps))
-                .collect::<Result<Vec<f64>>>()
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let rounds = if quick { 1 } else { 3 };
+    let (reference, timings) = crate::bench_backbone::best_over_rounds(rounds, || {
+        let reference = crate::bench_backbone::pytorch_reference(
+            python,
+            &root.join("benches/python/ops_reference.py"),
+            threads,
+            reps,
+            &names,
+            "torch==2.9.0",
+        )?;
+        // Device-major, as in `bench backbone` (libtorch's spinning OpenMP workers).
+        let timings = devices
+            .iter()
+            .map(|(_, d)| {
+                cases
+                    .iter()
+                    .map(|(_, layer, backward)| time_layer(layer, *backward, d, reps))
+                    .collect::<Result<Vec<f64>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((reference, timings))
+    })?;
     crate::bench_backbone::report(&names, &devices, &timings, &reference, threads, json_out)
 }
 
