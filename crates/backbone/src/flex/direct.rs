@@ -16,7 +16,7 @@
 //! `ky·S + kx`, and the micro-kernel reads it in place — except where the window reads the
 //! left or right padding: at column 0 the `kx = 0` tap's element is the row above's last, at
 //! column `W − 1` the `kx = 2` tap's the next row's first, so those taps are read with the
-//! lanes of those columns masked to zero ([`ColumnMasks`]). The price: the outputs on the
+//! lanes of those columns masked to zero ([`column_masks`]). The price: the outputs on the
 //! rows between images are computed and thrown away, `1/H` of the work (4% at 28², 7% at 14²,
 //! 14% at 7²), so [`applies`] keeps the smallest maps on other paths. (A zero column between
 //! rows instead of the masks threw away `(H+1)(W+1)/(H·W) − 1`: 7% at 28², 15% at 14².)
