@@ -345,10 +345,9 @@ unsafe fn weight_tile(
 /// The output gradient is packed like an input (module comment): shifted by `S + 1`, that
 /// layout has each output position's gradient at its position and zeros at the thrown-away
 /// ones (the rows between images), so those add nothing; the input's outer taps are read
-/// through the [`column_masks`]. Each task takes
-/// [`TILE_CHANNELS`] output channels: their gradient rows (8 × 54 KiB at 16 × 28²) stay in L2
-/// while every input channel's plane passes by three times (once per kernel row). The caller
-/// checks [`applies`] on the layer's shape.
+/// through the [`column_masks`]. Each task takes [`TILE_CHANNELS`] output channels: their
+/// gradient rows (8 × 50 KiB at 16 × 28²) stay in L2 while every input channel's plane passes
+/// by three times (once per kernel row). The caller checks [`applies`] on the layer's shape.
 pub(super) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Shape) -> Vec<f32> {
     assert!(
         applies(layer),
@@ -435,7 +434,7 @@ pub(super) fn convolve(
     );
     let block = (BLOCK_BYTES / (4 * shape.c_in * TILE_POSITIONS)).clamp(1, tiles);
     let masks = column_masks(&shape, ldc / 16);
-    let (h, w, image) = (shape.h, shape.w, shape.h * shape.w);
+    let (h, image) = (shape.h, shape.h * shape.w);
     let len = shape.batch * shape.c_out * image;
     let mut y = Vec::with_capacity(len);
     let lens = [shape.packed_len(), shape.c_out * k_len, shape.c_out * ldc];
@@ -487,11 +486,10 @@ pub(super) fn convolve(
             .enumerate()
             .for_each(|(plane_index, out)| {
                 let (b, c) = (plane_index / shape.c_out, plane_index % shape.c_out);
-                let rows = &scratch[c * ldc + b * (h + 1) * s..];
-                for (line, src) in out.chunks_mut(w).zip(rows.chunks(s)) {
-                    for (o, &v) in line.iter_mut().zip(&src[..w]) {
-                        o.write(v);
-                    }
+                // The image's rows are contiguous (stride W), its zero row after them.
+                let rows = &scratch[c * ldc + b * (h + 1) * s..][..image];
+                for (o, &v) in out.iter_mut().zip(rows) {
+                    o.write(v);
                 }
                 // SAFETY: every element of `out` was written just above.
                 let out = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
@@ -500,7 +498,7 @@ pub(super) fn convolve(
                 }
             });
     });
-    // SAFETY: the loop above wrote all `len` elements (`len` planes of `image`, each row by row).
+    // SAFETY: the loop above wrote all `len` elements (`len / image` planes of `image`).
     unsafe { y.set_len(len) };
     y
 }
