@@ -18,8 +18,9 @@
 //! column `W − 1` the `kx = 2` tap's the next row's first, so those taps are read with the
 //! lanes of those columns masked to zero ([`column_masks`]). The price: the outputs on the
 //! rows between images are computed and thrown away, `1/H` of the work (4% at 28², 7% at 14²,
-//! 14% at 7²), so [`applies`] keeps the smallest maps on other paths. (A zero column between
-//! rows instead of the masks threw away `(H+1)(W+1)/(H·W) − 1`: 7% at 28², 15% at 14².)
+//! 14% at 7²), so [`applies`] keeps the smallest maps on other paths. The weight gradient
+//! keeps a zero column between rows instead of the masks ([`Columns`]), which throws away
+//! `(H+1)(W+1)/(H·W) − 1` (7% at 28², 15% at 14²).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
@@ -59,31 +60,59 @@ pub(super) struct Shape {
     pub w: usize,
 }
 
+/// How the packed planes hold the padding columns (module comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Columns {
+    /// The rows as they are (stride `W`); the outer taps are read through [`column_masks`].
+    /// The forward and the input gradient.
+    Masked,
+    /// A zero column between rows (stride `W + 1`). The weight gradient: with the masks it
+    /// was no faster at 28² and 4% faster at 14², and this way its per-lane sums cover the
+    /// positions they always did, so training runs stay bit for bit what the results in
+    /// `docs/` were measured with (the forward and input gradient are unchanged by the masks:
+    /// the same sums of the same terms, a masked lane adding the zero the column held).
+    Zero,
+}
+
 impl Shape {
-    /// Row stride of the packed planes: the rows themselves, no padding column.
-    fn row_stride(&self) -> usize {
-        self.w
+    /// Row stride of the packed planes.
+    fn row_stride(&self, columns: Columns) -> usize {
+        match columns {
+            Columns::Masked => self.w,
+            Columns::Zero => self.w + 1,
+        }
     }
 
-    /// One zero (what the first position's `kx = 0` tap points at, masked), then the packed
-    /// rows: `H + 1` per image (its rows and the zero row below), one zero row on top.
-    fn plane(&self) -> usize {
-        1 + (self.batch * (self.h + 1) + 1) * self.row_stride()
+    /// Elements before the first packed row: one zero with [`Columns::Masked`] (what the first
+    /// position's `kx = 0` tap points at, masked), none with [`Columns::Zero`] (each row
+    /// starts with its zero).
+    fn lead(columns: Columns) -> usize {
+        match columns {
+            Columns::Masked => 1,
+            Columns::Zero => 0,
+        }
+    }
+
+    /// The lead, then the packed rows: `H + 1` per image (its rows and the zero row below),
+    /// one zero row on top.
+    fn plane(&self, columns: Columns) -> usize {
+        Self::lead(columns) + (self.batch * (self.h + 1) + 1) * self.row_stride(columns)
     }
 
     /// Output positions the kernel computes: every stacked row but the top one.
-    fn positions(&self) -> usize {
-        self.batch * (self.h + 1) * self.row_stride()
+    fn positions(&self, columns: Columns) -> usize {
+        self.batch * (self.h + 1) * self.row_stride(columns)
     }
 
     /// The packed input's length: the planes, then zeros that the last tile's reads may reach.
-    fn packed_len(&self) -> usize {
-        self.c_in * self.plane() + 2 * self.row_stride() + TILE_POSITIONS
+    fn packed_len(&self, columns: Columns) -> usize {
+        self.c_in * self.plane(columns) + 2 * self.row_stride(columns) + TILE_POSITIONS
     }
 
-    /// Row stride of the output scratch: the positions rounded up to whole tiles.
+    /// Row stride of the output scratch (forward and input gradient, [`Columns::Masked`]): the
+    /// positions rounded up to whole tiles.
     fn scratch_stride(&self) -> usize {
-        self.positions().div_ceil(TILE_POSITIONS) * TILE_POSITIONS
+        self.positions(Columns::Masked).div_ceil(TILE_POSITIONS) * TILE_POSITIONS
     }
 
     /// The shape of the product `kernel` computes for this layer: the layer itself for the
@@ -155,8 +184,13 @@ fn pack_weights(weights: &[f32], layer: &Shape, kernel: Kernel, packed: &mut [f3
 
 /// Writes `x` (`[batch, channels, H, W]`) into the stacked, zero-separated planes the kernel
 /// reads (module comment), every element of `packed` included.
-fn pack_input(x: &[f32], shape: &Shape, packed: &mut [f32]) {
-    let (s, plane, (h, w)) = (shape.row_stride(), shape.plane(), (shape.h, shape.w));
+fn pack_input(x: &[f32], shape: &Shape, columns: Columns, packed: &mut [f32]) {
+    let (s, plane, (h, w)) = (
+        shape.row_stride(columns),
+        shape.plane(columns),
+        (shape.h, shape.w),
+    );
+    let lead = Shape::lead(columns);
     let channels = shape.c_in;
     let (planes, tail) = packed.split_at_mut(channels * plane);
     tail.fill(0.0);
@@ -164,11 +198,19 @@ fn pack_input(x: &[f32], shape: &Shape, packed: &mut [f32]) {
         .par_chunks_mut(plane)
         .enumerate()
         .for_each(|(c, dst)| {
-            dst[..1 + s].fill(0.0);
+            dst[..lead + s].fill(0.0);
             for b in 0..shape.batch {
                 let image = &x[(b * channels + c) * h * w..][..h * w];
-                let rows = &mut dst[1 + (b * (h + 1) + 1) * s..][..(h + 1) * s];
-                rows[..h * w].copy_from_slice(image);
+                let rows = &mut dst[lead + (b * (h + 1) + 1) * s..][..(h + 1) * s];
+                match columns {
+                    Columns::Masked => rows[..h * w].copy_from_slice(image),
+                    Columns::Zero => {
+                        for (line, out) in image.chunks(w).zip(rows.chunks_mut(s)) {
+                            out[0] = 0.0;
+                            out[1..].copy_from_slice(line);
+                        }
+                    }
+                }
                 rows[h * s..].fill(0.0);
             }
         });
@@ -274,36 +316,30 @@ unsafe fn tile(
 
 /// One weight-gradient tile: for [`TILE_CHANNELS`] rows of the packed output gradient (`dy`,
 /// rows `ldy` apart) and three adjacent taps of one input row (`x`, `x + 1`, `x + 2`), the sums
-/// over positions `p < len` of `dy[m][p] · x[p + kx]`, as `[m][kx]`, with the `kx = 0` and
-/// `kx = 2` taps read through the positions' [`column_masks`], `masks`.
+/// over positions `p < len` of `dy[m][p] · x[p + kx]`, as `[m][kx]`.
 ///
 /// Positions run in the vector lanes, so each sum is sixteen running lane sums added at the
 /// end; the lanes of the last vector past `len` are masked off (not read).
 ///
 /// # Safety
-/// AVX-512F must be available; `dy + m·ldy` has `len` readable floats for every `m`, `x` has
-/// `len + 2`, and `masks` one entry per started vector of 16 positions.
+/// AVX-512F must be available; `dy + m·ldy` has `len` readable floats for every `m`, and `x`
+/// has `len + 2`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn weight_tile(
     dy: *const f32,
     ldy: usize,
-    (x, masks): (*const f32, &[[u16; 2]]),
+    x: *const f32,
     len: usize,
 ) -> [[f32; 3]; TILE_CHANNELS] {
     let mut acc: [[__m512; 3]; TILE_CHANNELS] = [[_mm512_setzero_ps(); 3]; TILE_CHANNELS];
     // One step: 16 positions, three shifted input vectors against each gradient row. `$load`
-    // is a plain load for whole vectors and a masked one for the tail (masked gradient loads
-    // on every step ran ~15% slower); the outer taps are always masked by their columns.
+    // is a plain load for whole vectors and a masked one for the tail (masked loads on every
+    // step ran ~15% slower).
     macro_rules! step {
-        ($p:expr, $tail:expr, $load:expr) => {{
-            let (p, tail): (usize, u16) = ($p, $tail);
-            let [left, right] = masks[p / 16];
-            let taps = [
-                _mm512_maskz_loadu_ps(left & tail, x.add(p)),
-                $load(x.add(p + 1)),
-                _mm512_maskz_loadu_ps(right & tail, x.add(p + 2)),
-            ];
+        ($p:expr, $load:expr) => {{
+            let p = $p;
+            let taps = [$load(x.add(p)), $load(x.add(p + 1)), $load(x.add(p + 2))];
             for (m, acc) in acc.iter_mut().enumerate() {
                 let g = $load(dy.add(m * ldy + p));
                 for (sum, &tap) in acc.iter_mut().zip(&taps) {
@@ -313,15 +349,15 @@ unsafe fn weight_tile(
         }};
     }
     let whole = len / 16 * 16;
-    // SAFETY: the caller guarantees len readable floats from every dy row and len + 2 from x,
-    // and a mask entry for every step; masked-off lanes are not read.
+    // SAFETY: the caller guarantees len readable floats from every dy row and len + 2 from x;
+    // the tail's masked-off lanes are not read.
     unsafe {
         for p in (0..whole).step_by(16) {
-            step!(p, u16::MAX, |ptr| _mm512_loadu_ps(ptr));
+            step!(p, |ptr| _mm512_loadu_ps(ptr));
         }
         if whole < len {
-            let tail: u16 = (1 << (len - whole)) - 1;
-            step!(whole, tail, |ptr| _mm512_maskz_loadu_ps(tail, ptr));
+            let mask: u16 = (1 << (len - whole)) - 1;
+            step!(whole, |ptr| _mm512_maskz_loadu_ps(mask, ptr));
         }
     }
     acc.map(|row| row.map(|sum| _mm512_reduce_add_ps(sum)))
@@ -332,7 +368,7 @@ unsafe fn weight_tile(
 unsafe fn weight_tile(
     _: *const f32,
     _: usize,
-    _: (*const f32, &[[u16; 2]]),
+    _: *const f32,
     _: usize,
 ) -> [[f32; 3]; TILE_CHANNELS] {
     unreachable!("flex::direct runs only where applies() found AVX-512")
@@ -344,17 +380,19 @@ unsafe fn weight_tile(
 ///
 /// The output gradient is packed like an input (module comment): shifted by `S + 1`, that
 /// layout has each output position's gradient at its position and zeros at the thrown-away
-/// ones (the rows between images), so those add nothing; the input's outer taps are read
-/// through the [`column_masks`]. Each task takes [`TILE_CHANNELS`] output channels: their
-/// gradient rows (8 × 50 KiB at 16 × 28²) stay in L2 while every input channel's plane passes
-/// by three times (once per kernel row). The caller checks [`applies`] on the layer's shape.
+/// ones (the zero column and the rows between images, [`Columns::Zero`]), so those add
+/// nothing. Each task takes [`TILE_CHANNELS`] output channels: their gradient rows (8 × 54 KiB
+/// at 16 × 28²) stay in L2 while every input channel's plane passes by three times (once per
+/// kernel row). The caller checks [`applies`] on the layer's shape.
 pub(super) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Shape) -> Vec<f32> {
     assert!(
         applies(layer),
         "direct 3×3 weight gradient called on a shape it does not take"
     );
     let grad_shape = layer.product(Kernel::InputGradient);
-    let (s, plane, positions) = (layer.row_stride(), layer.plane(), layer.positions());
+    let columns = Columns::Zero;
+    let (s, plane) = (layer.row_stride(columns), layer.plane(columns));
+    let positions = layer.positions(columns);
     let (ins, image) = (layer.c_in, layer.h * layer.w);
     assert!(
         input.len() == layer.batch * ins * image && grad.len() == layer.batch * layer.c_out * image,
@@ -362,12 +400,11 @@ pub(super) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Shape) -> Vec
     );
     let mut dw = vec![0.0f32; layer.c_out * ins * 9];
     with_work_buffers(
-        [layer.packed_len(), grad_shape.packed_len()],
+        [layer.packed_len(columns), grad_shape.packed_len(columns)],
         |[packed_x, packed_dy]| {
-            pack_input(input, layer, packed_x);
-            pack_input(grad, &grad_shape, packed_dy);
+            pack_input(input, layer, columns, packed_x);
+            pack_input(grad, &grad_shape, columns, packed_dy);
             let (packed_x, packed_dy) = (&*packed_x, &*packed_dy);
-            let masks = column_masks(layer, positions.div_ceil(16));
             // The furthest reads (the micro-kernel reads raw pointers): the last gradient row's
             // positions, shifted by S + 1, end at element C_out·plane; the last input plane's
             // at the largest tap offset, 2·S + 2.
@@ -385,11 +422,9 @@ pub(super) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Shape) -> Vec
                             let x = &packed_x[c * plane + ky * s..];
                             // SAFETY: applies() checked AVX-512F; the assertion above keeps
                             // `positions` floats after each of the tile's gradient rows and
-                            // `positions + 2` after `x` inside the packed buffers; `masks` has
-                            // an entry per started vector of positions.
-                            let sums = unsafe {
-                                weight_tile(dy.as_ptr(), plane, (x.as_ptr(), &masks), positions)
-                            };
+                            // `positions + 2` after `x` inside the packed buffers.
+                            let sums =
+                                unsafe { weight_tile(dy.as_ptr(), plane, x.as_ptr(), positions) };
                             for (m, row) in sums.iter().enumerate() {
                                 let at = (m * ins + c) * 9 + ky * 3;
                                 dw_tile[at..at + 3].copy_from_slice(row);
@@ -418,7 +453,9 @@ pub(super) fn convolve(
         applies(&shape),
         "direct 3×3 convolution called on a shape it does not take"
     );
-    let (s, plane, ldc) = (shape.row_stride(), shape.plane(), shape.scratch_stride());
+    let columns = Columns::Masked;
+    let (s, plane) = (shape.row_stride(columns), shape.plane(columns));
+    let ldc = shape.scratch_stride();
     let k_len = shape.c_in * 9;
     let offsets: Vec<usize> = (0..k_len)
         .map(|k| (k / 9) * plane + (k % 9 / 3) * s + k % 3)
@@ -427,7 +464,7 @@ pub(super) fn convolve(
     // The furthest read of the last tile stays inside the packed input (the micro-kernel reads
     // raw pointers).
     assert!(
-        offsets.last().map_or(0, |&o| o + ldc) <= shape.packed_len()
+        offsets.last().map_or(0, |&o| o + ldc) <= shape.packed_len(columns)
             && input.len() == shape.batch * shape.c_in * shape.h * shape.w
             && weights.len() == shape.c_in * shape.c_out * 9,
         "flex::direct: buffers do not match the shape"
@@ -437,9 +474,13 @@ pub(super) fn convolve(
     let (h, image) = (shape.h, shape.h * shape.w);
     let len = shape.batch * shape.c_out * image;
     let mut y = Vec::with_capacity(len);
-    let lens = [shape.packed_len(), shape.c_out * k_len, shape.c_out * ldc];
+    let lens = [
+        shape.packed_len(columns),
+        shape.c_out * k_len,
+        shape.c_out * ldc,
+    ];
     with_work_buffers(lens, |[packed, a, scratch]| {
-        pack_input(input, &shape, packed);
+        pack_input(input, &shape, columns, packed);
         pack_weights(weights, layer, kernel, a);
         let (packed, a) = (&*packed, &*a);
         let tiles_per_task = shape.c_out / TILE_CHANNELS / rayon::current_num_threads().max(1);
