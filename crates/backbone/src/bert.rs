@@ -7,7 +7,7 @@
 //! Module names follow Hugging Face's (`embeddings.word_embeddings`, `encoder.layer.i.attention.
 //! output.LayerNorm`, ...) except `attention.self`, a Rust keyword, which is `self_attn`; a
 //! `bert.` prefix (task-head checkpoints) is stripped and the pooler is ignored.
-//! Tokenisation is the `tokenizers` crate's WordPiece: lower-casing, [CLS] … [SEP], padding and
+//! Tokenisation is the `tokenizers` crate's WordPiece: lower-casing, `[CLS] … [SEP]`, padding and
 //! an attention mask.
 
 #![allow(non_snake_case)]
@@ -356,7 +356,7 @@ pub struct BertTokenizer {
 
 impl BertTokenizer {
     /// From a checkpoint directory: `tokenizer.json`, else `vocab.txt` (BERT uncased rules:
-    /// lower-casing, accent stripping, [CLS] … [SEP]).
+    /// lower-casing, accent stripping, `[CLS] … [SEP]`).
     pub fn from_dir(dir: &Path, max_len: usize) -> Result<Self, BackboneError> {
         let json = dir.join("tokenizer.json");
         let err = |path: &Path, e: String| BackboneError::Read {
@@ -410,8 +410,8 @@ impl BertTokenizer {
         Ok(tk)
     }
 
-    /// One caption's ids (with [CLS] … [SEP], truncated to `max_len` as [`Self::encode`] does)
-    /// and, per id, the index of the word it came from (`None` for [CLS] and [SEP]) — what
+    /// One caption's ids (with `[CLS] … [SEP]`, truncated to `max_len` as [`Self::encode`] does)
+    /// and, per id, the index of the word it came from (`None` for `[CLS]` and `[SEP]`) — what
     /// word-level augmentation needs to treat a word's pieces together.
     pub fn encode_words(
         &self,
