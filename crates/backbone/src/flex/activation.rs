@@ -149,18 +149,7 @@ pub fn try_relu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
     };
     let shape = x.dims().to_vec();
     let y = tensor(forward(elements(&xp), None), shape.clone());
-    let Some(guards) = guards else {
-        return Ok(Tensor::from_primitive::<Flex>(y));
-    };
-    let y = match ReluBackward
-        .prepare::<NoCheckpointing>(guards)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish((y.clone(), shape), y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    Ok(Tensor::from_primitive::<Ad>(y))
+    Ok(output(y, shape, guards, ReluBackward))
 }
 
 /// `relu(a + b)` for two tensors of one shape, by relata's kernel under the same conditions as
@@ -178,10 +167,25 @@ pub fn try_add_relu<const D: usize>(
     };
     let shape = a.dims().to_vec();
     let y = tensor(forward(elements(&ap), Some(elements(&bp))), shape.clone());
+    Ok(output(y, shape, guards, AddReluBackward))
+}
+
+/// The op's result `y` (of `shape`) as a tensor: plain without `guards`; under autodiff with
+/// `node` hanging from the inputs' guards, its state `y` and `shape` (what
+/// [`backward`] reads).
+fn output<const D: usize, const N: usize, B>(
+    y: FlexTensor,
+    shape: Vec<usize>,
+    guards: Option<[NodeGuard; N]>,
+    node: B,
+) -> Tensor<D>
+where
+    B: Backward<Flex, N, State = (FlexTensor, Vec<usize>)>,
+{
     let Some(guards) = guards else {
-        return Ok(Tensor::from_primitive::<Flex>(y));
+        return Tensor::from_primitive::<Flex>(y);
     };
-    let y = match AddReluBackward
+    let y = match node
         .prepare::<NoCheckpointing>(guards)
         .compute_bound()
         .stateful()
@@ -189,7 +193,7 @@ pub fn try_add_relu<const D: usize>(
         OpsKind::Tracked(prep) => prep.finish((y.clone(), shape), y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
-    Ok(Tensor::from_primitive::<Ad>(y))
+    Tensor::from_primitive::<Ad>(y)
 }
 
 #[cfg(test)]

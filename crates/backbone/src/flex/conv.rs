@@ -17,7 +17,8 @@
 //! crate flex uses). 3×3, stride-1, padding-1 layers take faster paths for all three products:
 //! on maps of 10 rows and up `flex::direct` (no patch matrix) where the machine has AVX-512,
 //! elsewhere one product per kernel tap over the positions where it reads inside the image
-//! (`flex::conv::taps`). Gradients that autodiff does not ask for (the input image's) are not computed. Only plain convolutions take this path — f32, groups 1, dilation 1, explicit
+//! (`flex::conv::taps`). Gradients that autodiff does not ask for (the input image's) are not
+//! computed. Only plain convolutions take this path — f32, groups 1, dilation 1, explicit
 //! padding, no bias (a bias is added outside, as a broadcast) — on a `flex` device without
 //! gradient checkpointing; [`try_conv2d`] hands everything else back to `conv2d`.
 //!
