@@ -32,6 +32,15 @@ pub enum DataCommand {
         /// synth-fine: image side in pixels.
         #[arg(long)]
         image_size: Option<u32>,
+        /// synth-captions: training scenes (default 1,000).
+        #[arg(long)]
+        train: Option<usize>,
+        /// synth-captions: dev scenes (default 100).
+        #[arg(long)]
+        dev: Option<usize>,
+        /// synth-captions: test scenes (default 100; `reproduce hrem` uses 1,000).
+        #[arg(long)]
+        test: Option<usize>,
     },
 }
 
@@ -47,7 +56,10 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             out,
             seed,
             image_size,
-        } => synth(&name, &out, seed, image_size),
+            train,
+            dev,
+            test,
+        } => synth(&name, &out, seed, image_size, [train, dev, test]),
     }
 }
 
@@ -63,8 +75,21 @@ fn ensure_empty(out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn synth(name: &str, out: &Path, seed: u64, image_size: Option<u32>) -> Result<()> {
+/// Writes an embedded dataset; `scenes` overrides synth-captions' train / dev / test sizes.
+fn synth(
+    name: &str,
+    out: &Path,
+    seed: u64,
+    image_size: Option<u32>,
+    scenes: [Option<usize>; 3],
+) -> Result<()> {
     ensure_empty(out)?;
+    if name != "synth-captions" && scenes.iter().any(Option::is_some) {
+        bail!("--train, --dev and --test are for synth-captions");
+    }
+    if name != "synth-fine" && image_size.is_some() {
+        bail!("--image-size is for synth-fine");
+    }
     match name {
         "synth-fine" => {
             let mut cfg = SynthFineConfig {
@@ -87,10 +112,18 @@ fn synth(name: &str, out: &Path, seed: u64, image_size: Option<u32>) -> Result<(
             );
         }
         "synth-captions" => {
+            let defaults = SynthCaptionsConfig::default();
+            let [train, dev, test] = scenes;
             let cfg = SynthCaptionsConfig {
                 seed,
-                ..Default::default()
+                train: train.unwrap_or(defaults.train),
+                dev: dev.unwrap_or(defaults.dev),
+                test: test.unwrap_or(defaults.test),
+                ..defaults
             };
+            if cfg.train == 0 || cfg.dev == 0 || cfg.test == 0 {
+                bail!("--train, --dev and --test must be at least 1 scene");
+            }
             let ds = cfg.write(out)?;
             eprintln!(
                 "wrote splits {} to {} in the SCAN precomp layout",

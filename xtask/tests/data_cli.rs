@@ -101,6 +101,32 @@ fn synth_exports_read_back_as_real_formats() {
     let v = inspect("precomp", &caps);
     assert_eq!(v["splits"]["test"], 100);
     assert_eq!(v["captions"]["test"], 500);
+
+    // Split sizes (the default HREM reproduction tests on 1,000 scenes).
+    let sized = tmp.path().join("sized");
+    let sized_arg = sized.display().to_string();
+    let (ok, _, err) = xtask(&[
+        "data",
+        "synth",
+        "synth-captions",
+        &sized_arg,
+        "--train",
+        "30",
+        "--dev",
+        "7",
+        "--test",
+        "1000",
+    ]);
+    assert!(ok, "{err}");
+    let v = inspect("precomp", &sized);
+    assert_eq!(v["splits"]["train"], 30);
+    assert_eq!(v["splits"]["dev"], 7);
+    assert_eq!(v["captions"]["test"], 5000);
+    let wrong = tmp.path().join("wrong").display().to_string();
+    let (ok, _, err) = xtask(&["data", "synth", "synth-fine", &wrong, "--test", "5"]);
+    assert!(!ok && err.contains("for synth-captions"), "{err}");
+    let (ok, _, err) = xtask(&["data", "synth", "synth-captions", &wrong, "--dev", "0"]);
+    assert!(!ok && err.contains("at least 1"), "{err}");
 }
 
 /// `cargo xtask fixtures` is deterministic and the committed fixtures are what it writes.
