@@ -25,7 +25,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
     __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
-    _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    _mm512_reduce_add_ps, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
 use rayon::prelude::*;
@@ -239,10 +239,39 @@ fn column_masks(shape: &Shape, vectors: usize) -> Vec<[u16; 2]> {
         .collect()
 }
 
+/// `asm!` with the micro-kernels' 24 accumulators `$acc[m][v]` pinned to `zmm8`–`zmm31`
+/// (in and out), `zmm0`–`zmm3` free for the loop's vectors, and no stack or memory writes.
+///
+/// Why assembly: written with intrinsics a micro-kernel's loop needs 27–28 of the 32 vector
+/// registers, and whether LLVM kept the accumulators in them depended on unrelated code
+/// elsewhere in the crate: one build of [`weight_tile`] kept 8 of them on the stack (126 stack
+/// references against 29) and ran ~70% slower, 5% of a ResNet-18 training step. The assembly
+/// runs the same fused multiply-adds in the same order as the intrinsics did, so the results
+/// are bit-identical.
+#[cfg(target_arch = "x86_64")]
+macro_rules! asm_with_accumulators {
+    ($acc:ident; $($template_and_operands:tt)*) => {
+        std::arch::asm!(
+            $($template_and_operands)*
+            out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
+            inout("zmm8") $acc[0][0], inout("zmm9") $acc[0][1], inout("zmm10") $acc[0][2],
+            inout("zmm11") $acc[1][0], inout("zmm12") $acc[1][1], inout("zmm13") $acc[1][2],
+            inout("zmm14") $acc[2][0], inout("zmm15") $acc[2][1], inout("zmm16") $acc[2][2],
+            inout("zmm17") $acc[3][0], inout("zmm18") $acc[3][1], inout("zmm19") $acc[3][2],
+            inout("zmm20") $acc[4][0], inout("zmm21") $acc[4][1], inout("zmm22") $acc[4][2],
+            inout("zmm23") $acc[5][0], inout("zmm24") $acc[5][1], inout("zmm25") $acc[5][2],
+            inout("zmm26") $acc[6][0], inout("zmm27") $acc[6][1], inout("zmm28") $acc[6][2],
+            inout("zmm29") $acc[7][0], inout("zmm30") $acc[7][1], inout("zmm31") $acc[7][2],
+            options(nostack, readonly),
+        )
+    };
+}
+
 /// One tile: `TILE_CHANNELS × TILE_POSITIONS` outputs, each the sum over `k` of
 /// `a[k][m] · b[offsets[k] + n]`, stored to `c` (rows `ldc` apart), or added to it when
 /// `accumulate`. The offsets come in `(kx = 0, 1, 2)` triples; the first and last of each
-/// are read through the tile's three vectors' [`column_masks`], `masks`.
+/// are read through the tile's three vectors' [`column_masks`], `masks`. The loop is inline
+/// assembly ([`asm_with_accumulators`]).
 ///
 /// # Safety
 /// AVX-512F must be available; `a` holds `offsets.len() · TILE_CHANNELS` floats; every
@@ -258,29 +287,87 @@ unsafe fn tile(
     ldc: usize,
     accumulate: bool,
 ) {
+    const _: () = assert!(TILE_CHANNELS == 8, "the assembly below has 8 weight rows");
     let mut acc: [[__m512; 3]; TILE_CHANNELS] = [[_mm512_setzero_ps(); 3]; TILE_CHANNELS];
-    let mut a = a;
-    // One row of the patch matrix: three vectors of positions against TILE_CHANNELS weights.
-    macro_rules! step {
-        ($offset:expr, $load:expr) => {{
-            let row = b.add($offset);
-            let vectors = [$load(row, 0), $load(row.add(16), 1), $load(row.add(32), 2)];
-            for (m, acc) in acc.iter_mut().enumerate() {
-                let weight = _mm512_set1_ps(*a.add(m));
-                for (sum, &v) in acc.iter_mut().zip(&vectors) {
-                    *sum = _mm512_fmadd_ps(weight, v, *sum);
-                }
-            }
-            a = a.add(TILE_CHANNELS);
-        }};
-    }
-    for taps in offsets.chunks_exact(3) {
-        // SAFETY: the caller guarantees TILE_POSITIONS readable floats at b + offset and
-        // TILE_CHANNELS at a for every k; masked-off lanes are not read.
+    let triples = offsets.len() / 3;
+    if triples > 0 {
+        let [left, right]: [[u16; 3]; 2] =
+            std::array::from_fn(|side| std::array::from_fn(|v| masks[v][side]));
+        // One row of the patch matrix: its three vectors of positions (zmm0–zmm2, loaded at
+        // b + offset, masked for the kx = 0 and kx = 2 rows) against the TILE_CHANNELS weights
+        // at a, each broadcast to zmm3.
+        macro_rules! weight_rows {
+            () => {
+                concat!(
+                    "vbroadcastss zmm3, dword ptr [{a}]\n",
+                    "vfmadd231ps zmm8, zmm3, zmm0\n",
+                    "vfmadd231ps zmm9, zmm3, zmm1\n",
+                    "vfmadd231ps zmm10, zmm3, zmm2\n",
+                    "vbroadcastss zmm3, dword ptr [{a} + 4]\n",
+                    "vfmadd231ps zmm11, zmm3, zmm0\n",
+                    "vfmadd231ps zmm12, zmm3, zmm1\n",
+                    "vfmadd231ps zmm13, zmm3, zmm2\n",
+                    "vbroadcastss zmm3, dword ptr [{a} + 8]\n",
+                    "vfmadd231ps zmm14, zmm3, zmm0\n",
+                    "vfmadd231ps zmm15, zmm3, zmm1\n",
+                    "vfmadd231ps zmm16, zmm3, zmm2\n",
+                    "vbroadcastss zmm3, dword ptr [{a} + 12]\n",
+                    "vfmadd231ps zmm17, zmm3, zmm0\n",
+                    "vfmadd231ps zmm18, zmm3, zmm1\n",
+                    "vfmadd231ps zmm19, zmm3, zmm2\n",
+                    "vbroadcastss zmm3, dword ptr [{a} + 16]\n",
+                    "vfmadd231ps zmm20, zmm3, zmm0\n",
+                    "vfmadd231ps zmm21, zmm3, zmm1\n",
+                    "vfmadd231ps zmm22, zmm3, zmm2\n",
+                    "vbroadcastss zmm3, dword ptr [{a} + 20]\n",
+                    "vfmadd231ps zmm23, zmm3, zmm0\n",
+                    "vfmadd231ps zmm24, zmm3, zmm1\n",
+                    "vfmadd231ps zmm25, zmm3, zmm2\n",
+                    "vbroadcastss zmm3, dword ptr [{a} + 24]\n",
+                    "vfmadd231ps zmm26, zmm3, zmm0\n",
+                    "vfmadd231ps zmm27, zmm3, zmm1\n",
+                    "vfmadd231ps zmm28, zmm3, zmm2\n",
+                    "vbroadcastss zmm3, dword ptr [{a} + 28]\n",
+                    "vfmadd231ps zmm29, zmm3, zmm0\n",
+                    "vfmadd231ps zmm30, zmm3, zmm1\n",
+                    "vfmadd231ps zmm31, zmm3, zmm2\n",
+                    "add {a}, 32\n",
+                )
+            };
+        }
+        // SAFETY: the caller guarantees TILE_POSITIONS readable floats at b + offset for every
+        // offset and TILE_CHANNELS at a for every row; masked-off lanes are not read; the loop
+        // writes no memory.
         unsafe {
-            step!(taps[0], |p, v: usize| _mm512_maskz_loadu_ps(masks[v][0], p));
-            step!(taps[1], |p, _| _mm512_loadu_ps(p));
-            step!(taps[2], |p, v: usize| _mm512_maskz_loadu_ps(masks[v][1], p));
+            asm_with_accumulators!(
+                acc;
+                "2:",
+                "mov {off}, qword ptr [{offsets}]",
+                "vmovups zmm0 {{{l0}}} {{z}}, zmmword ptr [{b} + 4*{off}]",
+                "vmovups zmm1 {{{l1}}} {{z}}, zmmword ptr [{b} + 4*{off} + 64]",
+                "vmovups zmm2 {{{l2}}} {{z}}, zmmword ptr [{b} + 4*{off} + 128]",
+                weight_rows!(),
+                "mov {off}, qword ptr [{offsets} + 8]",
+                "vmovups zmm0, zmmword ptr [{b} + 4*{off}]",
+                "vmovups zmm1, zmmword ptr [{b} + 4*{off} + 64]",
+                "vmovups zmm2, zmmword ptr [{b} + 4*{off} + 128]",
+                weight_rows!(),
+                "mov {off}, qword ptr [{offsets} + 16]",
+                "vmovups zmm0 {{{r0}}} {{z}}, zmmword ptr [{b} + 4*{off}]",
+                "vmovups zmm1 {{{r1}}} {{z}}, zmmword ptr [{b} + 4*{off} + 64]",
+                "vmovups zmm2 {{{r2}}} {{z}}, zmmword ptr [{b} + 4*{off} + 128]",
+                weight_rows!(),
+                "add {offsets}, 24",
+                "dec {n}",
+                "jnz 2b",
+                a = inout(reg) a => _,
+                b = in(reg) b,
+                offsets = inout(reg) offsets.as_ptr() => _,
+                off = out(reg) _,
+                n = inout(reg) triples => _,
+                l0 = in(kreg) left[0], l1 = in(kreg) left[1], l2 = in(kreg) left[2],
+                r0 = in(kreg) right[0], r1 = in(kreg) right[1], r2 = in(kreg) right[2],
+            );
         }
     }
     for (m, acc) in acc.iter().enumerate() {
@@ -321,12 +408,8 @@ unsafe fn tile(
 /// Positions run in the vector lanes, so each sum is sixteen running lane sums added at the
 /// end; the lanes of the last vector past `len` are masked off (not read).
 ///
-/// The whole vectors run in inline assembly with the 24 accumulators pinned to `zmm8`–`zmm31`.
-/// Why: written with intrinsics the loop needs 28 of the 32 vector registers, and whether LLVM
-/// kept the accumulators in them depended on unrelated code elsewhere in the crate: one build
-/// kept 8 of them on the stack (126 stack references against 29) and this kernel ran ~70%
-/// slower, 5% of a ResNet-18 training step. The sums are the same fused multiply-adds in the
-/// same order as the intrinsics' version computed.
+/// The whole vectors run in inline assembly ([`asm_with_accumulators`]), the partial last one
+/// in intrinsics.
 ///
 /// # Safety
 /// AVX-512F must be available; `dy + m·ldy` has `len` readable floats for every `m`, and `x`
@@ -348,7 +431,8 @@ unsafe fn weight_tile(
         // x; the loop reads 16 · vectors ≤ len floats from each row (rows 4–7 through dy4 =
         // dy + 4 rows) and 16 · vectors + 2 from x, and writes no memory.
         unsafe {
-            std::arch::asm!(
+            asm_with_accumulators!(
+                acc;
                 "2:",
                 "vmovups zmm0, zmmword ptr [{x}]",
                 "vmovups zmm1, zmmword ptr [{x} + 4]",
@@ -396,16 +480,6 @@ unsafe fn weight_tile(
                 row = in(reg) row,
                 row3 = in(reg) 3 * row,
                 n = inout(reg) vectors => _,
-                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
-                inout("zmm8") acc[0][0], inout("zmm9") acc[0][1], inout("zmm10") acc[0][2],
-                inout("zmm11") acc[1][0], inout("zmm12") acc[1][1], inout("zmm13") acc[1][2],
-                inout("zmm14") acc[2][0], inout("zmm15") acc[2][1], inout("zmm16") acc[2][2],
-                inout("zmm17") acc[3][0], inout("zmm18") acc[3][1], inout("zmm19") acc[3][2],
-                inout("zmm20") acc[4][0], inout("zmm21") acc[4][1], inout("zmm22") acc[4][2],
-                inout("zmm23") acc[5][0], inout("zmm24") acc[5][1], inout("zmm25") acc[5][2],
-                inout("zmm26") acc[6][0], inout("zmm27") acc[6][1], inout("zmm28") acc[6][2],
-                inout("zmm29") acc[7][0], inout("zmm30") acc[7][1], inout("zmm31") acc[7][2],
-                options(nostack, readonly),
             );
         }
     }
