@@ -26,6 +26,8 @@
 //! to each output row right after its GEMM ([`ChannelAffine`]): a following batch norm with
 //! running statistics, folded in by `resnet::conv_bn_forward`.
 
+use std::borrow::Cow;
+
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -33,6 +35,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
+
 use rayon::prelude::*;
 
 use super::direct::{self, Kernel};
@@ -568,15 +571,11 @@ fn backward(
                 None,
             )),
             None => per_tap.then(|| {
-                let laid_out;
-                let by_tap = match by_tap {
-                    Some(by_tap) => by_tap,
-                    None => {
-                        laid_out = taps::weights_by_tap(ws, d.c_in);
-                        &laid_out
-                    }
-                };
-                taps::convolve(gs, by_tap, d, taps::Direction::InputGradient, None)
+                let by_tap = by_tap.map_or_else(
+                    || Cow::Owned(taps::weights_by_tap(ws, d.c_in)),
+                    Cow::Borrowed,
+                );
+                taps::convolve(gs, &by_tap, d, taps::Direction::InputGradient, None)
             }),
         },
     );
