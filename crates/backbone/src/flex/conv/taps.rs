@@ -108,6 +108,10 @@ fn gather(
 /// at layer4 against 0.75 ms reading in order and scattering the writes.
 pub(super) fn weights_by_tap(ws: &[f32], c_in: usize) -> Vec<f32> {
     let len = ws.len();
+    assert!(
+        c_in > 0 && len.is_multiple_of(9 * c_in),
+        "flex::conv::taps: weights of {len} floats are not [C_out, {c_in}, 3, 3]"
+    );
     let mut by_tap = Vec::with_capacity(len);
     by_tap.spare_capacity_mut()[..len]
         .par_chunks_mut(9 * c_in)
