@@ -127,6 +127,19 @@ fn synth_exports_read_back_as_real_formats() {
     assert!(!ok && err.contains("for synth-captions"), "{err}");
     let (ok, _, err) = xtask(&["data", "synth", "synth-captions", &wrong, "--dev", "0"]);
     assert!(!ok && err.contains("at least 1"), "{err}");
+    let args = [
+        "data",
+        "synth",
+        "synth-captions",
+        &wrong,
+        "--image-size",
+        "16",
+    ];
+    let (ok, _, err) = xtask(&args);
+    assert!(
+        !ok && err.contains("--image-size is for synth-fine"),
+        "{err}"
+    );
 }
 
 /// `cargo xtask fixtures` is deterministic and the committed fixtures are what it writes.

@@ -35,7 +35,6 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
-
 use rayon::prelude::*;
 
 use super::direct::{self, Kernel};
