@@ -952,36 +952,40 @@ mod tests {
         use burn::tensor::Distribution;
         let device = burn::tensor::Device::flex();
         let normal = Distribution::Normal(0.0, 1.0);
-        for (k, stride, bias, relu) in [
-            (3, 1, false, true),
-            (3, 2, true, false),
-            (1, 1, false, false),
-            (1, 2, true, true),
-            (7, 2, false, true),
+        // The last two take the direct and the batch-lane 3×3 kernels (with AVX-512), which
+        // apply the folded batch norm to each output plane themselves.
+        for (k, stride, bias, relu, [n, c_in, h, w], c_out) in [
+            (3, 1, false, true, [2, 3, 9, 8], 5),
+            (3, 2, true, false, [2, 3, 9, 8], 5),
+            (1, 1, false, false, [2, 3, 9, 8], 5),
+            (1, 2, true, true, [2, 3, 9, 8], 5),
+            (7, 2, false, true, [2, 3, 9, 8], 5),
+            (3, 1, true, true, [2, 8, 12, 12], 8),
+            (3, 1, false, true, [16, 8, 4, 4], 8),
         ] {
-            let conv = Conv2dConfig::new([3, 5], [k, k])
+            let conv = Conv2dConfig::new([c_in, c_out], [k, k])
                 .with_stride([stride, stride])
                 .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
                 .with_bias(bias)
                 .init(&device);
             let ramp = |a: f32, b: f32| {
-                let values: Vec<f32> = (0..5).map(|i| a + b * i as f32).collect();
-                Tensor::<1>::from_data(burn::tensor::TensorData::new(values, [5]), &device)
+                let values: Vec<f32> = (0..c_out).map(|i| a + b * i as f32).collect();
+                Tensor::<1>::from_data(burn::tensor::TensorData::new(values, [c_out]), &device)
             };
             let bn = BatchNorm {
                 gamma: burn::module::Param::from_tensor(ramp(0.5, 0.3)),
                 beta: burn::module::Param::from_tensor(ramp(-0.2, 0.1)),
-                ..BatchNormConfig::new(5).init(&device)
+                ..BatchNormConfig::new(c_out).init(&device)
             };
             bn.running_mean.update(ramp(0.3, -0.1));
             bn.running_var.update(ramp(0.7, 0.4));
-            let mut values = Tensor::<4>::random([2, 3, 9, 8], normal, &device)
+            let mut values = Tensor::<4>::random([n, c_in, h, w], normal, &device)
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
             values[17] = f32::NAN;
             let x = Tensor::<4>::from_data(
-                burn::tensor::TensorData::new(values, [2, 3, 9, 8]),
+                burn::tensor::TensorData::new(values, [n, c_in, h, w]),
                 &device,
             );
             assert!(fused_conv_bn(&conv, &bn, x.clone(), relu).is_ok());

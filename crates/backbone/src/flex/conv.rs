@@ -15,7 +15,8 @@
 //!
 //! with the images spread over rayon's threads and each GEMM single-threaded (the same `gemm`
 //! crate flex uses). 3×3, stride-1, padding-1 layers take faster paths for all three products:
-//! on maps of 10 rows and up `flex::direct` (no patch matrix) where the machine has AVX-512,
+//! where the machine has AVX-512, on maps of 10 rows and up `flex::direct` (no patch matrix)
+//! and below them `flex::direct::lanes` (the batch in the vector lanes, the padding skipped);
 //! elsewhere one product per kernel tap over the positions where it reads inside the image
 //! (`flex::conv::taps`). Gradients that autodiff does not ask for (the input image's) are not
 //! computed. Only plain convolutions take this path — f32, groups 1, dilation 1, explicit
@@ -382,17 +383,30 @@ unsafe fn matmul_raw(
 /// the input gradient, with the layer's input channels as the product's outputs; the weight
 /// gradient's product has the forward's shape).
 fn direct_shape(d: &Dims, kernel: Kernel, fast_paths: bool) -> Option<direct::Shape> {
-    if !tap_products(d, fast_paths) {
+    let shape = tap_products(d, fast_paths).then(|| kernel_shape(d))?;
+    direct::applies(&shape.product(kernel)).then_some(shape)
+}
+
+/// The batch-lane kernel's shape for this convolution when it takes it (and `fast_paths`): a
+/// 3×3 layer at stride 1 with padding 1 that [`direct`] does not take, on a machine and batch
+/// [`direct::lanes::applies`] accepts (for the input gradient, with the channels swapped).
+fn lanes_shape(d: &Dims, kernel: Kernel, fast_paths: bool) -> Option<direct::Shape> {
+    if direct_shape(d, kernel, fast_paths).is_some() {
         return None;
     }
-    let shape = direct::Shape {
+    let shape = tap_products(d, fast_paths).then(|| kernel_shape(d))?;
+    direct::lanes::applies(&shape.product(kernel)).then_some(shape)
+}
+
+/// The layer's sizes as the direct kernels take them.
+fn kernel_shape(d: &Dims) -> direct::Shape {
+    direct::Shape {
         batch: d.batch,
         c_in: d.c_in,
         c_out: d.c_out,
         h: d.h,
         w: d.w,
-    };
-    direct::applies(&shape.product(kernel)).then_some(shape)
+    }
 }
 
 /// Is this a 3×3 layer at stride 1 with padding 1 (and `fast_paths`)? Those take [`direct`]
@@ -482,6 +496,10 @@ fn forward(
         let y = direct::convolve(xs, ws, &shape, Kernel::Forward, epilogue);
         return (tensor(y, out_shape), None);
     }
+    if let Some(shape) = lanes_shape(d, Kernel::Forward, fast_paths) {
+        let y = direct::lanes::convolve(xs, ws, &shape, Kernel::Forward, epilogue);
+        return (tensor(y, out_shape), None);
+    }
     if tap_products(d, fast_paths) {
         let by_tap = taps::weights_by_tap(ws, d.c_in);
         let y = taps::convolve(xs, &by_tap, d, taps::Direction::Forward, epilogue);
@@ -569,6 +587,9 @@ fn backward(
                 Kernel::InputGradient,
                 None,
             )),
+            None if lanes_shape(d, Kernel::InputGradient, fast_paths).is_some() => Some(
+                direct::lanes::convolve(gs, ws, &kernel_shape(d), Kernel::InputGradient, None),
+            ),
             None => per_tap.then(|| {
                 let by_tap = by_tap.map_or_else(
                     || Cow::Owned(taps::weights_by_tap(ws, d.c_in)),
@@ -580,6 +601,9 @@ fn backward(
     );
     let fast_dw = want_w.then(|| match direct_shape(d, Kernel::Forward, fast_paths) {
         Some(shape) => Some(direct::weight_gradient(xs, gs, &shape)),
+        None if per_tap && direct::lanes::weight_gradient_applies(&kernel_shape(d)) => {
+            Some(direct::lanes::weight_gradient(xs, gs, &kernel_shape(d)))
+        }
         None => per_tap.then(|| taps::weight_gradient(xs, gs, d)),
     });
     let (fast_dx, fast_dw) = (fast_dx.flatten(), fast_dw.flatten());
@@ -891,6 +915,17 @@ mod tests {
             ([2, 8, 12, 13], 16, 3, 1, [1; 4]),
             ([3, 5, 11, 20], 8, 3, 1, [1; 4]),
             ([1, 16, 30, 11], 24, 3, 1, [1; 4]),
+            // 3×3, stride 1, padding 1 below 10 rows: with AVX-512, the batch-lane kernels
+            // (direct::lanes) for whole blocks of 16 images — forward with C_out a multiple of
+            // 8, input gradient with C_in a multiple of 8 — and the weight gradient for any
+            // batch with C_out a multiple of 8 and C_in of 16; the per-tap products otherwise.
+            // Two blocks, a map that is not square, a partial last tile (35 = 11·3 + 2), a map
+            // of one pixel (eight taps read only padding), other batches.
+            ([16, 16, 4, 4], 8, 3, 1, [1; 4]),
+            ([32, 16, 7, 5], 24, 3, 1, [1; 4]),
+            ([16, 8, 2, 3], 16, 3, 1, [1; 4]),
+            ([16, 16, 1, 1], 8, 3, 1, [1; 4]),
+            ([3, 16, 4, 4], 8, 3, 1, [1; 4]),
         ] {
             let g = WindowGeometry {
                 kernel: [k, k],
@@ -912,7 +947,8 @@ mod tests {
             for fast_paths in [false, true] {
                 let (y, by_tap) = forward(&xt, &wt, &d, None, fast_paths);
                 let per_tap = tap_products(&d, fast_paths)
-                    && direct_shape(&d, Kernel::Forward, fast_paths).is_none();
+                    && direct_shape(&d, Kernel::Forward, fast_paths).is_none()
+                    && lanes_shape(&d, Kernel::Forward, fast_paths).is_none();
                 assert_eq!(by_tap.is_some(), per_tap);
                 let layer = (&xt, &wt, by_tap.as_deref());
                 let (dx, dw) = backward(layer, &gt, &d, [true, true], fast_paths);
@@ -981,7 +1017,7 @@ mod tests {
             ([2, 8, 12, 13], 16, true, true),
             ([3, 5, 11, 20], 8, true, false),
             ([16, 64, 28, 28], 64, true, true),
-            // 7² maps: 14% of the work thrown away (the rows between images), per-tap products.
+            // 7² maps: 14% of the work thrown away (the rows between images): batch lanes.
             ([16, 256, 7, 7], 256, false, false),
             // Output channels not a multiple of 8.
             ([2, 8, 12, 12], 12, false, true),
@@ -996,6 +1032,29 @@ mod tests {
                 "{x:?} → {c_out}"
             );
             assert!(direct_shape(&d, Kernel::Forward, false).is_none());
+        }
+        // Below 10 rows: the batch-lane kernels for whole blocks of 16 images, the per-tap
+        // products for other batches (and off AVX-512).
+        for (x, c_out, forward, input_gradient, weight_gradient) in [
+            ([16, 256, 7, 7], 256, true, true, true),
+            ([32, 512, 4, 4], 512, true, true, true),
+            ([16, 8, 4, 4], 12, false, true, false),
+            ([8, 256, 7, 7], 256, false, false, true),
+        ] {
+            let d = Dims::new(x, [c_out, x[1], 3, 3], g).unwrap();
+            let lanes = |kernel| lanes_shape(&d, kernel, true).is_some();
+            assert_eq!(lanes(Kernel::Forward), forward && avx512, "{x:?} → {c_out}");
+            assert_eq!(
+                lanes(Kernel::InputGradient),
+                input_gradient && avx512,
+                "{x:?} → {c_out}"
+            );
+            assert_eq!(
+                direct::lanes::weight_gradient_applies(&kernel_shape(&d)),
+                weight_gradient && avx512,
+                "{x:?} → {c_out}"
+            );
+            assert!(lanes_shape(&d, Kernel::Forward, false).is_none());
         }
         let stride_2 = WindowGeometry {
             stride: [2, 2],

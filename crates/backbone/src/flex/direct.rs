@@ -33,6 +33,8 @@ use rayon::prelude::*;
 use super::conv::ChannelAffine;
 use super::with_work_buffers;
 
+pub(super) mod lanes;
+
 /// Output channels per micro-kernel tile (broadcast weights).
 const TILE_CHANNELS: usize = 8;
 /// Output positions per micro-kernel tile: three 16-lane vectors.
@@ -267,6 +269,51 @@ macro_rules! asm_with_accumulators {
     };
 }
 
+/// One row of the patch matrix in a micro-kernel's loop: its three vectors of positions
+/// (`zmm0`–`zmm2`, loaded by the caller) against the [`TILE_CHANNELS`] weights at `{a}`, each
+/// broadcast to `zmm3`, into the accumulators of [`asm_with_accumulators`]; then `{a}` moves on
+/// to the next row's weights.
+#[cfg(target_arch = "x86_64")]
+macro_rules! weight_rows {
+    () => {
+        concat!(
+            "vbroadcastss zmm3, dword ptr [{a}]\n",
+            "vfmadd231ps zmm8, zmm3, zmm0\n",
+            "vfmadd231ps zmm9, zmm3, zmm1\n",
+            "vfmadd231ps zmm10, zmm3, zmm2\n",
+            "vbroadcastss zmm3, dword ptr [{a} + 4]\n",
+            "vfmadd231ps zmm11, zmm3, zmm0\n",
+            "vfmadd231ps zmm12, zmm3, zmm1\n",
+            "vfmadd231ps zmm13, zmm3, zmm2\n",
+            "vbroadcastss zmm3, dword ptr [{a} + 8]\n",
+            "vfmadd231ps zmm14, zmm3, zmm0\n",
+            "vfmadd231ps zmm15, zmm3, zmm1\n",
+            "vfmadd231ps zmm16, zmm3, zmm2\n",
+            "vbroadcastss zmm3, dword ptr [{a} + 12]\n",
+            "vfmadd231ps zmm17, zmm3, zmm0\n",
+            "vfmadd231ps zmm18, zmm3, zmm1\n",
+            "vfmadd231ps zmm19, zmm3, zmm2\n",
+            "vbroadcastss zmm3, dword ptr [{a} + 16]\n",
+            "vfmadd231ps zmm20, zmm3, zmm0\n",
+            "vfmadd231ps zmm21, zmm3, zmm1\n",
+            "vfmadd231ps zmm22, zmm3, zmm2\n",
+            "vbroadcastss zmm3, dword ptr [{a} + 20]\n",
+            "vfmadd231ps zmm23, zmm3, zmm0\n",
+            "vfmadd231ps zmm24, zmm3, zmm1\n",
+            "vfmadd231ps zmm25, zmm3, zmm2\n",
+            "vbroadcastss zmm3, dword ptr [{a} + 24]\n",
+            "vfmadd231ps zmm26, zmm3, zmm0\n",
+            "vfmadd231ps zmm27, zmm3, zmm1\n",
+            "vfmadd231ps zmm28, zmm3, zmm2\n",
+            "vbroadcastss zmm3, dword ptr [{a} + 28]\n",
+            "vfmadd231ps zmm29, zmm3, zmm0\n",
+            "vfmadd231ps zmm30, zmm3, zmm1\n",
+            "vfmadd231ps zmm31, zmm3, zmm2\n",
+            "add {a}, 32\n",
+        )
+    };
+}
+
 /// One tile: `TILE_CHANNELS × TILE_POSITIONS` outputs, each the sum over `k` of
 /// `a[k][m] · b[offsets[k] + n]`, stored to `c` (rows `ldc` apart), or added to it when
 /// `accumulate`. The offsets come in `(kx = 0, 1, 2)` triples; the first and last of each
@@ -293,48 +340,6 @@ unsafe fn tile(
     if triples > 0 {
         let [left, right]: [[u16; 3]; 2] =
             std::array::from_fn(|side| std::array::from_fn(|v| masks[v][side]));
-        // One row of the patch matrix: its three vectors of positions (zmm0–zmm2, loaded at
-        // b + offset, masked for the kx = 0 and kx = 2 rows) against the TILE_CHANNELS weights
-        // at a, each broadcast to zmm3.
-        macro_rules! weight_rows {
-            () => {
-                concat!(
-                    "vbroadcastss zmm3, dword ptr [{a}]\n",
-                    "vfmadd231ps zmm8, zmm3, zmm0\n",
-                    "vfmadd231ps zmm9, zmm3, zmm1\n",
-                    "vfmadd231ps zmm10, zmm3, zmm2\n",
-                    "vbroadcastss zmm3, dword ptr [{a} + 4]\n",
-                    "vfmadd231ps zmm11, zmm3, zmm0\n",
-                    "vfmadd231ps zmm12, zmm3, zmm1\n",
-                    "vfmadd231ps zmm13, zmm3, zmm2\n",
-                    "vbroadcastss zmm3, dword ptr [{a} + 8]\n",
-                    "vfmadd231ps zmm14, zmm3, zmm0\n",
-                    "vfmadd231ps zmm15, zmm3, zmm1\n",
-                    "vfmadd231ps zmm16, zmm3, zmm2\n",
-                    "vbroadcastss zmm3, dword ptr [{a} + 12]\n",
-                    "vfmadd231ps zmm17, zmm3, zmm0\n",
-                    "vfmadd231ps zmm18, zmm3, zmm1\n",
-                    "vfmadd231ps zmm19, zmm3, zmm2\n",
-                    "vbroadcastss zmm3, dword ptr [{a} + 16]\n",
-                    "vfmadd231ps zmm20, zmm3, zmm0\n",
-                    "vfmadd231ps zmm21, zmm3, zmm1\n",
-                    "vfmadd231ps zmm22, zmm3, zmm2\n",
-                    "vbroadcastss zmm3, dword ptr [{a} + 20]\n",
-                    "vfmadd231ps zmm23, zmm3, zmm0\n",
-                    "vfmadd231ps zmm24, zmm3, zmm1\n",
-                    "vfmadd231ps zmm25, zmm3, zmm2\n",
-                    "vbroadcastss zmm3, dword ptr [{a} + 24]\n",
-                    "vfmadd231ps zmm26, zmm3, zmm0\n",
-                    "vfmadd231ps zmm27, zmm3, zmm1\n",
-                    "vfmadd231ps zmm28, zmm3, zmm2\n",
-                    "vbroadcastss zmm3, dword ptr [{a} + 28]\n",
-                    "vfmadd231ps zmm29, zmm3, zmm0\n",
-                    "vfmadd231ps zmm30, zmm3, zmm1\n",
-                    "vfmadd231ps zmm31, zmm3, zmm2\n",
-                    "add {a}, 32\n",
-                )
-            };
-        }
         // SAFETY: the caller guarantees TILE_POSITIONS readable floats at b + offset for every
         // offset and TILE_CHANNELS at a for every row; masked-off lanes are not read; the loop
         // writes no memory.
@@ -370,12 +375,32 @@ unsafe fn tile(
             );
         }
     }
+    // SAFETY: the caller guarantees the tile's rows are writable (and initialised when
+    // accumulating).
+    unsafe { store_tile(&acc, c, ldc, accumulate, 3) };
+}
+
+/// Stores (or, when `accumulate`, adds) the first `vectors` of each accumulator row's three
+/// vectors to row `m` of `c` (rows `ldc` apart).
+///
+/// # Safety
+/// AVX-512F must be available; `c` has `TILE_CHANNELS` rows of `16 · vectors` writable floats,
+/// `ldc` apart, initialised when `accumulate`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_tile(
+    acc: &[[__m512; 3]; TILE_CHANNELS],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    vectors: usize,
+) {
     for (m, acc) in acc.iter().enumerate() {
-        // SAFETY: the caller guarantees the tile's rows are writable (and initialised when
+        // SAFETY: the caller guarantees the rows are writable (and initialised when
         // accumulating).
         unsafe {
             let row = c.add(m * ldc);
-            for (v, &sum) in acc.iter().enumerate() {
+            for (v, &sum) in acc.iter().take(vectors).enumerate() {
                 let out = row.add(16 * v);
                 let total = if accumulate {
                     _mm512_add_ps(_mm512_loadu_ps(out), sum)
@@ -386,6 +411,69 @@ unsafe fn tile(
             }
         }
     }
+}
+
+/// One tile of [`lanes`]: `TILE_CHANNELS` rows of three 16-float vectors, each the sum over
+/// `k < len` of `a[k][m] · b[k·stride + 16·v + lane]`; the first `vectors` of each row are
+/// stored to `c` (rows `ldc` apart), or added to it when `accumulate`. The loop is inline
+/// assembly ([`asm_with_accumulators`]).
+///
+/// # Safety
+/// AVX-512F must be available; `a` holds `len · TILE_CHANNELS` floats; `b + k·stride` is
+/// followed by 48 readable floats for every `k < len`; `c` has `TILE_CHANNELS` rows of
+/// `16 · vectors` writable floats, `ldc` apart, initialised when `accumulate`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn strided_tile(
+    a: *const f32,
+    (b, stride): (*const f32, usize),
+    len: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    vectors: usize,
+) {
+    const _: () = assert!(TILE_CHANNELS == 8, "the assembly below has 8 weight rows");
+    let mut acc: [[__m512; 3]; TILE_CHANNELS] = [[_mm512_setzero_ps(); 3]; TILE_CHANNELS];
+    if len > 0 {
+        // SAFETY: the caller guarantees 48 readable floats at b + k·stride and TILE_CHANNELS
+        // at a for every k < len; the loop writes no memory.
+        unsafe {
+            asm_with_accumulators!(
+                acc;
+                "2:",
+                "vmovups zmm0, zmmword ptr [{b}]",
+                "vmovups zmm1, zmmword ptr [{b} + 64]",
+                "vmovups zmm2, zmmword ptr [{b} + 128]",
+                weight_rows!(),
+                "add {b}, {stride}",
+                "dec {n}",
+                "jnz 2b",
+                a = inout(reg) a => _,
+                b = inout(reg) b => _,
+                stride = in(reg) 4 * stride,
+                n = inout(reg) len => _,
+            );
+        }
+    }
+    // SAFETY: as the caller guarantees.
+    unsafe { store_tile(&acc, c, ldc, accumulate, vectors) };
+}
+
+/// Off x86-64 [`lanes::applies`] is always false and this is never called.
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn strided_tile(
+    _: *const f32,
+    _: (*const f32, usize),
+    _: usize,
+    _: *mut f32,
+    _: usize,
+    _: bool,
+    _: usize,
+) {
+    unreachable!("flex::direct::lanes runs only where applies() found AVX-512")
 }
 
 /// Off x86-64 [`applies`] is always false and [`convolve`] never gets here.

@@ -46,6 +46,15 @@ impl WindowGeometry {
     }
 }
 
+/// Output rows (or columns) `[start, end)` where kernel row `k` of a 3-tap, padding-1 window
+/// reads inside a map of `size`: input `y + k − 1` in `[0, size)`. The per-tap products
+/// (`conv::taps`) and the batch-lane kernels (`direct::lanes`) skip the others.
+fn valid_taps(k: usize, size: usize) -> (usize, usize) {
+    let start = 1usize.saturating_sub(k);
+    let end = (size + 1).saturating_sub(k).min(size);
+    (start, end.max(start))
+}
+
 /// The tensor's elements in row-major order (a copy only when it is a strided view).
 fn contiguous(t: &FlexTensor) -> FlexTensor {
     if t.as_slice::<f32>().is_some() {
@@ -152,5 +161,21 @@ fn flex_device(device: &burn::tensor::Device) -> Option<bool> {
         .then_some(true),
         #[allow(unreachable_patterns)]
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_taps_keep_the_tap_inside_the_map() {
+        assert_eq!(valid_taps(0, 4), (1, 4));
+        assert_eq!(valid_taps(1, 4), (0, 4));
+        assert_eq!(valid_taps(2, 4), (0, 3));
+        // A one-pixel map: only the centre tap reads inside it.
+        assert_eq!(valid_taps(0, 1), (1, 1));
+        assert_eq!(valid_taps(1, 1), (0, 1));
+        assert_eq!(valid_taps(2, 1), (0, 0));
     }
 }

@@ -1,7 +1,7 @@
-//! 3×3, stride-1, padding-1 convolutions the direct kernels do not take (maps below 10 rows —
-//! ResNet's layer3 and layer4 at 112² —, channels not in tiles of 8, no AVX-512) as nine
-//! products, one per kernel tap, each over only the output positions where that tap lands
-//! inside the image.
+//! 3×3, stride-1, padding-1 convolutions that neither the direct kernels nor the batch-lane
+//! kernels (`flex::direct::lanes`) take — channels not in tiles of 8, batches not in blocks of
+//! 16 images (forward and input gradient), no AVX-512 — as nine products, one per kernel tap,
+//! each over only the output positions where that tap lands inside the image.
 //!
 //! Why: im2col multiplies the padding's zeros like any other entry. On a 4×4 map (ResNet's
 //! layer4 at 112²) 44 of the 144 tap × position pairs fall in the padding, 31% of the work; on
@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use super::super::valid_taps as valid;
 use super::{ChannelAffine, Dims, images_per_thread, matmul, sum_parts, with_work_buffers, zeros};
 
 /// Which product of the layer: `X → Y` or `dY → dX`.
@@ -21,14 +22,6 @@ use super::{ChannelAffine, Dims, images_per_thread, matmul, sum_parts, with_work
 pub(super) enum Direction {
     Forward,
     InputGradient,
-}
-
-/// Output rows (or columns) `[start, end)` where kernel row `k` of a 3-tap, padding-1 window
-/// reads inside a map of `size`: input `y + k − 1` in `[0, size)`.
-fn valid(k: usize, size: usize) -> (usize, usize) {
-    let start = 1usize.saturating_sub(k);
-    let end = (size + 1).saturating_sub(k).min(size);
-    (start, end.max(start))
 }
 
 /// Kernel tap `t` (`ky = t / 3`, `kx = t % 3`) on an `h × w` map: the rectangle of output
@@ -239,20 +232,4 @@ pub(super) fn weight_gradient(xs: &[f32], gs: &[f32], d: &Dims) -> Vec<f32> {
             }
         });
     dw
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn valid_rows_keep_the_tap_inside_the_map() {
-        assert_eq!(valid(0, 4), (1, 4));
-        assert_eq!(valid(1, 4), (0, 4));
-        assert_eq!(valid(2, 4), (0, 3));
-        // A one-pixel map: only the centre tap reads inside it.
-        assert_eq!(valid(0, 1), (1, 1));
-        assert_eq!(valid(1, 1), (0, 1));
-        assert_eq!(valid(2, 1), (0, 0));
-    }
 }
