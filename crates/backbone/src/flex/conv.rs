@@ -383,30 +383,48 @@ unsafe fn matmul_raw(
 /// the input gradient, with the layer's input channels as the product's outputs; the weight
 /// gradient's product has the forward's shape).
 fn direct_shape(d: &Dims, kernel: Kernel, fast_paths: bool) -> Option<direct::Shape> {
-    let shape = tap_products(d, fast_paths).then(|| kernel_shape(d))?;
-    direct::applies(&shape.product(kernel)).then_some(shape)
-}
-
-/// The batch-lane kernel's shape for this convolution when it takes it (and `fast_paths`): a
-/// 3×3 layer at stride 1 with padding 1 that [`direct`] does not take, on a machine and batch
-/// [`direct::lanes::applies`] accepts (for the input gradient, with the channels swapped).
-fn lanes_shape(d: &Dims, kernel: Kernel, fast_paths: bool) -> Option<direct::Shape> {
-    if direct_shape(d, kernel, fast_paths).is_some() {
+    if !tap_products(d, fast_paths) {
         return None;
     }
-    let shape = tap_products(d, fast_paths).then(|| kernel_shape(d))?;
-    direct::lanes::applies(&shape.product(kernel)).then_some(shape)
-}
-
-/// The layer's sizes as the direct kernels take them.
-fn kernel_shape(d: &Dims) -> direct::Shape {
-    direct::Shape {
+    let shape = direct::Shape {
         batch: d.batch,
         c_in: d.c_in,
         c_out: d.c_out,
         h: d.h,
         w: d.w,
-    }
+    };
+    direct::applies(&shape.product(kernel)).then_some(shape)
+}
+
+/// The batch-lane kernels' layer for this convolution when they take its product `kernel`
+/// (and `fast_paths`): a 3×3, padding-1 layer at stride 1 or 2 with a small output map, on a
+/// machine and batch [`direct::lanes::applies`] accepts. At stride 1 that is exactly where
+/// [`direct`] does not take the layer (maps below 10 rows).
+fn lanes_layer(d: &Dims, kernel: Kernel, fast_paths: bool) -> Option<direct::lanes::Layer> {
+    lanes_geometry(d, fast_paths).filter(|layer| direct::lanes::applies(layer, kernel))
+}
+
+/// As [`lanes_layer`], for the weight gradient ([`direct::lanes::weight_gradient_applies`]).
+fn lanes_weight_layer(d: &Dims, fast_paths: bool) -> Option<direct::lanes::Layer> {
+    lanes_geometry(d, fast_paths).filter(direct::lanes::weight_gradient_applies)
+}
+
+/// The layer as the batch-lane kernels see it, if it is 3×3 with padding 1 at stride 1 or 2
+/// (and `fast_paths`).
+fn lanes_geometry(d: &Dims, fast_paths: bool) -> Option<direct::lanes::Layer> {
+    let g = &d.geometry;
+    let fits = fast_paths
+        && g.kernel == [3, 3]
+        && g.padding == [1; 4]
+        && matches!(g.stride, [1, 1] | [2, 2]);
+    fits.then_some(direct::lanes::Layer {
+        batch: d.batch,
+        c_in: d.c_in,
+        c_out: d.c_out,
+        h: d.h,
+        w: d.w,
+        stride: g.stride[0],
+    })
 }
 
 /// Is this a 3×3 layer at stride 1 with padding 1 (and `fast_paths`)? Those take [`direct`]
@@ -496,8 +514,8 @@ fn forward(
         let y = direct::convolve(xs, ws, &shape, Kernel::Forward, epilogue);
         return (tensor(y, out_shape), None);
     }
-    if let Some(shape) = lanes_shape(d, Kernel::Forward, fast_paths) {
-        let y = direct::lanes::convolve(xs, ws, &shape, Kernel::Forward, epilogue);
+    if let Some(layer) = lanes_layer(d, Kernel::Forward, fast_paths) {
+        let y = direct::lanes::convolve(xs, ws, &layer, Kernel::Forward, epilogue);
         return (tensor(y, out_shape), None);
     }
     if tap_products(d, fast_paths) {
@@ -578,33 +596,41 @@ fn backward(
     // product per tap elsewhere; the loop below computes what is left (nothing when both were
     // taken).
     let per_tap = tap_products(d, fast_paths);
-    let fast_dx = want_x.then(
-        || match direct_shape(d, Kernel::InputGradient, fast_paths) {
-            Some(shape) => Some(direct::convolve(
+    let fast_dx = want_x.then(|| {
+        if let Some(shape) = direct_shape(d, Kernel::InputGradient, fast_paths) {
+            Some(direct::convolve(
                 gs,
                 ws,
                 &shape,
                 Kernel::InputGradient,
                 None,
-            )),
-            None if lanes_shape(d, Kernel::InputGradient, fast_paths).is_some() => Some(
-                direct::lanes::convolve(gs, ws, &kernel_shape(d), Kernel::InputGradient, None),
-            ),
-            None => per_tap.then(|| {
+            ))
+        } else if let Some(layer) = lanes_layer(d, Kernel::InputGradient, fast_paths) {
+            Some(direct::lanes::convolve(
+                gs,
+                ws,
+                &layer,
+                Kernel::InputGradient,
+                None,
+            ))
+        } else {
+            per_tap.then(|| {
                 let by_tap = by_tap.map_or_else(
                     || Cow::Owned(taps::weights_by_tap(ws, d.c_in)),
                     Cow::Borrowed,
                 );
                 taps::convolve(gs, &by_tap, d, taps::Direction::InputGradient, None)
-            }),
-        },
-    );
-    let fast_dw = want_w.then(|| match direct_shape(d, Kernel::Forward, fast_paths) {
-        Some(shape) => Some(direct::weight_gradient(xs, gs, &shape)),
-        None if per_tap && direct::lanes::weight_gradient_applies(&kernel_shape(d)) => {
-            Some(direct::lanes::weight_gradient(xs, gs, &kernel_shape(d)))
+            })
         }
-        None => per_tap.then(|| taps::weight_gradient(xs, gs, d)),
+    });
+    let fast_dw = want_w.then(|| {
+        if let Some(shape) = direct_shape(d, Kernel::Forward, fast_paths) {
+            Some(direct::weight_gradient(xs, gs, &shape))
+        } else if let Some(layer) = lanes_weight_layer(d, fast_paths) {
+            Some(direct::lanes::weight_gradient(xs, gs, &layer))
+        } else {
+            per_tap.then(|| taps::weight_gradient(xs, gs, d))
+        }
     });
     let (fast_dx, fast_dw) = (fast_dx.flatten(), fast_dw.flatten());
     let want_x = want_x && fast_dx.is_none();
@@ -926,6 +952,12 @@ mod tests {
             ([16, 8, 2, 3], 16, 3, 1, [1; 4]),
             ([16, 16, 1, 1], 8, 3, 1, [1; 4]),
             ([3, 16, 4, 4], 8, 3, 1, [1; 4]),
+            // Stride 2 with padding 1: the batch-lane kernels read the input as four phase
+            // planes. Odd and even maps, a map of one pixel, other batches.
+            ([16, 16, 7, 7], 8, 3, 2, [1; 4]),
+            ([16, 16, 8, 6], 16, 3, 2, [1; 4]),
+            ([16, 8, 1, 1], 8, 3, 2, [1; 4]),
+            ([5, 16, 5, 5], 8, 3, 2, [1; 4]),
         ] {
             let g = WindowGeometry {
                 kernel: [k, k],
@@ -948,7 +980,7 @@ mod tests {
                 let (y, by_tap) = forward(&xt, &wt, &d, None, fast_paths);
                 let per_tap = tap_products(&d, fast_paths)
                     && direct_shape(&d, Kernel::Forward, fast_paths).is_none()
-                    && lanes_shape(&d, Kernel::Forward, fast_paths).is_none();
+                    && lanes_layer(&d, Kernel::Forward, fast_paths).is_none();
                 assert_eq!(by_tap.is_some(), per_tap);
                 let layer = (&xt, &wt, by_tap.as_deref());
                 let (dx, dw) = backward(layer, &gt, &d, [true, true], fast_paths);
@@ -1042,7 +1074,7 @@ mod tests {
             ([8, 256, 7, 7], 256, false, false, true),
         ] {
             let d = Dims::new(x, [c_out, x[1], 3, 3], g).unwrap();
-            let lanes = |kernel| lanes_shape(&d, kernel, true).is_some();
+            let lanes = |kernel| lanes_layer(&d, kernel, true).is_some();
             assert_eq!(lanes(Kernel::Forward), forward && avx512, "{x:?} → {c_out}");
             assert_eq!(
                 lanes(Kernel::InputGradient),
@@ -1050,11 +1082,11 @@ mod tests {
                 "{x:?} → {c_out}"
             );
             assert_eq!(
-                direct::lanes::weight_gradient_applies(&kernel_shape(&d)),
+                lanes_weight_layer(&d, true).is_some(),
                 weight_gradient && avx512,
                 "{x:?} → {c_out}"
             );
-            assert!(lanes_shape(&d, Kernel::Forward, false).is_none());
+            assert!(lanes_layer(&d, Kernel::Forward, false).is_none());
         }
         let stride_2 = WindowGeometry {
             stride: [2, 2],
@@ -1062,6 +1094,19 @@ mod tests {
         };
         let d = Dims::new([2, 8, 28, 28], [8, 8, 3, 3], stride_2).unwrap();
         assert!(direct_shape(&d, Kernel::Forward, true).is_none());
+        // At stride 2 the batch-lane kernels take outputs below 10 rows (ResNet's first
+        // layer3 and layer4 convolutions at 112²), im2col the rest.
+        for (x, c_out, lanes) in [
+            ([16, 128, 14, 14], 256, true),
+            ([16, 256, 7, 7], 512, true),
+            ([16, 64, 28, 28], 128, false),
+        ] {
+            let d = Dims::new(x, [c_out, x[1], 3, 3], stride_2).unwrap();
+            for kernel in [Kernel::Forward, Kernel::InputGradient] {
+                assert_eq!(lanes_layer(&d, kernel, true).is_some(), lanes && avx512);
+            }
+            assert_eq!(lanes_weight_layer(&d, true).is_some(), lanes && avx512);
+        }
     }
 
     /// The path is taken on flex, with autodiff and without, and hands back what it cannot do.

@@ -29,94 +29,218 @@
 use rayon::prelude::*;
 
 use super::super::conv::ChannelAffine;
-use super::super::{valid_taps as valid, with_work_buffers};
-use super::{Kernel, Shape, TILE_CHANNELS, avx512, strided_tile};
+use super::super::with_work_buffers;
+use super::{Kernel, TILE_CHANNELS, avx512, strided_tile};
 
 /// Images per vector.
 const LANES: usize = 16;
 /// Output positions per micro-kernel tile (its three vectors).
 const TILE_VECTORS: usize = 3;
-/// Floats after the packed input that a tile's reads may reach: a partial last tile reads
-/// whole vectors past the rectangle's end (the results of those lanes are not stored).
+/// Floats after a packed operand that a tile's reads may reach: a partial last tile reads
+/// whole vectors past its run's end (the results of those lanes are not stored).
 const TAIL: usize = TILE_VECTORS * LANES;
 /// The centre tap, `(1, 1)`: it reads inside the image at every output position.
 const CENTRE: usize = 4;
+/// The most output rows these kernels take. Below 10 rows [`super::applies`] refuses the
+/// stacked layout (it throws away `1/H` of the work); above, these kernels' planes (64 bytes
+/// per position and channel) outgrow L2 and they lose: 64 → 64 at 28² forward + backward
+/// 17.9 ms against the direct kernels' 14.3, 64 → 128 from 28² to 14² at stride 2 9.5 ms
+/// against im2col's 9.0; at 14² they are even with the direct kernels (14.5 ms).
+const MAX_ROWS: usize = 9;
 
-/// Does this product (for the input gradient, the shape with the channels swapped) take the
-/// batch-lane path? AVX-512F, whole blocks of 16 images and whole tiles of output channels.
-pub(in crate::flex) fn applies(shape: &Shape) -> bool {
-    shape.batch > 0
-        && shape.batch.is_multiple_of(LANES)
-        && shape.c_out.is_multiple_of(TILE_CHANNELS)
-        && shape.c_in > 0
-        && shape.h > 0
-        && shape.w > 0
+/// A 3×3, padding-1 convolution at stride 1 or 2, as these kernels see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::flex) struct Layer {
+    pub batch: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    /// The input map.
+    pub h: usize,
+    pub w: usize,
+    /// 1 or 2.
+    pub stride: usize,
+}
+
+impl Layer {
+    /// Stride 1 or 2, and at most [`MAX_ROWS`] output rows.
+    fn fits(&self) -> bool {
+        matches!(self.stride, 1 | 2) && self.h > 0 && self.w > 0 && self.out_size().0 <= MAX_ROWS
+    }
+
+    /// The output map: `⌊(H − 1)/s⌋ + 1` by `⌊(W − 1)/s⌋ + 1`.
+    fn out_size(&self) -> (usize, usize) {
+        (
+            (self.h - 1) / self.stride + 1,
+            (self.w - 1) / self.stride + 1,
+        )
+    }
+
+    /// The input as `s²` planes of the output's size (stride 1: the input itself): plane
+    /// `(py, px)` holds pixel `(s·qy + py, s·qx + px)` at `(qy, qx)`, zero where that lies
+    /// outside the image. At stride 2 every tap then reads one plane at a fixed offset, as at
+    /// stride 1.
+    fn input_planes(&self) -> Planes {
+        let (h, w) = self.out_size();
+        Planes {
+            count: self.stride * self.stride,
+            stride: self.stride,
+            h,
+            w,
+            image: (self.h, self.w),
+        }
+    }
+
+    /// The output map as one plane.
+    fn output_planes(&self) -> Planes {
+        let (h, w) = self.out_size();
+        Planes {
+            count: 1,
+            stride: 1,
+            h,
+            w,
+            image: (h, w),
+        }
+    }
+}
+
+/// Does this product of `layer` take the batch-lane path? AVX-512F, whole blocks of 16 images
+/// and whole tiles of the product's output channels (the layer's `C_out` for the forward,
+/// `C_in` for the input gradient), stride 1 or 2, at most [`MAX_ROWS`] output rows.
+pub(in crate::flex) fn applies(layer: &Layer, kernel: Kernel) -> bool {
+    let outs = match kernel {
+        Kernel::Forward => layer.c_out,
+        Kernel::InputGradient => layer.c_in,
+    };
+    layer.batch > 0
+        && layer.batch.is_multiple_of(LANES)
+        && outs.is_multiple_of(TILE_CHANNELS)
+        && layer.c_in > 0
+        && layer.c_out > 0
+        && layer.h > 0
+        && layer.w > 0
+        && layer.fits()
         && avx512()
 }
 
-/// Tap `t`'s work on an `h × w` map ([`TapRuns::new`]).
+/// Planes of `h × w` positions standing for an `image` map (see [`Layer::input_planes`]).
+#[derive(Debug, Clone, Copy)]
+struct Planes {
+    count: usize,
+    stride: usize,
+    h: usize,
+    w: usize,
+    image: (usize, usize),
+}
+
+impl Planes {
+    /// Positions per image: all planes.
+    fn positions(&self) -> usize {
+        self.count * self.h * self.w
+    }
+
+    /// The image pixel (flat) at `position`, if inside the image.
+    fn pixel(&self, position: usize) -> Option<usize> {
+        let (plane, q) = (position / (self.h * self.w), position % (self.h * self.w));
+        let y = self.stride * (q / self.w) + plane / self.stride;
+        let x = self.stride * (q % self.w) + plane % self.stride;
+        (y < self.image.0 && x < self.image.1).then_some(y * self.image.1 + x)
+    }
+
+    /// The position holding image pixel `pixel`.
+    fn position(&self, pixel: usize) -> usize {
+        let (y, x) = (pixel / self.image.1, pixel % self.image.1);
+        let plane = (y % self.stride) * self.stride + x % self.stride;
+        plane * self.h * self.w + (y / self.stride) * self.w + x / self.stride
+    }
+}
+
+/// Output rows (or columns) `[start, end)` of a map of `out` where kernel row `k` of a 3-tap,
+/// padding-1 window at `stride` reads inside an input of `size`: `s·y + k − 1` in `[0, size)`.
+fn valid(k: usize, size: usize, stride: usize, out: usize) -> (usize, usize) {
+    let start = usize::from(k == 0);
+    let end = if size >= k {
+        ((size - k) / stride + 1).min(out)
+    } else {
+        0
+    };
+    (start, end.max(start))
+}
+
+/// Tap `t`'s work ([`TapRuns::new`]): where in the input planes ([`Layer::input_planes`]) it
+/// reads for each output position, and at which output positions it reads inside the image.
 struct TapRuns {
-    /// The flat offset from an output position to the input position the tap reads.
+    /// The input plane it reads.
+    plane: usize,
+    /// The flat offset, within a plane, from an output position to the position it reads.
     shift: isize,
     /// The runs `(first position, length)` of output positions where the tap reads inside
-    /// the image: one run when it spans whole rows (`kx = 1`), one per row otherwise; none
-    /// when it reads only padding (a map of one row or column).
+    /// the image: one run when it spans whole rows, one per row otherwise; none when it reads
+    /// only padding (a map of one row or column).
     runs: Vec<(usize, usize)>,
 }
 
 impl TapRuns {
-    fn new(t: usize, h: usize, w: usize) -> Self {
+    fn new(t: usize, layer: &Layer) -> Self {
         let (ky, kx) = (t / 3, t % 3);
-        let shift = (ky as isize - 1) * w as isize + kx as isize - 1;
-        let ((y0, y1), (x0, x1)) = (valid(ky, h), valid(kx, w));
+        let s = layer.stride;
+        let (h, w) = layer.out_size();
+        // Input row s·y + ky − 1 lies in plane row py = (ky − 1) mod s, at plane row y + dy.
+        let (py, px) = ((ky + s - 1) % s, (kx + s - 1) % s);
+        let offset = |k: usize, p: usize| (k as isize - 1 - p as isize) / s as isize;
+        let shift = offset(ky, py) * w as isize + offset(kx, px);
+        let ((y0, y1), (x0, x1)) = (valid(ky, layer.h, s, h), valid(kx, layer.w, s, w));
         let runs: Vec<(usize, usize)> = if x1 - x0 == w {
             vec![(y0 * w, (y1 - y0) * w)]
         } else {
             (y0..y1).map(|y| (y * w + x0, x1 - x0)).collect()
         };
         Self {
+            plane: py * s + px,
             shift,
             runs: runs.into_iter().filter(|&(_, len)| len > 0).collect(),
         }
     }
 
-    /// The input position output position `p` reads.
-    fn source(&self, p: usize) -> usize {
-        p.wrapping_add_signed(self.shift)
+    /// The position (across the input planes) that output position `p` reads.
+    fn source(&self, p: usize, plane_len: usize) -> usize {
+        (self.plane * plane_len + p).wrapping_add_signed(self.shift)
     }
 }
 
-/// Writes `x` (`[batch, channels, P]`, `P` positions per plane) as `[channel][block][P][lane]`
-/// into `out`, then zeros the [`TAIL`].
-fn to_lanes(x: &[f32], channels: usize, positions: usize, out: &mut [f32]) {
-    let plane = x.len() / channels; // batch · P
-    let blocks = plane / (LANES * positions);
-    let (planes, tail) = out.split_at_mut(channels * plane);
+/// Writes `x` (`[batch, channels, H, W]`) as `planes` in the lane layout,
+/// `[channel][block][position][lane]`, into `out` (zeros where a position lies outside the
+/// image), then zeros the [`TAIL`].
+fn to_lanes(x: &[f32], channels: usize, planes: &Planes, out: &mut [f32]) {
+    let image = planes.image.0 * planes.image.1;
+    let positions = planes.positions();
+    let blocks = x.len() / (channels * image * LANES);
+    let plane = blocks * positions * LANES;
+    let (body, tail) = out.split_at_mut(channels * plane);
     tail.fill(0.0);
-    planes
-        .par_chunks_mut(plane)
-        .enumerate()
-        .for_each(|(c, dst)| {
-            for b in 0..blocks {
-                let block = &mut dst[b * positions * LANES..][..positions * LANES];
-                for lane in 0..LANES {
-                    let image = &x[((b * LANES + lane) * channels + c) * positions..][..positions];
-                    for (p, &v) in image.iter().enumerate() {
-                        block[p * LANES + lane] = v;
-                    }
+    let pixels: Vec<Option<usize>> = (0..positions).map(|p| planes.pixel(p)).collect();
+    body.par_chunks_mut(plane).enumerate().for_each(|(c, dst)| {
+        for (b, block) in dst.chunks_mut(positions * LANES).enumerate() {
+            for lane in 0..LANES {
+                let map = &x[((b * LANES + lane) * channels + c) * image..][..image];
+                for (p, pixel) in pixels.iter().enumerate() {
+                    block[p * LANES + lane] = pixel.map_or(0.0, |i| map[i]);
                 }
             }
-        });
+        }
+    });
 }
 
 /// `weights` (`[C_out, C_in, 3, 3]` of the layer) as [`super::strided_tile`] reads them for
-/// tile `tile` of the product's output channels: `[tap][input channel][channel of the tile]`.
-/// One input channel at a time: its 8 × 9 weights are gathered from the tile's rows (one run of
-/// 72 floats for the input gradient, whose tile is 8 of the layer's input channels) and written
-/// as nine runs of 8.
-fn pack_tile(weights: &[f32], layer: &Shape, kernel: Kernel, tile: usize, packed: &mut [f32]) {
-    let product = layer.product(kernel);
-    let (ins, outs) = (product.c_in, product.c_out);
+/// tile `tile` of the product's output channels: `[tap][input channel][channel of the tile]`,
+/// the input channels being the layer's `C_in` for the forward, its `C_out` for the input
+/// gradient. One input channel at a time: its 8 × 9 weights are gathered from the tile's rows
+/// (one run of 72 floats for the input gradient, whose tile is 8 of the layer's input
+/// channels) and written as nine runs of 8.
+fn pack_tile(weights: &[f32], layer: &Layer, kernel: Kernel, tile: usize, packed: &mut [f32]) {
+    let (ins, outs) = match kernel {
+        Kernel::Forward => (layer.c_in, layer.c_out),
+        Kernel::InputGradient => (layer.c_out, layer.c_in),
+    };
     let mut block = [[0.0f32; TILE_CHANNELS]; 9];
     for c in 0..ins {
         for (m, o) in (tile * TILE_CHANNELS..(tile + 1) * TILE_CHANNELS).enumerate() {
@@ -125,10 +249,6 @@ fn pack_tile(weights: &[f32], layer: &Shape, kernel: Kernel, tile: usize, packed
                 Kernel::InputGradient => &weights[(c * outs + o) * 9..][..9],
             };
             for (t, &v) in taps.iter().enumerate() {
-                let t = match kernel {
-                    Kernel::Forward => t,
-                    Kernel::InputGradient => 8 - t,
-                };
                 block[t][m] = v;
             }
         }
@@ -138,149 +258,195 @@ fn pack_tile(weights: &[f32], layer: &Shape, kernel: Kernel, tile: usize, packed
     }
 }
 
-/// The 3×3 convolution of `input` (`[batch, ins, H, W]`; `ins` = the layer's `C_in` for
-/// [`Kernel::Forward`], `C_out` for [`Kernel::InputGradient`]) with the layer's `weights`, as a
-/// new `[batch, outs, H, W]` vector, with `epilogue` applied per output channel. The caller
-/// checks [`applies`] (for the input gradient, on the shape with the channels swapped).
+/// The product `kernel` of `layer` (`weights` `[C_out, C_in, 3, 3]`): the forward from the
+/// input `[batch, C_in, H, W]` to a new `[batch, C_out, H_out, W_out]` vector with `epilogue`
+/// applied per output channel, or the input gradient from the output gradient to a new
+/// `[batch, C_in, H, W]`. The caller checks [`applies`].
+///
+/// Both run tap by tap over the tap's runs of output positions ([`TapRuns`]): the forward
+/// reads the input planes at the tap's offset and adds to the output position; the input
+/// gradient reads the output gradient at the output position and adds to the input planes at
+/// the tap's offset, with the weights transposed (not flipped: this is the adjoint written as
+/// a scatter, which needs no flipped-kernel identity and holds at stride 2).
 pub(in crate::flex) fn convolve(
     input: &[f32],
     weights: &[f32],
-    layer: &Shape,
+    layer: &Layer,
     kernel: Kernel,
     epilogue: Option<&ChannelAffine>,
 ) -> Vec<f32> {
-    let shape = layer.product(kernel);
-    let (ins, outs) = (shape.c_in, shape.c_out);
-    let (h, w, positions) = (shape.h, shape.w, shape.h * shape.w);
+    let (ins, outs, from, to) = match kernel {
+        Kernel::Forward => (
+            layer.c_in,
+            layer.c_out,
+            layer.input_planes(),
+            layer.output_planes(),
+        ),
+        Kernel::InputGradient => (
+            layer.c_out,
+            layer.c_in,
+            layer.output_planes(),
+            layer.input_planes(),
+        ),
+    };
+    let (image_in, image_out) = (from.image.0 * from.image.1, to.image.0 * to.image.1);
     assert!(
-        applies(&shape)
-            && input.len() == shape.batch * ins * positions
+        applies(layer, kernel)
+            && input.len() == layer.batch * ins * image_in
             && weights.len() == ins * outs * 9,
-        "flex::direct::lanes: buffers do not match the shape, or the shape is not taken"
+        "flex::direct::lanes: buffers do not match the layer, or the layer is not taken"
     );
-    let blocks = shape.batch / LANES;
-    // One channel's floats in the lane layout.
-    let plane = blocks * positions * LANES;
-    // The centre tap first: it covers every output position and writes them.
+    let blocks = layer.batch / LANES;
+    let plane_len = layer.out_size().0 * layer.out_size().1;
+    let (positions_in, positions_out) = (from.positions(), to.positions());
+    // One channel's floats in the lane layout, on each side.
+    let (plane_in, plane_out) = (
+        blocks * positions_in * LANES,
+        blocks * positions_out * LANES,
+    );
+    // The centre tap first: at stride 1 it covers every output position of the forward and
+    // every input position of the input gradient, and writes them; otherwise the output
+    // starts at zero and every tap adds.
     let taps: Vec<(usize, TapRuns)> = std::iter::once(CENTRE)
         .chain((0..9).filter(|&t| t != CENTRE))
-        .map(|t| (t, TapRuns::new(t, h, w)))
+        .map(|t| (t, TapRuns::new(t, layer)))
         .collect();
-    let len = shape.batch * outs * positions;
+    let centre_writes = layer.stride == 1;
+    let len = layer.batch * outs * image_out;
     let mut y = Vec::with_capacity(len);
-    with_work_buffers([ins * plane + TAIL, outs * plane], |[packed, out]| {
-        to_lanes(input, ins, positions, packed);
-        let packed = &*packed;
-        out.par_chunks_mut(TILE_CHANNELS * plane)
-            .enumerate()
-            .for_each(|(tile, rows)| {
-                with_work_buffers([9 * ins * TILE_CHANNELS], |[a]| {
-                    pack_tile(weights, layer, kernel, tile, a);
-
-                    for b in 0..blocks {
-                        for (i, (t, tap)) in taps.iter().enumerate() {
-                            let a_t = &a[t * ins * TILE_CHANNELS..];
-                            for &(first, run) in &tap.runs {
-                                for j in (0..run).step_by(TILE_VECTORS) {
-                                    let at = b * positions + first + j;
-                                    let from = tap.source(at);
-                                    // SAFETY: applies() checked AVX-512F; a_t holds ins rows of
-                                    // TILE_CHANNELS weights; `from` is an input position of
-                                    // this block (the run reads inside the image), so the 48
-                                    // floats after `from` in each of the ins planes lie in
-                                    // `packed` (the next plane, or the TAIL after the last);
-                                    // `rows` holds TILE_CHANNELS rows of `plane` floats with
-                                    // the vectors `at..at + vectors` inside, written by the
-                                    // centre tap before the others add to them.
-                                    unsafe {
-                                        strided_tile(
-                                            a_t.as_ptr(),
-                                            (packed.as_ptr().add(from * LANES), plane),
-                                            ins,
-                                            rows.as_mut_ptr().add(at * LANES),
-                                            plane,
-                                            i > 0,
-                                            TILE_VECTORS.min(run - j),
-                                        );
+    with_work_buffers(
+        [ins * plane_in + TAIL, outs * plane_out],
+        |[packed, out]| {
+            to_lanes(input, ins, &from, packed);
+            if !centre_writes {
+                out.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0));
+            }
+            let packed = &*packed;
+            out.par_chunks_mut(TILE_CHANNELS * plane_out)
+                .enumerate()
+                .for_each(|(tile, rows)| {
+                    with_work_buffers([9 * ins * TILE_CHANNELS], |[a]| {
+                        pack_tile(weights, layer, kernel, tile, a);
+                        for b in 0..blocks {
+                            for (i, (t, tap)) in taps.iter().enumerate() {
+                                let a_t = &a[t * ins * TILE_CHANNELS..];
+                                for &(first, run) in &tap.runs {
+                                    for j in (0..run).step_by(TILE_VECTORS) {
+                                        let (o, shifted) =
+                                            (first + j, tap.source(first + j, plane_len));
+                                        let (at_in, at_out) = match kernel {
+                                            Kernel::Forward => (shifted, o),
+                                            Kernel::InputGradient => (o, shifted),
+                                        };
+                                        let at_in = b * positions_in + at_in;
+                                        let at_out = b * positions_out + at_out;
+                                        // SAFETY: applies() checked AVX-512F; a_t holds ins rows of
+                                        // TILE_CHANNELS weights; both positions lie in their block
+                                        // (the run reads inside the image), so the 48 floats after
+                                        // `at_in` in each of the ins channels lie in `packed` (the
+                                        // next block or channel, or the TAIL after the last);
+                                        // `rows` holds TILE_CHANNELS rows of `plane_out` floats with
+                                        // the vectors `at_out..at_out + vectors` inside (a partial
+                                        // tile stores only its run's), written by the centre tap
+                                        // (or zeroed above) before the others add to them.
+                                        unsafe {
+                                            strided_tile(
+                                                a_t.as_ptr(),
+                                                (packed.as_ptr().add(at_in * LANES), plane_in),
+                                                ins,
+                                                rows.as_mut_ptr().add(at_out * LANES),
+                                                plane_out,
+                                                i > 0 || !centre_writes,
+                                                TILE_VECTORS.min(run - j),
+                                            );
+                                        }
                                     }
                                 }
                             }
                         }
+                    });
+                });
+            // Lanes back to NCHW; every element of the output is written here.
+            let out = &*out;
+            let positions: Vec<usize> = (0..image_out).map(|i| to.position(i)).collect();
+            y.spare_capacity_mut()[..len]
+                .par_chunks_mut(image_out)
+                .enumerate()
+                .for_each(|(index, dst)| {
+                    let (n, c) = (index / outs, index % outs);
+                    let (b, lane) = (n / LANES, n % LANES);
+                    let src = &out[c * plane_out + b * positions_out * LANES + lane..];
+                    for (o, &p) in dst.iter_mut().zip(&positions) {
+                        o.write(src[p * LANES]);
+                    }
+                    // SAFETY: every element of `dst` was written just above.
+                    let dst =
+                        unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+                    if let Some(epilogue) = epilogue {
+                        epilogue.apply(c, dst);
                     }
                 });
-            });
-        // Lanes back to NCHW; every element of the output is written here.
-        let out = &*out;
-        y.spare_capacity_mut()[..len]
-            .par_chunks_mut(positions)
-            .enumerate()
-            .for_each(|(index, dst)| {
-                let (n, c) = (index / outs, index % outs);
-                let (b, lane) = (n / LANES, n % LANES);
-                let src = &out[c * plane + b * positions * LANES + lane..];
-                for (p, o) in dst.iter_mut().enumerate() {
-                    o.write(src[p * LANES]);
-                }
-                // SAFETY: every element of `dst` was written just above.
-                let dst = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
-                if let Some(epilogue) = epilogue {
-                    epilogue.apply(c, dst);
-                }
-            });
-    });
-    // SAFETY: the loop above wrote all `len` elements (`len / positions` planes).
+        },
+    );
+    // SAFETY: the loop above wrote all `len` elements (`len / image_out` planes).
     unsafe { y.set_len(len) };
     y
 }
 
 /// Can this machine and layer take [`weight_gradient`]? AVX-512F, whole tiles of output
-/// channels and whole vectors of input channels (any batch).
-pub(in crate::flex) fn weight_gradient_applies(layer: &Shape) -> bool {
+/// channels and whole vectors of input channels (any batch), stride 1 or 2, at most
+/// [`MAX_ROWS`] output rows.
+pub(in crate::flex) fn weight_gradient_applies(layer: &Layer) -> bool {
     layer.batch > 0
         && layer.c_out.is_multiple_of(TILE_CHANNELS)
         && layer.c_in > 0
         && layer.c_in.is_multiple_of(LANES)
         && layer.h > 0
         && layer.w > 0
+        && layer.fits()
         && avx512()
 }
 
-/// The weight gradient `[C_out, C_in, 3, 3]` of a 3×3, stride-1, padding-1 layer from its
-/// input `[batch, C_in, H, W]` and output gradient `[batch, C_out, H, W]`:
-/// `dW[o][c][t] = Σ dY[o][p][n] · X[c][p + shift_t][n]` over the images `n` and the positions
+/// The weight gradient `[C_out, C_in, 3, 3]` of `layer` from its input `[batch, C_in, H, W]`
+/// and output gradient `[batch, C_out, H_out, W_out]`:
+/// `dW[o][c][t] = Σ dY[o][p][n] · X[c][source_t(p)][n]` over the images `n` and the positions
 /// `p` of tap `t`'s runs ([`TapRuns`]), so the padding is skipped as in the forward.
 ///
 /// The sum runs over `(position, image)` pairs, so here the input channels are in the lanes:
-/// the input is laid out `[position][image][channel]`, each task takes 8 output channels with
-/// their gradient laid out `[position][image][channel of the tile]`, and
+/// the input planes are laid out `[position][image][channel]`, each task takes 8 output
+/// channels with their gradient laid out `[position][image][channel of the tile]`, and
 /// [`super::strided_tile`] multiplies 8 broadcast gradients by 48 input channels per pair. Each
 /// task writes its own rows of the result: no per-thread partial sums to add.
-pub(in crate::flex) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Shape) -> Vec<f32> {
+pub(in crate::flex) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Layer) -> Vec<f32> {
     let (batch, ins, outs) = (layer.batch, layer.c_in, layer.c_out);
-    let (h, w, positions) = (layer.h, layer.w, layer.h * layer.w);
+    let (from, plane_len) = (
+        layer.input_planes(),
+        layer.out_size().0 * layer.out_size().1,
+    );
+    let image = layer.h * layer.w;
     assert!(
         weight_gradient_applies(layer)
-            && input.len() == batch * ins * positions
-            && grad.len() == batch * outs * positions,
-        "flex::direct::lanes: buffers do not match the shape, or the shape is not taken"
+            && input.len() == batch * ins * image
+            && grad.len() == batch * outs * plane_len,
+        "flex::direct::lanes: buffers do not match the layer, or the layer is not taken"
     );
-    let pairs = positions * batch;
-    let taps: Vec<TapRuns> = (0..9).map(|t| TapRuns::new(t, h, w)).collect();
+    let pairs = from.positions() * batch;
+    let taps: Vec<TapRuns> = (0..9).map(|t| TapRuns::new(t, layer)).collect();
     let taps_len = 9 * ins;
     let len = outs * taps_len;
     let mut dw = Vec::with_capacity(len);
     with_work_buffers([pairs * ins + TAIL, len], |[x, by_tap]| {
-        // The input as [position][image][channel].
-        let (planes, tail) = x.split_at_mut(pairs * ins);
+        // The input planes as [position][image][channel].
+        let (body, tail) = x.split_at_mut(pairs * ins);
         tail.fill(0.0);
-        planes
-            .par_chunks_mut(batch * ins)
+        body.par_chunks_mut(batch * ins)
             .enumerate()
             .for_each(|(p, out)| {
+                let pixel = from.pixel(p);
                 for (n, row) in out.chunks_mut(ins).enumerate() {
-                    let image = &input[n * ins * positions..][..ins * positions];
+                    let maps = &input[n * ins * image..][..ins * image];
                     for (c, o) in row.iter_mut().enumerate() {
-                        *o = image[c * positions + p];
+                        *o = pixel.map_or(0.0, |i| maps[c * image + i]);
                     }
                 }
             });
@@ -290,12 +456,12 @@ pub(in crate::flex) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Shap
             .par_chunks_mut(TILE_CHANNELS * taps_len)
             .enumerate()
             .for_each(|(tile, rows)| {
-                with_work_buffers([pairs * TILE_CHANNELS], |[dy]| {
+                with_work_buffers([plane_len * batch * TILE_CHANNELS], |[dy]| {
                     for n in 0..batch {
                         for m in 0..TILE_CHANNELS {
-                            let plane = &grad[(n * outs + tile * TILE_CHANNELS + m) * positions..]
-                                [..positions];
-                            for (p, &v) in plane.iter().enumerate() {
+                            let map = &grad[(n * outs + tile * TILE_CHANNELS + m) * plane_len..]
+                                [..plane_len];
+                            for (p, &v) in map.iter().enumerate() {
                                 dy[(p * batch + n) * TILE_CHANNELS + m] = v;
                             }
                         }
@@ -310,15 +476,15 @@ pub(in crate::flex) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Shap
                         for c in (0..ins).step_by(TILE_VECTORS * LANES) {
                             let vectors = TILE_VECTORS.min((ins - c) / LANES);
                             for (i, &(first, run)) in tap.runs.iter().enumerate() {
-                                let from = tap.source(first);
+                                let from = tap.source(first, plane_len);
                                 // SAFETY: applies() checked AVX-512F; `dy` holds the run's
                                 // run·batch pairs of TILE_CHANNELS gradients from pair
-                                // first·batch; the run's input positions lie inside the map, so
-                                // every pair's 48 floats from channel c lie in `x` (the next
-                                // pair's channels, or the TAIL); `rows` has TILE_CHANNELS rows
-                                // of 9·C_in with the `vectors` vectors of channels c.. of tap t
-                                // inside (C_in is whole vectors), written by the first run
-                                // before the others add to them.
+                                // first·batch; the run's input positions lie in the planes,
+                                // so every pair's 48 floats from channel c lie in `x` (the
+                                // next pair's channels, or the TAIL); `rows` has
+                                // TILE_CHANNELS rows of 9·C_in with the `vectors` vectors of
+                                // channels c.. of tap t inside (C_in is whole vectors),
+                                // written by the first run before the others add to them.
                                 unsafe {
                                     strided_tile(
                                         dy.as_ptr().add(first * batch * TILE_CHANNELS),
@@ -358,25 +524,61 @@ mod tests {
     use super::*;
 
     #[test]
+    fn valid_outputs_keep_the_tap_inside_the_map() {
+        assert_eq!(valid(0, 4, 1, 4), (1, 4));
+        assert_eq!(valid(1, 4, 1, 4), (0, 4));
+        assert_eq!(valid(2, 4, 1, 4), (0, 3));
+        // A one-pixel map: only the centre tap reads inside it.
+        assert_eq!(valid(0, 1, 1, 1), (1, 1));
+        assert_eq!(valid(1, 1, 1, 1), (0, 1));
+        assert_eq!(valid(2, 1, 1, 1), (0, 0));
+        // Stride 2 on 7 (4 outputs: inputs −1..7 by 2) and 8 (4 outputs).
+        assert_eq!(valid(0, 7, 2, 4), (1, 4));
+        assert_eq!(valid(2, 7, 2, 4), (0, 3));
+        assert_eq!(valid(2, 8, 2, 4), (0, 4));
+    }
+
+    /// Every tap's runs are exactly the output positions where it reads inside the image, and
+    /// each reads the planes' position holding the right pixel.
+    #[test]
     fn tap_runs_cover_the_positions_that_read_inside_the_image() {
-        for (h, w) in [(4, 4), (7, 7), (1, 1), (2, 5), (5, 3)] {
-            for t in 0..9 {
-                let (ky, kx) = (t / 3, t % 3);
-                let tap = TapRuns::new(t, h, w);
-                let mut covered = vec![false; h * w];
-                for &(first, len) in &tap.runs {
-                    for (p, seen) in covered.iter_mut().enumerate().skip(first).take(len) {
-                        assert!(!*seen, "{h}×{w} tap {t}: position {p} twice");
-                        *seen = true;
+        for stride in [1, 2] {
+            for (h, w) in [(4, 4), (7, 7), (1, 1), (2, 5), (5, 3), (8, 6)] {
+                let layer = Layer {
+                    batch: 16,
+                    c_in: 8,
+                    c_out: 8,
+                    h,
+                    w,
+                    stride,
+                };
+                let (ho, wo) = layer.out_size();
+                let planes = layer.input_planes();
+                for t in 0..9 {
+                    let (ky, kx) = (t / 3, t % 3);
+                    let tap = TapRuns::new(t, &layer);
+                    let mut covered = vec![false; ho * wo];
+                    for &(first, len) in &tap.runs {
+                        for (p, seen) in covered.iter_mut().enumerate().skip(first).take(len) {
+                            assert!(!*seen, "{h}×{w}/{stride} tap {t}: position {p} twice");
+                            *seen = true;
+                        }
                     }
-                }
-                for (p, &c) in covered.iter().enumerate() {
-                    let (y, x) = ((p / w) as isize, (p % w) as isize);
-                    let (iy, ix) = (y + ky as isize - 1, x + kx as isize - 1);
-                    let inside = (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
-                    assert_eq!(c, inside, "{h}×{w} tap {t} at {p}");
-                    if inside {
-                        assert_eq!(tap.source(p) as isize, iy * w as isize + ix);
+                    for (p, &c) in covered.iter().enumerate() {
+                        let (y, x) = ((p / wo) as isize, (p % wo) as isize);
+                        let s = stride as isize;
+                        let (iy, ix) = (s * y + ky as isize - 1, s * x + kx as isize - 1);
+                        let inside = (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
+                        assert_eq!(c, inside, "{h}×{w}/{stride} tap {t} at {p}");
+                        if inside {
+                            let source = tap.source(p, ho * wo);
+                            assert_eq!(
+                                planes.pixel(source),
+                                Some((iy * w as isize + ix) as usize),
+                                "{h}×{w}/{stride} tap {t} at {p}"
+                            );
+                            assert_eq!(planes.position((iy * w as isize + ix) as usize), source);
+                        }
                     }
                 }
             }
