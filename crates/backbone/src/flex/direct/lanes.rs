@@ -435,7 +435,7 @@ pub(in crate::flex) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Laye
     let taps_len = 9 * ins;
     let len = outs * taps_len;
     let mut dw = Vec::with_capacity(len);
-    with_work_buffers([pairs * ins + TAIL, len], |[x, by_tap]| {
+    with_work_buffers([pairs * ins + TAIL], |[x]| {
         // The input planes as [position][image][channel].
         let (body, tail) = x.split_at_mut(pairs * ins);
         tail.fill(0.0);
@@ -451,12 +451,12 @@ pub(in crate::flex) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Laye
                 }
             });
         let x = &*x;
-        // [C_out][tap][C_in]: tap t's rows start at t·C_in, 9·C_in apart.
-        by_tap
+        dw.spare_capacity_mut()[..len]
             .par_chunks_mut(TILE_CHANNELS * taps_len)
             .enumerate()
-            .for_each(|(tile, rows)| {
-                with_work_buffers([plane_len * batch * TILE_CHANNELS], |[dy]| {
+            .for_each(|(tile, out)| {
+                let lens = [plane_len * batch * TILE_CHANNELS, TILE_CHANNELS * taps_len];
+                with_work_buffers(lens, |[dy, rows]| {
                     for n in 0..batch {
                         for m in 0..TILE_CHANNELS {
                             let map = &grad[(n * outs + tile * TILE_CHANNELS + m) * plane_len..]
@@ -466,6 +466,8 @@ pub(in crate::flex) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Laye
                             }
                         }
                     }
+                    // The tile's rows as [channel of the tile][tap][C_in]: tap t's rows start
+                    // at t·C_in, 9·C_in apart.
                     for (t, tap) in taps.iter().enumerate() {
                         if tap.runs.is_empty() {
                             // A map of one row or column: this tap reads only padding.
@@ -499,19 +501,17 @@ pub(in crate::flex) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Laye
                             }
                         }
                     }
-                });
-            });
-        // [C_out][tap][C_in] → [C_out][C_in][tap]; every element is written.
-        let by_tap = &*by_tap;
-        dw.spare_capacity_mut()[..len]
-            .par_chunks_mut(taps_len)
-            .zip(by_tap.par_chunks(taps_len))
-            .for_each(|(out, row)| {
-                for (ci, taps) in out.chunks_mut(9).enumerate() {
-                    for (t, v) in taps.iter_mut().enumerate() {
-                        v.write(row[t * ins + ci]);
+                    // [tap][C_in] → [C_in][tap] while the rows are in cache, instead of a
+                    // second pass over the whole gradient (9.4 MB at layer4; the same speed,
+                    // one buffer less); every element of `out` is written.
+                    for (out, row) in out.chunks_mut(taps_len).zip(rows.chunks(taps_len)) {
+                        for (ci, taps) in out.chunks_mut(9).enumerate() {
+                            for (t, v) in taps.iter_mut().enumerate() {
+                                v.write(row[t * ins + ci]);
+                            }
+                        }
                     }
-                }
+                });
             });
     });
     // SAFETY: the loop above wrote all `len` elements.
