@@ -25,7 +25,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
     __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
-    _mm512_reduce_add_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
 use rayon::prelude::*;
@@ -380,7 +380,7 @@ unsafe fn tile(
     unsafe { store_tile(&acc, c, ldc, accumulate, 3) };
 }
 
-/// Stores (or, when `accumulate`, adds) the first `vectors` of each accumulator row's three
+/// Stores (or, when `accumulate`, adds) the first `vectors` of each accumulator row's `V`
 /// vectors to row `m` of `c` (rows `ldc` apart).
 ///
 /// # Safety
@@ -388,8 +388,8 @@ unsafe fn tile(
 /// `ldc` apart, initialised when `accumulate`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn store_tile(
-    acc: &[[__m512; 3]; TILE_CHANNELS],
+unsafe fn store_tile<const V: usize>(
+    acc: &[[__m512; V]; TILE_CHANNELS],
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
@@ -435,6 +435,15 @@ unsafe fn strided_tile(
     vectors: usize,
 ) {
     const _: () = assert!(TILE_CHANNELS == 8, "the assembly below has 8 weight rows");
+    // A partial tile computes only its vectors (bit for bit what the full tile computes in
+    // them): the weight gradient's last block of input channels is one or two vectors where
+    // C_in is not a multiple of 48 (256 = 5·48 + 16), a third of its work thrown away.
+    match vectors {
+        // SAFETY: as the caller guarantees.
+        1 => return unsafe { narrow_tile::<1>(a, (b, stride), len, c, ldc, accumulate) },
+        2 => return unsafe { narrow_tile::<2>(a, (b, stride), len, c, ldc, accumulate) },
+        _ => {}
+    }
     let mut acc: [[__m512; 3]; TILE_CHANNELS] = [[_mm512_setzero_ps(); 3]; TILE_CHANNELS];
     if len > 0 {
         // SAFETY: the caller guarantees 48 readable floats at b + k·stride and TILE_CHANNELS
@@ -459,6 +468,40 @@ unsafe fn strided_tile(
     }
     // SAFETY: as the caller guarantees.
     unsafe { store_tile(&acc, c, ldc, accumulate, vectors) };
+}
+
+/// [`strided_tile`] with `V` < 3 vectors: the same fused multiply-adds in the same order for
+/// those vectors, in intrinsics (8·V ≤ 16 accumulators leave LLVM registers to spare).
+///
+/// # Safety
+/// As [`strided_tile`], with `16 · V` readable floats at `b + k·stride`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn narrow_tile<const V: usize>(
+    a: *const f32,
+    (b, stride): (*const f32, usize),
+    len: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let mut acc: [[__m512; V]; TILE_CHANNELS] = [[_mm512_setzero_ps(); V]; TILE_CHANNELS];
+    for k in 0..len {
+        // SAFETY: the caller guarantees 16·V readable floats at b + k·stride and
+        // TILE_CHANNELS at a + 8k.
+        unsafe {
+            let x: [__m512; V] =
+                std::array::from_fn(|v| _mm512_loadu_ps(b.add(k * stride + 16 * v)));
+            for (m, row) in acc.iter_mut().enumerate() {
+                let w = _mm512_set1_ps(*a.add(k * TILE_CHANNELS + m));
+                for (sum, &x) in row.iter_mut().zip(&x) {
+                    *sum = _mm512_fmadd_ps(w, x, *sum);
+                }
+            }
+        }
+    }
+    // SAFETY: as the caller guarantees.
+    unsafe { store_tile(&acc, c, ldc, accumulate, V) };
 }
 
 /// Off x86-64 [`lanes::applies`] is always false and this is never called.
@@ -773,4 +816,68 @@ pub(super) fn convolve(
     // SAFETY: the loop above wrote all `len` elements (`len / image` planes of `image`).
     unsafe { y.set_len(len) };
     y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A partial tile (the narrow path) stores, bit for bit, what the full tile computes in
+    /// its vectors, and leaves the rest of the rows alone.
+    #[test]
+    fn partial_tiles_match_the_full_tile() {
+        if !avx512() {
+            return;
+        }
+        let (len, stride, ldc) = (37, 53, 50);
+        let wave =
+            |n: usize, f: f32| -> Vec<f32> { (0..n).map(|i| (i as f32 * f).sin()).collect() };
+        let a = wave(len * TILE_CHANNELS, 0.37);
+        let b = wave(len * stride + 48, 0.71);
+        let start = wave(TILE_CHANNELS * ldc, 0.13);
+        for accumulate in [false, true] {
+            let mut full = start.clone();
+            // SAFETY: AVX-512F checked; the buffers hold what the kernel reads and writes.
+            unsafe {
+                strided_tile(
+                    a.as_ptr(),
+                    (b.as_ptr(), stride),
+                    len,
+                    full.as_mut_ptr(),
+                    ldc,
+                    accumulate,
+                    3,
+                )
+            };
+            for vectors in [1, 2] {
+                let mut part = start.clone();
+                // SAFETY: as above.
+                unsafe {
+                    strided_tile(
+                        a.as_ptr(),
+                        (b.as_ptr(), stride),
+                        len,
+                        part.as_mut_ptr(),
+                        ldc,
+                        accumulate,
+                        vectors,
+                    )
+                };
+                for (m, (p, f)) in part.chunks(ldc).zip(full.chunks(ldc)).enumerate() {
+                    let (p, f, s) = (p, f, &start[m * ldc..(m + 1) * ldc]);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&p[..16 * vectors]),
+                        bits(&f[..16 * vectors]),
+                        "row {m}"
+                    );
+                    assert_eq!(
+                        bits(&p[16 * vectors..]),
+                        bits(&s[16 * vectors..]),
+                        "row {m}"
+                    );
+                }
+            }
+        }
+    }
 }
