@@ -46,12 +46,17 @@ impl WindowGeometry {
     }
 }
 
-/// Output rows (or columns) `[start, end)` where kernel row `k` of a 3-tap, padding-1 window
-/// reads inside a map of `size`: input `y + k − 1` in `[0, size)`. The per-tap products
-/// (`conv::taps`) and the batch-lane kernels (`direct::lanes`) skip the others.
-fn valid_taps(k: usize, size: usize) -> (usize, usize) {
-    let start = 1usize.saturating_sub(k);
-    let end = (size + 1).saturating_sub(k).min(size);
+/// Output rows (or columns) `[start, end)` of a map of `out` where kernel row `k` of a 3-tap,
+/// padding-1 window at `stride` reads inside an input of `size`: `s·y + k − 1` in
+/// `[0, size)`. The per-tap products (`conv::taps`) and the batch-lane kernels
+/// (`direct::lanes`) skip the others.
+fn valid_taps(k: usize, size: usize, stride: usize, out: usize) -> (usize, usize) {
+    let start = usize::from(k == 0);
+    let end = if size >= k {
+        ((size - k) / stride + 1).min(out)
+    } else {
+        0
+    };
     (start, end.max(start))
 }
 
@@ -170,12 +175,16 @@ mod tests {
 
     #[test]
     fn valid_taps_keep_the_tap_inside_the_map() {
-        assert_eq!(valid_taps(0, 4), (1, 4));
-        assert_eq!(valid_taps(1, 4), (0, 4));
-        assert_eq!(valid_taps(2, 4), (0, 3));
+        assert_eq!(valid_taps(0, 4, 1, 4), (1, 4));
+        assert_eq!(valid_taps(1, 4, 1, 4), (0, 4));
+        assert_eq!(valid_taps(2, 4, 1, 4), (0, 3));
         // A one-pixel map: only the centre tap reads inside it.
-        assert_eq!(valid_taps(0, 1), (1, 1));
-        assert_eq!(valid_taps(1, 1), (0, 1));
-        assert_eq!(valid_taps(2, 1), (0, 0));
+        assert_eq!(valid_taps(0, 1, 1, 1), (1, 1));
+        assert_eq!(valid_taps(1, 1, 1, 1), (0, 1));
+        assert_eq!(valid_taps(2, 1, 1, 1), (0, 0));
+        // Stride 2 on 7 (4 outputs: inputs −1..7 by 2) and 8 (4 outputs).
+        assert_eq!(valid_taps(0, 7, 2, 4), (1, 4));
+        assert_eq!(valid_taps(2, 7, 2, 4), (0, 3));
+        assert_eq!(valid_taps(2, 8, 2, 4), (0, 4));
     }
 }

@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::super::valid_taps as valid;
+use super::super::valid_taps;
 use super::{ChannelAffine, Dims, images_per_thread, matmul, sum_parts, with_work_buffers, zeros};
 
 /// Which product of the layer: `X → Y` or `dY → dX`.
@@ -40,8 +40,8 @@ impl Tap {
         Self {
             ky,
             kx,
-            y: valid(ky, d.h),
-            x: valid(kx, d.w),
+            y: valid_taps(ky, d.h, 1, d.h),
+            x: valid_taps(kx, d.w, 1, d.w),
         }
     }
 

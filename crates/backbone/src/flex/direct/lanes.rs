@@ -1,8 +1,8 @@
-//! 3×3, stride-1, padding-1 convolutions on small maps (ResNet's layer3 and layer4 at 112²,
-//! where [`super::applies`] refuses the stacked layout) with the batch in the vector lanes: the
-//! forward and the input gradient (the same convolution with the kernel flipped and the
-//! channel axes swapped, [`Kernel::InputGradient`]); and the weight gradient, which runs on
-//! the same micro-kernel with the input channels in the lanes ([`weight_gradient`]).
+//! 3×3, padding-1 convolutions with small outputs (below 10 rows: ResNet's layer3 and layer4
+//! at 112², where [`super::applies`] refuses the stacked layout), at stride 1 or 2, with the
+//! batch in the vector lanes: the forward, the input gradient (the adjoint, written as a
+//! scatter), and the weight gradient, which runs on the same micro-kernel with the input
+//! channels in the lanes ([`weight_gradient`]).
 //!
 //! Why: on a 7×7 or 4×4 map a vector of 16 positions mixes rows, so tap `(ky, kx)` reads the
 //! padding in some lanes and not in others: im2col multiplies those zeros (18% of the work at
@@ -15,21 +15,24 @@
 //! `[channel][block][position][lane]`: all lanes of a vector share one output position, so
 //! each tap's output positions are exactly the rectangle where it reads inside the image (as
 //! in `conv::taps`), and its input is the same rectangle shifted by one flat offset, read in
-//! place. One micro-kernel ([`super::strided_tile`], 8 output channels × 3 positions × 16
-//! images) sums over the input channels with a fixed stride and adds the tap's sum to the
-//! output; the centre tap, which covers every position, comes first and writes instead.
-//! The weights are packed per tile of 8 output channels, tap-major, right before the tile's
-//! work, so that they are still in cache when it starts. Batches that are not a multiple of
-//! 16 stay with the per-tap products.
+//! place ([`TapRuns`]). At stride 2 the input is read as four phase planes of the output's
+//! size ([`Layer::input_planes`]), which makes every tap a fixed offset into one plane again.
+//! One micro-kernel ([`super::strided_tile`], 8 output channels × 3 positions × 16 images) sums
+//! over the input channels with a fixed stride and adds the tap's sum to the output; at stride
+//! 1 the centre tap, which covers every position, comes first and writes instead. The weights
+//! are packed per tile of 8 output channels, tap-major, right before the tile's work, so that
+//! they are still in cache when it starts. Batches that are not a multiple of 16 stay with the
+//! per-tap products (stride 1) or im2col (stride 2) for the forward and input gradient.
 //!
-//! Measured (docs/performance.md), 16 images, against the per-tap products: 512 → 512 at 4²
-//! forward 6.2–6.8 → 4.6–5.1 ms, weight gradient 6.6 → 5.1 ms; 256 → 256 at 7² forward
-//! 5.1–5.3 → 3.8–4.0 ms, weight gradient 4.7 → 4.2 ms.
+//! Measured (docs/performance.md), 16 images, forward + input gradient + weight gradient:
+//! 512 → 512 at 4² 17.7 → 15.2 ms and 256 → 256 at 7² 14.3 → 13.0 ms against the per-tap
+//! products; at stride 2, 128 → 256 from 14² 8.6 → 7.4–7.6 ms and 256 → 512 from 7² 10.9–11.1 →
+//! 7.8–7.9 ms against im2col.
 
 use rayon::prelude::*;
 
 use super::super::conv::ChannelAffine;
-use super::super::with_work_buffers;
+use super::super::{valid_taps as valid, with_work_buffers};
 use super::{Kernel, TILE_CHANNELS, avx512, strided_tile};
 
 /// Images per vector.
@@ -62,7 +65,7 @@ pub(in crate::flex) struct Layer {
 }
 
 impl Layer {
-    /// Stride 1 or 2, and at most [`MAX_ROWS`] output rows.
+    /// Stride 1 or 2, a map that is not empty, and at most [`MAX_ROWS`] output rows.
     fn fits(&self) -> bool {
         matches!(self.stride, 1 | 2) && self.h > 0 && self.w > 0 && self.out_size().0 <= MAX_ROWS
     }
@@ -116,8 +119,6 @@ pub(in crate::flex) fn applies(layer: &Layer, kernel: Kernel) -> bool {
         && outs.is_multiple_of(TILE_CHANNELS)
         && layer.c_in > 0
         && layer.c_out > 0
-        && layer.h > 0
-        && layer.w > 0
         && layer.fits()
         && avx512()
 }
@@ -152,18 +153,6 @@ impl Planes {
         let plane = (y % self.stride) * self.stride + x % self.stride;
         plane * self.h * self.w + (y / self.stride) * self.w + x / self.stride
     }
-}
-
-/// Output rows (or columns) `[start, end)` of a map of `out` where kernel row `k` of a 3-tap,
-/// padding-1 window at `stride` reads inside an input of `size`: `s·y + k − 1` in `[0, size)`.
-fn valid(k: usize, size: usize, stride: usize, out: usize) -> (usize, usize) {
-    let start = usize::from(k == 0);
-    let end = if size >= k {
-        ((size - k) / stride + 1).min(out)
-    } else {
-        0
-    };
-    (start, end.max(start))
 }
 
 /// Tap `t`'s work ([`TapRuns::new`]): where in the input planes ([`Layer::input_planes`]) it
@@ -401,8 +390,6 @@ pub(in crate::flex) fn weight_gradient_applies(layer: &Layer) -> bool {
         && layer.c_out.is_multiple_of(TILE_CHANNELS)
         && layer.c_in > 0
         && layer.c_in.is_multiple_of(LANES)
-        && layer.h > 0
-        && layer.w > 0
         && layer.fits()
         && avx512()
 }
@@ -522,21 +509,6 @@ pub(in crate::flex) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Laye
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn valid_outputs_keep_the_tap_inside_the_map() {
-        assert_eq!(valid(0, 4, 1, 4), (1, 4));
-        assert_eq!(valid(1, 4, 1, 4), (0, 4));
-        assert_eq!(valid(2, 4, 1, 4), (0, 3));
-        // A one-pixel map: only the centre tap reads inside it.
-        assert_eq!(valid(0, 1, 1, 1), (1, 1));
-        assert_eq!(valid(1, 1, 1, 1), (0, 1));
-        assert_eq!(valid(2, 1, 1, 1), (0, 0));
-        // Stride 2 on 7 (4 outputs: inputs −1..7 by 2) and 8 (4 outputs).
-        assert_eq!(valid(0, 7, 2, 4), (1, 4));
-        assert_eq!(valid(2, 7, 2, 4), (0, 3));
-        assert_eq!(valid(2, 8, 2, 4), (0, 4));
-    }
 
     /// Every tap's runs are exactly the output positions where it reads inside the image, and
     /// each reads the planes' position holding the right pixel.
