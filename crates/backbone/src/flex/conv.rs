@@ -18,7 +18,8 @@
 //! where the machine has AVX-512, on maps of 10 rows and up `flex::direct` (no patch matrix)
 //! and below them `flex::direct::lanes` (the batch in the vector lanes, the padding skipped);
 //! elsewhere one product per kernel tap over the positions where it reads inside the image
-//! (`flex::conv::taps`). Gradients that autodiff does not ask for (the input image's) are not
+//! (`flex::conv::taps`). 3×3, stride-2, padding-1 layers with outputs below 10 rows take
+//! `flex::direct::lanes` too. Gradients that autodiff does not ask for (the input image's) are not
 //! computed. Only plain convolutions take this path — f32, groups 1, dilation 1, explicit
 //! padding, no bias (a bias is added outside, as a broadcast) — on a `flex` device without
 //! gradient checkpointing; [`try_conv2d`] hands everything else back to `conv2d`.
@@ -495,8 +496,8 @@ impl ChannelAffine {
     }
 }
 
-/// The convolution of `x` with `weight`, then `epilogue`. `fast_paths`: the direct and per-tap
-/// kernels where they apply (off, im2col + GEMM everywhere: the tests compare both). A per-tap
+/// The convolution of `x` with `weight`, then `epilogue`. `fast_paths`: the direct, batch-lane
+/// and per-tap kernels where they apply (off, im2col + GEMM everywhere: the tests compare both). A per-tap
 /// layer also hands back its weights as [`taps::weights_by_tap`] laid them out, for
 /// [`backward`]: the input gradient reads the same layout, and laying it out again cost 0.48 ms
 /// per 512 → 512 layer.
@@ -592,9 +593,9 @@ fn backward(
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let (x, weight, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
     let (xs, ws, gs) = (elements(&x), elements(&weight), elements(&grad));
-    // The gradients of a 3×3, stride-1 layer by the direct kernels where they apply, by one
-    // product per tap elsewhere; the loop below computes what is left (nothing when both were
-    // taken).
+    // The gradients of a 3×3 layer by the direct or batch-lane kernels where they apply, at
+    // stride 1 by one product per tap elsewhere; the loop below computes what is left (nothing
+    // when both were taken).
     let per_tap = tap_products(d, fast_paths);
     let fast_dx = want_x.then(|| {
         if let Some(shape) = direct_shape(d, Kernel::InputGradient, fast_paths) {
