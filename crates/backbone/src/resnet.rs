@@ -1068,6 +1068,19 @@ mod tests {
         assert!(d.worst() < 1e-4, "3×3/1, 16 → 24, 12²: {d:?}");
         let d = conv_path_deviation(&conv, x.permute([0, 1, 3, 2]));
         assert!(d.worst() < 1e-4, "permuted 3×3/1, 16 → 24: {d:?}");
+        // A block of 16 images on maps below 10 rows, at stride 1 and 2: the batch-lane kernels
+        // (all three products) on machines with AVX-512, per-tap products and im2col elsewhere.
+        for (stride, side) in [(1, 5), (2, 7)] {
+            let conv = Conv2dConfig::new([16, 8], [3, 3])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false)
+                .init(&device);
+            let x = Tensor::<4>::random([16, 16, side, side], normal, &device);
+            let d = conv_path_deviation(&conv, x.clone());
+            assert!(d.worst() < 1e-4, "3×3/{stride}, 16 images, {side}²: {d:?}");
+            assert!(d.input_grad.is_some() && d.weight_grad.is_some());
+        }
         // The first convolution's input (an image batch) needs no gradient.
         let conv = Conv2dConfig::new([3, 5], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
