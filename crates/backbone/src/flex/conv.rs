@@ -496,6 +496,44 @@ impl ChannelAffine {
     }
 }
 
+/// A new NCHW vector of `batch · channels` planes of `image` values each: plane `(n, c)` is
+/// what `plane(n, c)` yields, then passed through channel `c` of `epilogue`. Written by rayon's
+/// threads into uninitialised memory: the direct kernels' outputs are megabytes, and zeroing
+/// them first was a serial pass.
+///
+/// # Panics
+/// If a plane yields fewer than `image` values.
+pub(super) fn nchw_from_planes<I: Iterator<Item = f32>>(
+    (batch, channels, image): (usize, usize, usize),
+    epilogue: Option<&ChannelAffine>,
+    plane: impl Fn(usize, usize) -> I + Sync,
+) -> Vec<f32> {
+    let len = batch * channels * image;
+    let mut y = Vec::with_capacity(len);
+    if image > 0 {
+        y.spare_capacity_mut()[..len]
+            .par_chunks_mut(image)
+            .enumerate()
+            .for_each(|(index, out)| {
+                let (n, c) = (index / channels, index % channels);
+                let mut written = 0;
+                for (o, v) in out.iter_mut().zip(plane(n, c)) {
+                    o.write(v);
+                    written += 1;
+                }
+                assert_eq!(written, image, "flex: an output plane came out short");
+                // SAFETY: every element of `out` was written just above (asserted).
+                let out = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+                if let Some(epilogue) = epilogue {
+                    epilogue.apply(c, out);
+                }
+            });
+    }
+    // SAFETY: the planes above cover all `len` elements, each written in full.
+    unsafe { y.set_len(len) };
+    y
+}
+
 /// The convolution of `x` with `weight`, then `epilogue`. `fast_paths`: the direct, batch-lane
 /// and per-tap kernels where they apply (off, im2col + GEMM everywhere: the tests compare both). A per-tap
 /// layer also hands back its weights as [`taps::weights_by_tap`] laid them out, for

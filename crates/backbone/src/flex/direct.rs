@@ -30,7 +30,7 @@ use std::arch::x86_64::{
 
 use rayon::prelude::*;
 
-use super::conv::ChannelAffine;
+use super::conv::{ChannelAffine, nchw_from_planes};
 use super::with_work_buffers;
 
 pub(super) mod lanes;
@@ -746,8 +746,6 @@ pub(super) fn convolve(
     let block = (BLOCK_BYTES / (4 * shape.c_in * TILE_POSITIONS)).clamp(1, tiles);
     let masks = column_masks(&shape, ldc / 16);
     let (h, image) = (shape.h, shape.h * shape.w);
-    let len = shape.batch * shape.c_out * image;
-    let mut y = Vec::with_capacity(len);
     let lens = [
         shape.packed_len(columns),
         shape.c_out * k_len,
@@ -793,29 +791,15 @@ pub(super) fn convolve(
                     }
                 }
             });
-        // Stacked rows back to NCHW, dropping the rows between images.
-        // Every element of the output is written here, so it is not zeroed first.
+        // Stacked rows back to NCHW, dropping the rows between images (each image's rows are
+        // contiguous, stride W, its zero row after them).
         let scratch = &*scratch;
-        y.spare_capacity_mut()[..len]
-            .par_chunks_mut(image)
-            .enumerate()
-            .for_each(|(plane_index, out)| {
-                let (b, c) = (plane_index / shape.c_out, plane_index % shape.c_out);
-                // The image's rows are contiguous (stride W), its zero row after them.
-                let rows = &scratch[c * ldc + b * (h + 1) * s..][..image];
-                for (o, &v) in out.iter_mut().zip(rows) {
-                    o.write(v);
-                }
-                // SAFETY: every element of `out` was written just above.
-                let out = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
-                if let Some(epilogue) = epilogue {
-                    epilogue.apply(c, out);
-                }
-            });
-    });
-    // SAFETY: the loop above wrote all `len` elements (`len / image` planes of `image`).
-    unsafe { y.set_len(len) };
-    y
+        nchw_from_planes((shape.batch, shape.c_out, image), epilogue, |b, c| {
+            scratch[c * ldc + b * (h + 1) * s..][..image]
+                .iter()
+                .copied()
+        })
+    })
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@
 
 use rayon::prelude::*;
 
-use super::super::conv::ChannelAffine;
+use super::super::conv::{ChannelAffine, nchw_from_planes};
 use super::super::{valid_taps as valid, with_work_buffers};
 use super::{Kernel, TILE_CHANNELS, avx512, strided_tile};
 
@@ -301,8 +301,6 @@ pub(in crate::flex) fn convolve(
         .map(|t| (t, TapRuns::new(t, layer)))
         .collect();
     let centre_writes = layer.stride == 1;
-    let len = layer.batch * outs * image_out;
-    let mut y = Vec::with_capacity(len);
     with_work_buffers(
         [ins * plane_in + TAIL, outs * plane_out],
         |[packed, out]| {
@@ -355,31 +353,17 @@ pub(in crate::flex) fn convolve(
                         }
                     });
                 });
-            // Lanes back to NCHW; every element of the output is written here.
+            // Lanes back to NCHW.
             let out = &*out;
             let positions: Vec<usize> = (0..image_out).map(|i| to.position(i)).collect();
-            y.spare_capacity_mut()[..len]
-                .par_chunks_mut(image_out)
-                .enumerate()
-                .for_each(|(index, dst)| {
-                    let (n, c) = (index / outs, index % outs);
-                    let (b, lane) = (n / LANES, n % LANES);
-                    let src = &out[c * plane_out + b * positions_out * LANES + lane..];
-                    for (o, &p) in dst.iter_mut().zip(&positions) {
-                        o.write(src[p * LANES]);
-                    }
-                    // SAFETY: every element of `dst` was written just above.
-                    let dst =
-                        unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
-                    if let Some(epilogue) = epilogue {
-                        epilogue.apply(c, dst);
-                    }
-                });
+            let positions = &positions;
+            nchw_from_planes((layer.batch, outs, image_out), epilogue, |n, c| {
+                let (b, lane) = (n / LANES, n % LANES);
+                let src = &out[c * plane_out + b * positions_out * LANES + lane..];
+                positions.iter().map(move |&p| src[p * LANES])
+            })
         },
-    );
-    // SAFETY: the loop above wrote all `len` elements (`len / image_out` planes).
-    unsafe { y.set_len(len) };
-    y
+    )
 }
 
 /// Can this machine and layer take [`weight_gradient`]? AVX-512F, whole tiles of output
