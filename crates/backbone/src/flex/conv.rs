@@ -535,10 +535,10 @@ pub(super) fn nchw_from_planes<I: Iterator<Item = f32>>(
 }
 
 /// The convolution of `x` with `weight`, then `epilogue`. `fast_paths`: the direct, batch-lane
-/// and per-tap kernels where they apply (off, im2col + GEMM everywhere: the tests compare both). A per-tap
-/// layer also hands back its weights as [`taps::weights_by_tap`] laid them out, for
-/// [`backward`]: the input gradient reads the same layout, and laying it out again cost 0.48 ms
-/// per 512 → 512 layer.
+/// and per-tap kernels where they apply (off, im2col + GEMM everywhere: the tests compare
+/// both). A per-tap layer also hands back its weights as [`taps::weights_by_tap`] laid them
+/// out, for [`backward`]: the input gradient reads the same layout, and laying it out again
+/// cost 0.48 ms per 512 → 512 layer.
 fn forward(
     x: &FlexTensor,
     weight: &FlexTensor,

@@ -819,36 +819,29 @@ mod tests {
         let a = wave(len * TILE_CHANNELS, 0.37);
         let b = wave(len * stride + 48, 0.71);
         let start = wave(TILE_CHANNELS * ldc, 0.13);
-        for accumulate in [false, true] {
-            let mut full = start.clone();
+        // The rows after one tile of `vectors` vectors over `start`.
+        let run = |accumulate: bool, vectors: usize| {
+            let mut c = start.clone();
             // SAFETY: AVX-512F checked; the buffers hold what the kernel reads and writes.
             unsafe {
                 strided_tile(
                     a.as_ptr(),
                     (b.as_ptr(), stride),
                     len,
-                    full.as_mut_ptr(),
+                    c.as_mut_ptr(),
                     ldc,
                     accumulate,
-                    3,
+                    vectors,
                 )
             };
+            c
+        };
+        for accumulate in [false, true] {
+            let full = run(accumulate, 3);
             for vectors in [1, 2] {
-                let mut part = start.clone();
-                // SAFETY: as above.
-                unsafe {
-                    strided_tile(
-                        a.as_ptr(),
-                        (b.as_ptr(), stride),
-                        len,
-                        part.as_mut_ptr(),
-                        ldc,
-                        accumulate,
-                        vectors,
-                    )
-                };
+                let part = run(accumulate, vectors);
                 for (m, (p, f)) in part.chunks(ldc).zip(full.chunks(ldc)).enumerate() {
-                    let (p, f, s) = (p, f, &start[m * ldc..(m + 1) * ldc]);
+                    let s = &start[m * ldc..(m + 1) * ldc];
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(
                         bits(&p[..16 * vectors]),

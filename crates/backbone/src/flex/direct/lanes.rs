@@ -70,6 +70,15 @@ impl Layer {
         matches!(self.stride, 1 | 2) && self.h > 0 && self.w > 0 && self.out_size().0 <= MAX_ROWS
     }
 
+    /// The input and output channels of product `kernel`: the layer's `(C_in, C_out)` for
+    /// the forward, `(C_out, C_in)` for the input gradient.
+    fn channels(&self, kernel: Kernel) -> (usize, usize) {
+        match kernel {
+            Kernel::Forward => (self.c_in, self.c_out),
+            Kernel::InputGradient => (self.c_out, self.c_in),
+        }
+    }
+
     /// The output map: `⌊(H − 1)/s⌋ + 1` by `⌊(W − 1)/s⌋ + 1`.
     fn out_size(&self) -> (usize, usize) {
         (
@@ -85,7 +94,6 @@ impl Layer {
     fn input_planes(&self) -> Planes {
         let (h, w) = self.out_size();
         Planes {
-            count: self.stride * self.stride,
             stride: self.stride,
             h,
             w,
@@ -97,7 +105,6 @@ impl Layer {
     fn output_planes(&self) -> Planes {
         let (h, w) = self.out_size();
         Planes {
-            count: 1,
             stride: 1,
             h,
             w,
@@ -110,10 +117,7 @@ impl Layer {
 /// and whole tiles of the product's output channels (the layer's `C_out` for the forward,
 /// `C_in` for the input gradient), stride 1 or 2, at most [`MAX_ROWS`] output rows.
 pub(in crate::flex) fn applies(layer: &Layer, kernel: Kernel) -> bool {
-    let outs = match kernel {
-        Kernel::Forward => layer.c_out,
-        Kernel::InputGradient => layer.c_in,
-    };
+    let (_, outs) = layer.channels(kernel);
     layer.batch > 0
         && layer.batch.is_multiple_of(LANES)
         && outs.is_multiple_of(TILE_CHANNELS)
@@ -123,10 +127,10 @@ pub(in crate::flex) fn applies(layer: &Layer, kernel: Kernel) -> bool {
         && avx512()
 }
 
-/// Planes of `h × w` positions standing for an `image` map (see [`Layer::input_planes`]).
+/// `stride²` planes of `h × w` positions standing for an `image` map (see
+/// [`Layer::input_planes`]).
 #[derive(Debug, Clone, Copy)]
 struct Planes {
-    count: usize,
     stride: usize,
     h: usize,
     w: usize,
@@ -136,7 +140,7 @@ struct Planes {
 impl Planes {
     /// Positions per image: all planes.
     fn positions(&self) -> usize {
-        self.count * self.h * self.w
+        self.stride * self.stride * self.h * self.w
     }
 
     /// The image pixel (flat) at `position`, if inside the image.
@@ -226,10 +230,7 @@ fn to_lanes(x: &[f32], channels: usize, planes: &Planes, out: &mut [f32]) {
 /// (one run of 72 floats for the input gradient, whose tile is 8 of the layer's input
 /// channels) and written as nine runs of 8.
 fn pack_tile(weights: &[f32], layer: &Layer, kernel: Kernel, tile: usize, packed: &mut [f32]) {
-    let (ins, outs) = match kernel {
-        Kernel::Forward => (layer.c_in, layer.c_out),
-        Kernel::InputGradient => (layer.c_out, layer.c_in),
-    };
+    let (ins, outs) = layer.channels(kernel);
     let mut block = [[0.0f32; TILE_CHANNELS]; 9];
     for c in 0..ins {
         for (m, o) in (tile * TILE_CHANNELS..(tile + 1) * TILE_CHANNELS).enumerate() {
@@ -264,19 +265,10 @@ pub(in crate::flex) fn convolve(
     kernel: Kernel,
     epilogue: Option<&ChannelAffine>,
 ) -> Vec<f32> {
-    let (ins, outs, from, to) = match kernel {
-        Kernel::Forward => (
-            layer.c_in,
-            layer.c_out,
-            layer.input_planes(),
-            layer.output_planes(),
-        ),
-        Kernel::InputGradient => (
-            layer.c_out,
-            layer.c_in,
-            layer.output_planes(),
-            layer.input_planes(),
-        ),
+    let (ins, outs) = layer.channels(kernel);
+    let (from, to) = match kernel {
+        Kernel::Forward => (layer.input_planes(), layer.output_planes()),
+        Kernel::InputGradient => (layer.output_planes(), layer.input_planes()),
     };
     let (image_in, image_out) = (from.image.0 * from.image.1, to.image.0 * to.image.1);
     assert!(
