@@ -99,36 +99,58 @@ impl Dims {
         self.h_out * self.w_out
     }
 
-    /// For kernel column `kx`, the output columns that read inside the image, and the input
-    /// column the first of them reads.
+    /// For kernel column `kx`, the output columns that read inside the image.
     fn valid_columns(&self, kx: usize) -> (usize, usize) {
         let (s, left) = (self.geometry.stride[1], self.geometry.padding[1]);
-        // First output column with ox·s + kx ≥ left.
-        let first = left.saturating_sub(kx).div_ceil(s);
-        // One past the last with ox·s + kx − left < w.
-        let end = if self.w + left > kx {
-            ((self.w + left - kx - 1) / s + 1).min(self.w_out)
-        } else {
-            0
-        };
-        (first.min(end), end)
+        valid_outputs(kx, left, s, self.w, self.w_out)
     }
 
-    /// At stride 1 with an output as wide as the input (`left + right = k_w − 1`, ResNet's
-    /// 3×3 convolutions), kernel position `(ky, kx)` reads the image shifted by one flat offset:
-    /// patch-matrix entry `p` is pixel `p + delta` of the plane, except in the columns that
-    /// fall into the padding (at most `k_w − 1` per row) and the rows outside `oy_range`.
-    /// `Some((delta, oy_range))` then, `None` when the layout does not allow it.
-    fn flat_shift(&self, ky: usize, kx: usize) -> Option<(isize, std::ops::Range<usize>)> {
-        if self.geometry.stride != [1, 1] || self.w_out != self.w {
-            return None;
-        }
+    /// For kernel row `ky`, the output rows that read inside the image.
+    fn valid_rows(&self, ky: usize) -> (usize, usize) {
+        let (s, top) = (self.geometry.stride[0], self.geometry.padding[0]);
+        valid_outputs(ky, top, s, self.h, self.h_out)
+    }
+
+    /// The stride `s` when the image splits into `s × s` phase planes as wide as the output
+    /// (plane `(py, px)` holds pixel `(s·qy + py, s·qx + px)` at `(qy, qx)`): equal strides,
+    /// `W = s · W_out`, and a kernel at least `s` wide each way (so every plane is read; a 1×1
+    /// kernel at stride 2 reads a quarter of the image and keeps the strided copies, which
+    /// were faster there) — at stride 1 an output as wide as the input (the plane is the
+    /// image), at stride 2 ResNet's stem and 3×3 downsampling layers on even maps. Kernel
+    /// position `(ky, kx)` then reads one phase plane shifted by one flat offset
+    /// ([`Self::phase_shift`]).
+    fn phase_stride(&self) -> Option<usize> {
+        let [s_h, s_w] = self.geometry.stride;
+        let [k_h, k_w] = self.geometry.kernel;
+        (s_h == s_w && self.w == s_w * self.w_out && k_h.min(k_w) >= s_w).then_some(s_w)
+    }
+
+    /// Rows of each phase plane (see [`Self::phase_stride`]); the planes that reach past the
+    /// image's last row hold zeros there.
+    fn phase_rows(&self, s: usize) -> usize {
+        self.h.div_ceil(s)
+    }
+
+    /// Where kernel position `(ky, kx)` reads when [`Self::phase_stride`] applies: patch-matrix
+    /// entry `p` is element `p + delta` of phase plane `plane` (`py·s + px`), except in the
+    /// output rows and columns outside `rows` and `columns`, where the window reads the
+    /// padding (at most `⌈k_w / s⌉` columns per row).
+    fn phase_shift(&self, ky: usize, kx: usize) -> Option<PhaseShift> {
+        let s = self.phase_stride()?;
         let [top, left, ..] = self.geometry.padding;
-        let delta = (ky as isize - top as isize) * self.w as isize + kx as isize - left as isize;
-        // Output rows whose input row oy + ky − top lies in [0, h).
-        let first = top.saturating_sub(ky).min(self.h_out);
-        let end = (self.h + top).saturating_sub(ky).clamp(first, self.h_out);
-        Some((delta, first..end))
+        // Input row s·oy + ky − top = s·(oy + a) + py, and the same for columns.
+        let (ry, rx) = (ky as isize - top as isize, kx as isize - left as isize);
+        let si = s as isize;
+        let (a, py) = (ry.div_euclid(si), ry.rem_euclid(si) as usize);
+        let (b, px) = (rx.div_euclid(si), rx.rem_euclid(si) as usize);
+        let (first_row, end_row) = self.valid_rows(ky);
+        let (first, end) = self.valid_columns(kx);
+        Some(PhaseShift {
+            plane: py * s + px,
+            delta: a * self.w_out as isize + b,
+            rows: first_row..end_row,
+            columns: first..end,
+        })
     }
 
     /// Input row read by output row `oy` at kernel row `ky`, if inside the image.
@@ -139,31 +161,99 @@ impl Dims {
     }
 }
 
+/// Output positions `[start, end)` along one axis of an output of `out` where kernel position
+/// `k` reads inside an input of `size` (padding `pad` before it, stride `s`):
+/// `o·s + k − pad` in `[0, size)`.
+fn valid_outputs(k: usize, pad: usize, s: usize, size: usize, out: usize) -> (usize, usize) {
+    // First output with o·s + k ≥ pad.
+    let first = pad.saturating_sub(k).div_ceil(s);
+    // One past the last with o·s + k − pad < size.
+    let end = if size + pad > k {
+        ((size + pad - k - 1) / s + 1).min(out)
+    } else {
+        0
+    };
+    (first.min(end), end)
+}
+
+/// See [`Dims::phase_shift`].
+struct PhaseShift {
+    plane: usize,
+    delta: isize,
+    rows: std::ops::Range<usize>,
+    columns: std::ops::Range<usize>,
+}
+
+/// Channel `plane` (`H × W`) as its `s × s` phase planes (`[s·s][phase rows × W_out]`, see
+/// [`Dims::phase_stride`]) in `phases`; at stride 1 the plane itself, uncopied.
+fn split_phases<'a>(plane: &'a [f32], d: &Dims, s: usize, phases: &'a mut [f32]) -> &'a [f32] {
+    if s == 1 {
+        return plane;
+    }
+    let (rows, w_out) = (d.phase_rows(s), d.w_out);
+    let phases = &mut phases[..s * s * rows * w_out];
+    for (y, line) in plane.chunks(d.w).enumerate() {
+        let (qy, py) = (y / s, y % s);
+        for px in 0..s {
+            let out = &mut phases[((py * s + px) * rows + qy) * w_out..][..w_out];
+            for (o, v) in out.iter_mut().zip(line[px..].iter().step_by(s)) {
+                *o = *v;
+            }
+        }
+    }
+    // The planes of the phases past the image's last row end with a row of zeros.
+    let short = d.h % s;
+    if short != 0 {
+        for plane in phases.chunks_mut(rows * w_out).skip(short * s) {
+            plane[(rows - 1) * w_out..].fill(0.0);
+        }
+    }
+    phases
+}
+
+/// Floats of the phase-plane scratch [`im2col`] and [`col2im`] need (none at stride 1).
+fn phase_scratch(d: &Dims) -> usize {
+    match d.phase_stride() {
+        Some(s) if s > 1 => s * s * d.phase_rows(s) * d.w_out,
+        _ => 0,
+    }
+}
+
 /// Writes image `x` (`[C_in × H × W]`) as its patch matrix `[C_in·k_h·k_w × H_out·W_out]`,
-/// whose rows start `row_stride` apart in `cols` (several images side by side share rows).
-fn im2col(x: &[f32], d: &Dims, cols: &mut [f32], row_stride: usize) {
+/// whose rows start `row_stride` apart in `cols` (several images side by side share rows);
+/// `phases` is scratch of [`phase_scratch`] floats.
+///
+/// Where [`Dims::phase_stride`] applies, each patch-matrix row is one copy of a shifted phase
+/// plane and zeros in the padding; at stride 2 that replaced a strided copy per output row,
+/// which was a third of the stem's time (docs/performance.md).
+fn im2col(x: &[f32], d: &Dims, cols: &mut [f32], row_stride: usize, phases: &mut [f32]) {
     let [k_h, k_w] = d.geometry.kernel;
     let (s, left) = (d.geometry.stride[1], d.geometry.padding[1]);
     let (pixels, w_out) = (d.out_pixels(), d.w_out);
     for c in 0..d.c_in {
         let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
+        let split = d
+            .phase_stride()
+            .map(|s| (split_phases(plane, d, s, phases), d.phase_rows(s) * w_out));
         for ky in 0..k_h {
             for kx in 0..k_w {
                 let row = &mut cols[((c * k_h + ky) * k_w + kx) * row_stride..][..pixels];
-                let (first, end) = d.valid_columns(kx);
-                if let Some((delta, rows)) = d.flat_shift(ky, kx) {
+                if let (Some((planes, len)), Some(shift)) = (split, d.phase_shift(ky, kx)) {
                     // One copy of the shifted plane, then zeros where the window is in the
                     // padding: whole rows, and the few columns at the ends of each row.
-                    let span = flat_span(rows.start * w_out..rows.end * w_out, delta, plane.len());
+                    let plane = &planes[shift.plane * len..][..len];
+                    let rows = shift.rows.clone();
+                    let span = flat_span(rows.start * w_out..rows.end * w_out, shift.delta, len);
                     row[..span.start].fill(0.0);
                     row[span.end..].fill(0.0);
                     if !span.is_empty() {
-                        let from = span.start.wrapping_add_signed(delta);
+                        let from = span.start.wrapping_add_signed(shift.delta);
                         row[span.clone()].copy_from_slice(&plane[from..from + span.len()]);
                     }
-                    zero_padding_columns(row, rows, w_out, first..end);
+                    zero_padding_columns(row, rows, w_out, shift.columns);
                     continue;
                 }
+                let (first, end) = d.valid_columns(kx);
                 for oy in 0..d.h_out {
                     let out = &mut row[oy * w_out..(oy + 1) * w_out];
                     let Some(y) = d.input_row(oy, ky) else {
@@ -174,12 +264,8 @@ fn im2col(x: &[f32], d: &Dims, cols: &mut [f32], row_stride: usize) {
                     out[..first].fill(0.0);
                     out[end..].fill(0.0);
                     let x0 = first * s + kx - left;
-                    if s == 1 {
-                        out[first..end].copy_from_slice(&line[x0..x0 + end - first]);
-                    } else {
-                        for (o, v) in out[first..end].iter_mut().zip(line[x0..].iter().step_by(s)) {
-                            *o = *v;
-                        }
+                    for (o, v) in out[first..end].iter_mut().zip(line[x0..].iter().step_by(s)) {
+                        *o = *v;
                     }
                 }
             }
@@ -188,7 +274,7 @@ fn im2col(x: &[f32], d: &Dims, cols: &mut [f32], row_stride: usize) {
 }
 
 /// The part of the flat output range `range` whose shifted positions `p + delta` lie inside a
-/// plane of `len` pixels (what [`Dims::flat_shift`]'s copy covers).
+/// plane of `len` pixels (what [`Dims::phase_shift`]'s copy covers).
 fn flat_span(range: std::ops::Range<usize>, delta: isize, len: usize) -> std::ops::Range<usize> {
     let start = range.start.max(delta.min(0).unsigned_abs());
     let end = range.end.min(len.saturating_sub(delta.max(0) as usize));
@@ -214,32 +300,58 @@ fn zero_padding_columns(
 }
 
 /// Adds the patch matrix `cols` (rows `row_stride` apart) onto image gradient `dx`
-/// (`[C_in × H × W]`, zeroed by the caller): the adjoint of [`im2col`]. Entries of `cols` that
-/// lie in the padding are zeroed on the way (they are the caller's scratch).
-fn col2im(cols: &mut [f32], d: &Dims, dx: &mut [f32], row_stride: usize) {
+/// (`[C_in × H × W]`, zeroed by the caller): the adjoint of [`im2col`], with the same
+/// `phases` scratch. Entries of `cols` that lie in the padding are zeroed on the way (they are
+/// the caller's scratch).
+fn col2im(cols: &mut [f32], d: &Dims, dx: &mut [f32], row_stride: usize, phases: &mut [f32]) {
     let [k_h, k_w] = d.geometry.kernel;
     let (s, left) = (d.geometry.stride[1], d.geometry.padding[1]);
     let (pixels, w_out) = (d.out_pixels(), d.w_out);
+    let phase_stride = d.phase_stride();
     for c in 0..d.c_in {
         let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
+        if let Some(s) = phase_stride {
+            // The adjoint of the phase split: sums per phase plane (the plane itself at
+            // stride 1), then interleaved back onto the image.
+            let len = d.phase_rows(s) * w_out;
+            let planes: &mut [f32] = if s == 1 {
+                &mut *plane
+            } else {
+                let planes = &mut phases[..s * s * len];
+                planes.fill(0.0);
+                planes
+            };
+            for ky in 0..k_h {
+                for kx in 0..k_w {
+                    let row = &mut cols[((c * k_h + ky) * k_w + kx) * row_stride..][..pixels];
+                    let shift = d.phase_shift(ky, kx).expect("phase_stride applies");
+                    if shift.columns.is_empty() {
+                        continue;
+                    }
+                    // Entries in the padding columns would land on a neighbouring row's
+                    // pixel in the flat add: zero them, then one contiguous add.
+                    let rows = shift.rows.clone();
+                    zero_padding_columns(row, rows.clone(), w_out, shift.columns);
+                    let span = flat_span(rows.start * w_out..rows.end * w_out, shift.delta, len);
+                    if !span.is_empty() {
+                        let target = &mut planes[shift.plane * len..][..len];
+                        let from = span.start.wrapping_add_signed(shift.delta);
+                        for (o, v) in target[from..from + span.len()].iter_mut().zip(&row[span]) {
+                            *o += v;
+                        }
+                    }
+                }
+            }
+            if s > 1 {
+                merge_phases(&phases[..s * s * len], d, s, plane);
+            }
+            continue;
+        }
         for ky in 0..k_h {
             for kx in 0..k_w {
                 let row = &mut cols[((c * k_h + ky) * k_w + kx) * row_stride..][..pixels];
                 let (first, end) = d.valid_columns(kx);
                 if first == end {
-                    continue;
-                }
-                if let Some((delta, rows)) = d.flat_shift(ky, kx) {
-                    // Entries in the padding columns would land on a neighbouring row's pixel
-                    // in the flat add: zero them, then one contiguous add.
-                    zero_padding_columns(row, rows.clone(), w_out, first..end);
-                    let span = flat_span(rows.start * w_out..rows.end * w_out, delta, plane.len());
-                    if !span.is_empty() {
-                        let from = span.start.wrapping_add_signed(delta);
-                        for (o, v) in plane[from..from + span.len()].iter_mut().zip(&row[span]) {
-                            *o += v;
-                        }
-                    }
                     continue;
                 }
                 for oy in 0..d.h_out {
@@ -249,14 +361,8 @@ fn col2im(cols: &mut [f32], d: &Dims, dx: &mut [f32], row_stride: usize) {
                     let line = &mut plane[y * d.w..(y + 1) * d.w];
                     let src = &row[oy * w_out + first..oy * w_out + end];
                     let x0 = first * s + kx - left;
-                    if s == 1 {
-                        for (o, v) in line[x0..x0 + end - first].iter_mut().zip(src) {
-                            *o += v;
-                        }
-                    } else {
-                        for (o, v) in line[x0..].iter_mut().step_by(s).zip(src) {
-                            *o += v;
-                        }
+                    for (o, v) in line[x0..].iter_mut().step_by(s).zip(src) {
+                        *o += v;
                     }
                 }
             }
@@ -264,9 +370,30 @@ fn col2im(cols: &mut [f32], d: &Dims, dx: &mut [f32], row_stride: usize) {
     }
 }
 
+/// Adds phase planes `phases` (as [`split_phases`] writes them) onto channel `plane`: the
+/// adjoint of the split.
+fn merge_phases(phases: &[f32], d: &Dims, s: usize, plane: &mut [f32]) {
+    let (rows, w_out) = (d.phase_rows(s), d.w_out);
+    for (y, line) in plane.chunks_mut(d.w).enumerate() {
+        let (qy, py) = (y / s, y % s);
+        for px in 0..s {
+            let from = &phases[((py * s + px) * rows + qy) * w_out..][..w_out];
+            for (o, v) in line[px..].iter_mut().step_by(s).zip(from) {
+                *o += v;
+            }
+        }
+    }
+}
+
 /// Writes the patch matrices of images `first..first + count` side by side into `cols` (row
 /// stride `count · H_out·W_out`), the right-hand side of one GEMM for the group.
-fn group_patches(xs: &[f32], d: &Dims, first: usize, count: usize, cols: &mut [f32]) {
+fn group_patches(
+    xs: &[f32],
+    d: &Dims,
+    (first, count): (usize, usize),
+    cols: &mut [f32],
+    phases: &mut [f32],
+) {
     let (pixels, image) = (d.out_pixels(), d.image());
     for g in 0..count {
         let n = first + g;
@@ -275,6 +402,7 @@ fn group_patches(xs: &[f32], d: &Dims, first: usize, count: usize, cols: &mut [f
             d,
             &mut cols[g * pixels..],
             count * pixels,
+            phases,
         );
     }
 }
@@ -573,8 +701,9 @@ fn forward(
             let lens = [
                 if direct { 0 } else { patch * group * pixels },
                 if group > 1 { out_image * group } else { 0 },
+                if direct { 0 } else { phase_scratch(d) },
             ];
-            with_work_buffers(lens, |[cols, side_by_side]| {
+            with_work_buffers(lens, |[cols, side_by_side, phases]| {
                 for (j, y_group) in y_run.chunks_mut(group * out_image).enumerate() {
                     let first = t * per_thread + j * group;
                     let count = y_group.len() / out_image;
@@ -585,11 +714,11 @@ fn forward(
                         let (rhs, out) = ((x_n, [pixels, 1]), &mut *y_group);
                         matmul([d.c_out, pixels, patch], out, pixels, false, lhs, rhs);
                     } else if count == 1 {
-                        group_patches(xs, d, first, count, cols);
+                        group_patches(xs, d, (first, count), cols, phases);
                         let rhs = (&*cols, [pixels, 1]);
                         matmul([d.c_out, pixels, patch], y_group, pixels, false, lhs, rhs);
                     } else {
-                        group_patches(xs, d, first, count, cols);
+                        group_patches(xs, d, (first, count), cols, phases);
                         let rhs = (&*cols, [width, 1]);
                         matmul(
                             [d.c_out, width, patch],
@@ -699,10 +828,11 @@ fn backward(
             let lens = [
                 if direct { 0 } else { patch * group * pixels },
                 if group > 1 { out_image * group } else { 0 },
+                if direct { 0 } else { phase_scratch(d) },
             ];
             // This run's weight-gradient sum: the first group's product, then accumulated.
             let mut dw = Vec::new();
-            with_work_buffers(lens, |[cols, side_by_side]| {
+            with_work_buffers(lens, |[cols, side_by_side, phases]| {
                 for (j, first) in (start..start + run).step_by(group).enumerate() {
                     let count = group.min(start + run - first);
                     let width = count * pixels;
@@ -723,7 +853,7 @@ fn backward(
                         let patches: &[f32] = if direct {
                             &xs[first * image..(first + 1) * image]
                         } else {
-                            group_patches(xs, d, first, count, cols);
+                            group_patches(xs, d, (first, count), cols, phases);
                             cols
                         };
                         // dW += dY · colsᵀ
@@ -762,6 +892,7 @@ fn backward(
                                 d,
                                 &mut dx_run[local * image..(local + 1) * image],
                                 width,
+                                phases,
                             );
                         }
                     }
@@ -928,11 +1059,36 @@ mod tests {
     }
 
     #[test]
+    fn phase_planes_take_the_stem_and_the_3x3_downsampling() {
+        // ResNet's stem at 112² and 224², its 3×3 stride-2 layers on even maps, the same-size
+        // 3×3 layers (the plane is the image).
+        assert_eq!(dims([1, 3, 112, 112], 64, 7, 2, 3).phase_stride(), Some(2));
+        assert_eq!(dims([1, 3, 224, 224], 64, 7, 2, 3).phase_stride(), Some(2));
+        assert_eq!(dims([1, 64, 28, 28], 128, 3, 2, 1).phase_stride(), Some(2));
+        assert_eq!(dims([1, 64, 28, 28], 64, 3, 1, 1).phase_stride(), Some(1));
+        // A 1×1 kernel at stride 2 (a quarter of the image read) and odd widths do not.
+        assert_eq!(dims([1, 64, 28, 28], 128, 1, 2, 0).phase_stride(), None);
+        assert_eq!(dims([1, 256, 7, 7], 512, 3, 2, 1).phase_stride(), None);
+        // Tap (0, 6) of the stem: input row 2·oy − 3 = 2·(oy − 2) + 1, column 2·ox + 3 =
+        // 2·(ox + 1) + 1: plane (1, 1), shifted by −2 rows and +1 column.
+        let stem = dims([1, 3, 112, 112], 64, 7, 2, 3);
+        let shift = stem.phase_shift(0, 6).unwrap();
+        assert_eq!((shift.plane, shift.delta), (2 + 1, -2 * 56 + 1));
+        assert_eq!((shift.rows, shift.columns), (2..56, 0..55));
+    }
+
+    #[test]
     fn im2col_and_col2im_match_the_definition_and_are_adjoint() {
         for (x, k, s, p) in [
             ([1, 2, 5, 7], 3, 1, 1),
+            // Stride 2 through phase planes: even maps, an odd height (the planes' zero
+            // rows), the stem's 7×7 kernel; an odd width takes the strided copies.
             ([1, 2, 6, 6], 3, 2, 1),
             ([1, 1, 9, 8], 7, 2, 3),
+            ([1, 2, 7, 6], 3, 2, 1),
+            ([1, 3, 16, 16], 7, 2, 3),
+            ([1, 2, 7, 7], 3, 2, 1),
+            ([1, 2, 6, 6], 3, 3, 1),
             ([1, 3, 4, 4], 1, 2, 0),
             ([1, 1, 3, 3], 5, 1, 2),
             ([1, 2, 2, 3], 3, 1, 1),
@@ -941,12 +1097,13 @@ mod tests {
             let d = dims(x, 2, k, s, p);
             let xs: Vec<f32> = (0..d.image()).map(|i| (i as f32 * 0.37).sin()).collect();
             let mut cols = vec![f32::NAN; d.patch() * d.out_pixels()];
-            im2col(&xs, &d, &mut cols, d.out_pixels());
+            let mut phases = vec![f32::NAN; phase_scratch(&d)];
+            im2col(&xs, &d, &mut cols, d.out_pixels(), &mut phases);
             assert_eq!(cols, im2col_naive(&xs, &d), "{x:?} k{k} s{s} p{p}");
             // <im2col(x), c> = <x, col2im(c)>
             let c: Vec<f32> = (0..cols.len()).map(|i| (i as f32 * 0.11).cos()).collect();
             let mut back = vec![0.0; d.image()];
-            col2im(&mut c.clone(), &d, &mut back, d.out_pixels());
+            col2im(&mut c.clone(), &d, &mut back, d.out_pixels(), &mut phases);
             let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum();
             let rhs: f64 = xs.iter().zip(&back).map(|(a, b)| (a * b) as f64).sum();
             assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
