@@ -15,11 +15,13 @@
 //!
 //! with the images spread over rayon's threads and each GEMM single-threaded (the same `gemm`
 //! crate flex uses). 3×3, stride-1, padding-1 layers take faster paths for all three products:
-//! where the machine has AVX-512, on maps of 10 rows and up `flex::direct` (no patch matrix)
-//! and below them `flex::direct::lanes` (the batch in the vector lanes, the padding skipped);
-//! elsewhere one product per kernel tap over the positions where it reads inside the image
-//! (`flex::conv::taps`). 3×3, stride-2, padding-1 layers with outputs below 10 rows take
-//! `flex::direct::lanes` too. Gradients that autodiff does not ask for (the input image's) are not
+//! where the machine has AVX-512, on maps above 14 rows `flex::direct` (no patch matrix) and up
+//! to 14 rows `flex::direct::lanes` for blocks of 16 images (the batch in the vector lanes, the
+//! padding skipped; `flex::direct` for other batches from 10 rows); elsewhere one product per
+//! kernel tap over the positions where it reads inside the image (`flex::conv::taps`). 3×3,
+//! stride-2, padding-1 layers with outputs below 10 rows take `flex::direct::lanes` too (up to
+//! 14 rows for the weight gradient); im2col reads the others, and the stem, through phase
+//! planes ([`Dims::phase_stride`]). Gradients that autodiff does not ask for (the input image's) are not
 //! computed. Only plain convolutions take this path — f32, groups 1, dilation 1, explicit
 //! padding, no bias (a bias is added outside, as a broadcast) — on a `flex` device without
 //! gradient checkpointing; [`try_conv2d`] hands everything else back to `conv2d`.
@@ -527,8 +529,9 @@ fn direct_shape(d: &Dims, kernel: Kernel, fast_paths: bool) -> Option<direct::Sh
 
 /// The batch-lane kernels' layer for this convolution when they take its product `kernel`
 /// (and `fast_paths`): a 3×3, padding-1 layer at stride 1 or 2 with a small output map, on a
-/// machine and batch [`direct::lanes::applies`] accepts. At stride 1 that is exactly where
-/// [`direct`] does not take the layer (maps below 10 rows).
+/// machine and batch [`direct::lanes::applies`] accepts. Where both take a product (10 to 14
+/// rows at stride 1) these kernels go first: they skip the padding and the rows between
+/// images that [`direct`] computes.
 fn lanes_layer(d: &Dims, kernel: Kernel, fast_paths: bool) -> Option<direct::lanes::Layer> {
     lanes_geometry(d, fast_paths).filter(|layer| direct::lanes::applies(layer, kernel))
 }
@@ -677,12 +680,12 @@ fn forward(
     let (x, weight) = (contiguous(x), contiguous(weight));
     let (xs, ws) = (elements(&x), elements(&weight));
     let out_shape = [d.batch, d.c_out, d.h_out, d.w_out];
-    if let Some(shape) = direct_shape(d, Kernel::Forward, fast_paths) {
-        let y = direct::convolve(xs, ws, &shape, Kernel::Forward, epilogue);
-        return (tensor(y, out_shape), None);
-    }
     if let Some(layer) = lanes_layer(d, Kernel::Forward, fast_paths) {
         let y = direct::lanes::convolve(xs, ws, &layer, Kernel::Forward, epilogue);
+        return (tensor(y, out_shape), None);
+    }
+    if let Some(shape) = direct_shape(d, Kernel::Forward, fast_paths) {
+        let y = direct::convolve(xs, ws, &shape, Kernel::Forward, epilogue);
         return (tensor(y, out_shape), None);
     }
     if tap_products(d, fast_paths) {
@@ -765,19 +768,19 @@ fn backward(
     // when both were taken).
     let per_tap = tap_products(d, fast_paths);
     let fast_dx = want_x.then(|| {
-        if let Some(shape) = direct_shape(d, Kernel::InputGradient, fast_paths) {
-            Some(direct::convolve(
-                gs,
-                ws,
-                &shape,
-                Kernel::InputGradient,
-                None,
-            ))
-        } else if let Some(layer) = lanes_layer(d, Kernel::InputGradient, fast_paths) {
+        if let Some(layer) = lanes_layer(d, Kernel::InputGradient, fast_paths) {
             Some(direct::lanes::convolve(
                 gs,
                 ws,
                 &layer,
+                Kernel::InputGradient,
+                None,
+            ))
+        } else if let Some(shape) = direct_shape(d, Kernel::InputGradient, fast_paths) {
+            Some(direct::convolve(
+                gs,
+                ws,
+                &shape,
                 Kernel::InputGradient,
                 None,
             ))
@@ -792,10 +795,10 @@ fn backward(
         }
     });
     let fast_dw = want_w.then(|| {
-        if let Some(shape) = direct_shape(d, Kernel::Forward, fast_paths) {
-            Some(direct::weight_gradient(xs, gs, &shape))
-        } else if let Some(layer) = lanes_weight_layer(d, fast_paths) {
+        if let Some(layer) = lanes_weight_layer(d, fast_paths) {
             Some(direct::lanes::weight_gradient(xs, gs, &layer))
+        } else if let Some(shape) = direct_shape(d, Kernel::Forward, fast_paths) {
+            Some(direct::weight_gradient(xs, gs, &shape))
         } else {
             per_tap.then(|| taps::weight_gradient(xs, gs, d))
         }
@@ -1148,12 +1151,18 @@ mod tests {
             ([16, 8, 2, 3], 16, 3, 1, [1; 4]),
             ([16, 16, 1, 1], 8, 3, 1, [1; 4]),
             ([3, 16, 4, 4], 8, 3, 1, [1; 4]),
+            // Up to 14 rows they go before the direct kernels (which take other batches).
+            ([16, 16, 13, 4], 8, 3, 1, [1; 4]),
+            ([5, 16, 14, 6], 8, 3, 1, [1; 4]),
             // Stride 2 with padding 1: the batch-lane kernels read the input as four phase
             // planes. Odd and even maps, a map of one pixel, other batches.
             ([16, 16, 7, 7], 8, 3, 2, [1; 4]),
             ([16, 16, 8, 6], 16, 3, 2, [1; 4]),
             ([16, 8, 1, 1], 8, 3, 2, [1; 4]),
             ([5, 16, 5, 5], 8, 3, 2, [1; 4]),
+            // 12 output rows: im2col for the forward and input gradient, the batch-lane weight
+            // gradient.
+            ([16, 16, 24, 6], 8, 3, 2, [1; 4]),
         ] {
             let g = WindowGeometry {
                 kernel: [k, k],
@@ -1261,13 +1270,18 @@ mod tests {
             );
             assert!(direct_shape(&d, Kernel::Forward, false).is_none());
         }
-        // Below 10 rows: the batch-lane kernels for whole blocks of 16 images, the per-tap
-        // products for other batches (and off AVX-512).
+        // Up to 14 rows: the batch-lane kernels for whole blocks of 16 images (the weight
+        // gradient for any batch), the per-tap products (below 10 rows) or the direct kernels
+        // for other batches (and off AVX-512); above 14 rows the direct kernels.
         for (x, c_out, forward, input_gradient, weight_gradient) in [
             ([16, 256, 7, 7], 256, true, true, true),
             ([32, 512, 4, 4], 512, true, true, true),
             ([16, 8, 4, 4], 12, false, true, false),
             ([8, 256, 7, 7], 256, false, false, true),
+            ([16, 128, 14, 14], 128, true, true, true),
+            ([8, 128, 14, 14], 128, false, false, true),
+            ([16, 64, 28, 28], 64, false, false, false),
+            ([16, 64, 15, 15], 64, false, false, false),
         ] {
             let d = Dims::new(x, [c_out, x[1], 3, 3], g).unwrap();
             let lanes = |kernel| lanes_layer(&d, kernel, true).is_some();
@@ -1291,17 +1305,22 @@ mod tests {
         let d = Dims::new([2, 8, 28, 28], [8, 8, 3, 3], stride_2).unwrap();
         assert!(direct_shape(&d, Kernel::Forward, true).is_none());
         // At stride 2 the batch-lane kernels take outputs below 10 rows (ResNet's first
-        // layer3 and layer4 convolutions at 112²), im2col the rest.
-        for (x, c_out, lanes) in [
-            ([16, 128, 14, 14], 256, true),
-            ([16, 256, 7, 7], 512, true),
-            ([16, 64, 28, 28], 128, false),
+        // layer3 and layer4 convolutions at 112²), and up to 14 rows for the weight gradient
+        // (layer2's); im2col the rest.
+        for (x, c_out, lanes, weight_gradient) in [
+            ([16, 128, 14, 14], 256, true, true),
+            ([16, 256, 7, 7], 512, true, true),
+            ([16, 64, 28, 28], 128, false, true),
+            ([16, 64, 56, 56], 128, false, false),
         ] {
             let d = Dims::new(x, [c_out, x[1], 3, 3], stride_2).unwrap();
             for kernel in [Kernel::Forward, Kernel::InputGradient] {
                 assert_eq!(lanes_layer(&d, kernel, true).is_some(), lanes && avx512);
             }
-            assert_eq!(lanes_weight_layer(&d, true).is_some(), lanes && avx512);
+            assert_eq!(
+                lanes_weight_layer(&d, true).is_some(),
+                weight_gradient && avx512
+            );
         }
     }
 

@@ -1,6 +1,6 @@
-//! 3×3, padding-1 convolutions with small outputs (below 10 rows: ResNet's layer3 and layer4
-//! at 112², where [`super::applies`] refuses the stacked layout), at stride 1 or 2, with the
-//! batch in the vector lanes: the forward, the input gradient (the adjoint, written as a
+//! 3×3, padding-1 convolutions with small outputs (up to 14 rows: ResNet's layer2 to layer4 at
+//! 112², where the stacked layout of [`super`] computes 7–14% more than the layer), at stride 1
+//! or 2, with the batch in the vector lanes: the forward, the input gradient (the adjoint, written as a
 //! scatter), and the weight gradient, which runs on the same micro-kernel with the input
 //! channels in the lanes ([`weight_gradient`]).
 //!
@@ -21,13 +21,14 @@
 //! over the input channels with a fixed stride and adds the tap's sum to the output; at stride
 //! 1 the centre tap, which covers every position, comes first and writes instead. The weights
 //! are packed per tile of 8 output channels, tap-major, right before the tile's work, so that
-//! they are still in cache when it starts. Batches that are not a multiple of 16 stay with the
-//! per-tap products (stride 1) or im2col (stride 2) for the forward and input gradient.
+//! they are still in cache when it starts. Batches that are not a multiple of 16 stay, for the
+//! forward and input gradient, with the direct kernels (10 to 14 rows), the per-tap products
+//! (below) or im2col (stride 2).
 //!
 //! Measured (docs/performance.md), 16 images, forward + input gradient + weight gradient:
 //! 512 → 512 at 4² 17.7 → 15.2 ms and 256 → 256 at 7² 14.3 → 13.0 ms against the per-tap
-//! products; at stride 2, 128 → 256 from 14² 8.6 → 7.4–7.6 ms and 256 → 512 from 7² 10.9–11.1 →
-//! 7.8–7.9 ms against im2col.
+//! products, 128 → 128 at 14² 14.5 → 13.4 ms against the direct kernels; at stride 2, 128 →
+//! 256 from 14² 8.6 → 7.4–7.6 ms and 256 → 512 from 7² 10.9–11.1 → 7.8–7.9 ms against im2col.
 
 use rayon::prelude::*;
 
@@ -44,12 +45,18 @@ const TILE_VECTORS: usize = 3;
 const TAIL: usize = TILE_VECTORS * LANES;
 /// The centre tap, `(1, 1)`: it reads inside the image at every output position.
 const CENTRE: usize = 4;
-/// The most output rows these kernels take. Below 10 rows [`super::applies`] refuses the
-/// stacked layout (it throws away `1/H` of the work); above, these kernels' planes (64 bytes
-/// per position and channel) outgrow L2 and they lose: 64 → 64 at 28² forward + backward
-/// 17.9 ms against the direct kernels' 14.3, 64 → 128 from 28² to 14² at stride 2 9.5 ms
-/// against im2col's 9.0; at 14² they are even with the direct kernels (14.5 ms).
-const MAX_ROWS: usize = 9;
+/// The most output rows these kernels take at stride 1, and for the weight gradient at
+/// stride 2. Above it their planes (64 bytes per position and channel) outgrow L2 and they
+/// lose: 64 → 64 at 28², forward and input gradient 5.7–5.9 ms each against the direct
+/// kernels' 4.8. At 14² they win (128 → 128, forward / input gradient / weight gradient
+/// 4.56 / 4.55 / 4.34 ms against the direct kernels' 4.75 / 4.84 / 4.97; with the rows
+/// between images the direct kernels compute 7% more there, 15% more for the weight
+/// gradient).
+const MAX_ROWS: usize = 14;
+/// The most output rows the forward and input gradient take at stride 2: from 28² to 14²
+/// (64 → 128) they ran 3.1 / 2.9 ms against im2col's 2.76 / 2.75 (the weight gradient 2.6
+/// against 2.87 ms, so it takes [`MAX_ROWS`]).
+const MAX_ROWS_STRIDE_2: usize = 9;
 
 /// A 3×3, padding-1 convolution at stride 1 or 2, as these kernels see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +72,9 @@ pub(in crate::flex) struct Layer {
 }
 
 impl Layer {
-    /// Stride 1 or 2, a map that is not empty, and at most [`MAX_ROWS`] output rows.
-    fn fits(&self) -> bool {
-        matches!(self.stride, 1 | 2) && self.h > 0 && self.w > 0 && self.out_size().0 <= MAX_ROWS
+    /// Stride 1 or 2, a map that is not empty, and at most `max_rows` output rows.
+    fn fits(&self, max_rows: usize) -> bool {
+        matches!(self.stride, 1 | 2) && self.h > 0 && self.w > 0 && self.out_size().0 <= max_rows
     }
 
     /// The input and output channels of product `kernel`: the layer's `(C_in, C_out)` for
@@ -115,15 +122,21 @@ impl Layer {
 
 /// Does this product of `layer` take the batch-lane path? AVX-512F, whole blocks of 16 images
 /// and whole tiles of the product's output channels (the layer's `C_out` for the forward,
-/// `C_in` for the input gradient), stride 1 or 2, at most [`MAX_ROWS`] output rows.
+/// `C_in` for the input gradient), stride 1 or 2, at most [`MAX_ROWS`] output rows at stride 1
+/// and [`MAX_ROWS_STRIDE_2`] at stride 2.
 pub(in crate::flex) fn applies(layer: &Layer, kernel: Kernel) -> bool {
     let (_, outs) = layer.channels(kernel);
+    let max_rows = if layer.stride == 1 {
+        MAX_ROWS
+    } else {
+        MAX_ROWS_STRIDE_2
+    };
     layer.batch > 0
         && layer.batch.is_multiple_of(LANES)
         && outs.is_multiple_of(TILE_CHANNELS)
         && layer.c_in > 0
         && layer.c_out > 0
-        && layer.fits()
+        && layer.fits(max_rows)
         && avx512()
 }
 
@@ -366,7 +379,7 @@ pub(in crate::flex) fn weight_gradient_applies(layer: &Layer) -> bool {
         && layer.c_out.is_multiple_of(TILE_CHANNELS)
         && layer.c_in > 0
         && layer.c_in.is_multiple_of(LANES)
-        && layer.fits()
+        && layer.fits(MAX_ROWS)
         && avx512()
 }
 
