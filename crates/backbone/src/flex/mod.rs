@@ -127,6 +127,40 @@ fn zeros(len: usize) -> Vec<f32> {
     out
 }
 
+/// `len` values made by rayon's threads in chunks of `chunk` (the last may be shorter), at
+/// least `min_chunks` per task: chunk `i` is zeroed and handed to `fill(i, chunk)` at once.
+///
+/// Why: [`zeros`] followed by a pass that writes the buffer sends it through memory twice;
+/// zeroed here, a chunk of a row or plane is still in cache when `fill` writes (or adds into)
+/// it. The batch-norm and pooling outputs and gradients are ~100 MB per ResNet-18 training
+/// step at 112², and the separate zeroing was ~1.8% of the step.
+fn par_filled<T: Copy + Default + Send + Sync>(
+    len: usize,
+    chunk: usize,
+    min_chunks: usize,
+    fill: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .with_min_len(min_chunks.max(1))
+        .enumerate()
+        .for_each(|(i, values)| fill(i, zeroed(values)));
+    // SAFETY: `zeroed` initialised each of the `len` elements above (a panic in `fill` ends
+    // the function before this line, and the vector is dropped empty).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `values` initialised to `T::default()`, as an initialised slice.
+fn zeroed<T: Copy + Default>(values: &mut [std::mem::MaybeUninit<T>]) -> &mut [T] {
+    for value in values.iter_mut() {
+        value.write(T::default());
+    }
+    // SAFETY: every element was written above, and `MaybeUninit<T>` has `T`'s layout.
+    unsafe { &mut *(values as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
+}
+
 /// The element-wise sum of `parts` (all of one length; empty for no parts), in parallel
 /// chunks: per-thread partial results (the weight gradient's) are megabytes at layer4
 /// (512 × 4,608), and adding them on one thread was a serial pass per layer.

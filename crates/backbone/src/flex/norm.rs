@@ -28,7 +28,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{contiguous, elements, flex_device, tensor, zeros};
+use super::{contiguous, elements, flex_device, par_filled, tensor};
 
 /// `[N, C, …]` seen as `N·C` rows of `spatial` values, row `n·C + c` in channel `c`.
 #[derive(Debug, Clone, Copy)]
@@ -104,12 +104,10 @@ fn channel_sums(
 /// A tensor of `l`'s size whose row `r` (channel `r % C`) is written by `fill(c, r, row)`;
 /// rows in parallel.
 fn map_rows(l: &Layout, fill: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let mut out = zeros(l.batch * l.channels * l.spatial);
-    out.par_chunks_mut(l.spatial)
-        .with_min_len(l.rows_per_task())
-        .enumerate()
-        .for_each(|(r, row)| fill(r % l.channels, r, row));
-    out
+    let len = l.batch * l.channels * l.spatial;
+    par_filled(len, l.spatial, l.rows_per_task(), |r, row| {
+        fill(r % l.channels, r, row)
+    })
 }
 
 /// Batch mean and biased variance per channel.

@@ -18,7 +18,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::{WindowGeometry, contiguous, elements, flex_device, tensor, zeros};
+use super::{WindowGeometry, contiguous, elements, flex_device, par_filled, tensor, zeroed};
 
 /// Sizes of one pooling call.
 #[derive(Debug, Clone, Copy)]
@@ -66,12 +66,16 @@ fn forward(x: &FlexTensor, d: &Dims) -> (Vec<f32>, Vec<u32>) {
     let k_h = d.geometry.kernel[0];
     let s_h = d.geometry.stride[0];
     let top = d.geometry.padding[0];
-    let mut out = zeros(d.planes * plane_out);
-    let mut argmax = vec![0u32; d.planes * plane_out];
-    out.par_chunks_mut(plane_out)
-        .zip(argmax.par_chunks_mut(plane_out))
+    // Both outputs zeroed plane by plane right before the plane is written, in cache (as
+    // `par_filled` does for one output).
+    let len = d.planes * plane_out;
+    let (mut out, mut argmax) = (Vec::with_capacity(len), Vec::with_capacity(len));
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(plane_out)
+        .zip(argmax.spare_capacity_mut()[..len].par_chunks_mut(plane_out))
         .enumerate()
         .for_each(|(p, (out, argmax))| {
+            let (out, argmax): (&mut [f32], &mut [u32]) = (zeroed(out), zeroed(argmax));
             let plane = &xs[p * plane_in..(p + 1) * plane_in];
             // Each input row's maxima over the window's columns, for every output column
             // (values and positions as separate arrays, so the combining loops vectorise);
@@ -102,6 +106,12 @@ fn forward(x: &FlexTensor, d: &Dims) -> (Vec<f32>, Vec<u32>) {
                 }
             }
         });
+    // SAFETY: `zeroed` initialised all `len` elements of both (a panic above ends the function
+    // before this line, and the vectors are dropped empty).
+    unsafe {
+        out.set_len(len);
+        argmax.set_len(len);
+    }
     (out, argmax)
 }
 
@@ -175,14 +185,12 @@ fn backward(grad: &FlexTensor, argmax: &[u32], d: &Dims) -> Vec<f32> {
     let grad = contiguous(grad);
     let gs = elements(&grad);
     let (plane_in, plane_out) = (d.h * d.w, d.h_out * d.w_out);
-    let mut dx = zeros(d.planes * plane_in);
-    dx.par_chunks_mut(plane_in).enumerate().for_each(|(p, dx)| {
+    par_filled(d.planes * plane_in, plane_in, 1, |p, dx| {
         let range = p * plane_out..(p + 1) * plane_out;
         for (&g, &i) in gs[range.clone()].iter().zip(&argmax[range]) {
             dx[i as usize] += g;
         }
-    });
-    dx
+    })
 }
 
 /// The pool's node in the autodiff graph.
