@@ -695,9 +695,18 @@ fn forward(
     }
     let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
     let out_image = d.c_out * pixels;
+    if patch == 0 {
+        // No input channels: the products are empty and write nothing.
+        return (tensor(zeros(d.batch * out_image), out_shape), None);
+    }
     let (per_thread, group) = schedule(d);
-    let mut y = zeros(d.batch * out_image);
-    y.par_chunks_mut(per_thread * out_image)
+    // The output is written by the GEMMs (or copied from their side-by-side result) group by
+    // group without being zeroed first: a separate zeroing pass over it was 2.3% of a
+    // ResNet-50 forward (its 1×1 layers' outputs are up to 13 MB).
+    let len = d.batch * out_image;
+    let mut y = Vec::with_capacity(len);
+    y.spare_capacity_mut()[..len]
+        .par_chunks_mut(per_thread * out_image)
         .enumerate()
         .for_each(|(t, y_run)| {
             let direct = group == 1 && d.is_pointwise();
@@ -712,14 +721,22 @@ fn forward(
                     let count = y_group.len() / out_image;
                     let width = count * pixels;
                     let lhs = (ws, [patch, 1]);
+                    let out = (y_group.as_mut_ptr().cast::<f32>(), y_group.len());
+                    // SAFETY (the three products): `out` is this group's exclusively borrowed
+                    // part of the output, not aliased by the operands, and is not read
+                    // (no accumulation); with `patch > 0` the GEMM writes every element of it.
                     if direct {
                         let x_n = &xs[first * image..(first + 1) * image];
-                        let (rhs, out) = ((x_n, [pixels, 1]), &mut *y_group);
-                        matmul([d.c_out, pixels, patch], out, pixels, false, lhs, rhs);
+                        let rhs = (x_n, [pixels, 1]);
+                        unsafe {
+                            matmul_raw([d.c_out, pixels, patch], out, pixels, false, lhs, rhs)
+                        };
                     } else if count == 1 {
                         group_patches(xs, d, (first, count), cols, phases);
                         let rhs = (&*cols, [pixels, 1]);
-                        matmul([d.c_out, pixels, patch], y_group, pixels, false, lhs, rhs);
+                        unsafe {
+                            matmul_raw([d.c_out, pixels, patch], out, pixels, false, lhs, rhs)
+                        };
                     } else {
                         group_patches(xs, d, (first, count), cols, phases);
                         let rhs = (&*cols, [width, 1]);
@@ -733,12 +750,17 @@ fn forward(
                         );
                         for (g, y_n) in y_group.chunks_mut(out_image).enumerate() {
                             for (co, row) in y_n.chunks_mut(pixels).enumerate() {
-                                row.copy_from_slice(
-                                    &side_by_side[co * width + g * pixels..][..pixels],
-                                );
+                                let from = &side_by_side[co * width + g * pixels..][..pixels];
+                                for (o, &v) in row.iter_mut().zip(from) {
+                                    o.write(v);
+                                }
                             }
                         }
                     }
+                    // SAFETY: every element of the group was written just above.
+                    let y_group = unsafe {
+                        &mut *(y_group as *mut [std::mem::MaybeUninit<f32>] as *mut [f32])
+                    };
                     if let Some(epilogue) = epilogue {
                         for y_n in y_group.chunks_mut(out_image) {
                             for (co, row) in y_n.chunks_mut(pixels).enumerate() {
@@ -749,6 +771,9 @@ fn forward(
                 }
             });
         });
+    // SAFETY: the groups above cover all `len` elements, each written (a panic ends the
+    // function before this line, and the vector is dropped empty).
+    unsafe { y.set_len(len) };
     (tensor(y, out_shape), None)
 }
 
