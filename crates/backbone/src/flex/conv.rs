@@ -21,7 +21,7 @@
 //! kernel tap over the positions where it reads inside the image (`flex::conv::taps`). 3×3,
 //! stride-2, padding-1 layers with outputs below 10 rows take `flex::direct::lanes` too (up to
 //! 14 rows for the weight gradient); im2col reads the others, and the stem, through phase
-//! planes ([`Dims::phase_stride`]). Gradients that autodiff does not ask for (the input
+//! planes (`Dims::phase_stride`). Gradients that autodiff does not ask for (the input
 //! image's) are not computed. Only plain convolutions take this path — f32, groups 1,
 //! dilation 1, explicit padding, no bias (a bias is added outside, as a broadcast) — on a
 //! `flex` device without gradient checkpointing; [`try_conv2d`] hands everything else back to
