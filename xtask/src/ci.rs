@@ -72,6 +72,16 @@ pub fn run(args: CiArgs) -> Result<()> {
         ]),
     )?;
 
+    // The libraries' documentation, with its intra-doc links resolved (a broken or private
+    // link fails). Not xtask's: its doc comments are clap's help text, where `cuda[:N]` is not
+    // a link.
+    step(
+        "doc",
+        cargo()
+            .args(["doc", "--workspace", "--exclude", "xtask", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+
     let mut features = Vec::new();
     let mut devices = vec!["flex"];
     if !args.skip_wgpu {

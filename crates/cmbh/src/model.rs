@@ -120,7 +120,7 @@ impl CmbhOutput {
     }
 }
 
-/// The training network. [`CmbhModel::encoder`] keeps only the inference path.
+/// The training network. [`CmbhModel::into_encoder`] keeps only the inference path.
 #[derive(Module, Debug)]
 pub struct CmbhModel {
     /// Backbone N (torchvision layout; `fc` absent).

@@ -93,7 +93,7 @@ pub fn min_max_scale(data: &[f32], dim: usize) -> Result<Vec<f32>, CsrmsError> {
         .collect::<Vec<_>>())
 }
 
-/// Complement coding: x ∈ [0,1]^D → [x, 1 − x] ∈ [0,1]^{2D}, whose L1 norm is always D.
+/// Complement coding: `x ∈ [0,1]^D → [x, 1 − x] ∈ [0,1]^{2D}`, whose L1 norm is always D.
 pub fn complement_code(x: &[f32]) -> Vec<f32> {
     x.iter().copied().chain(x.iter().map(|v| 1.0 - v)).collect()
 }

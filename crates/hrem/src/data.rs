@@ -25,7 +25,7 @@ pub struct Tokens {
 pub enum TextTokenizer {
     /// The BiGRU's vocabulary (`<start>` … `<end>`).
     Vocab(Vocab),
-    /// BERT word pieces ([CLS] … [SEP]).
+    /// BERT word pieces (`[CLS]` … `[SEP]`).
     Bert(Box<BertTokenizer>),
 }
 
