@@ -46,7 +46,8 @@ use super::direct::{self, Kernel};
 
 mod taps;
 use super::{
-    WindowGeometry, contiguous, elements, flex_device, sum_parts, tensor, with_work_buffers, zeros,
+    WindowGeometry, contiguous, elements, flex_device, sum_parts, tensor, valid_outputs,
+    with_work_buffers, zeros,
 };
 
 /// The sizes one convolution call works with.
@@ -162,21 +163,6 @@ impl Dims {
             .checked_sub(self.geometry.padding[0])
             .filter(|&y| y < self.h)
     }
-}
-
-/// Output positions `[start, end)` along one axis of an output of `out` where kernel position
-/// `k` reads inside an input of `size` (padding `pad` before it, stride `s`):
-/// `o·s + k − pad` in `[0, size)`.
-fn valid_outputs(k: usize, pad: usize, s: usize, size: usize, out: usize) -> (usize, usize) {
-    // First output with o·s + k ≥ pad.
-    let first = pad.saturating_sub(k).div_ceil(s);
-    // One past the last with o·s + k − pad < size.
-    let end = if size + pad > k {
-        ((size + pad - k - 1) / s + 1).min(out)
-    } else {
-        0
-    };
-    (first.min(end), end)
 }
 
 /// See [`Dims::phase_shift`].

@@ -46,18 +46,20 @@ impl WindowGeometry {
     }
 }
 
-/// Output rows (or columns) `[start, end)` of a map of `out` where kernel row `k` of a 3-tap,
-/// padding-1 window at `stride` reads inside an input of `size`: `s·y + k − 1` in
-/// `[0, size)`. The per-tap products (`conv::taps`) and the batch-lane kernels
-/// (`direct::lanes`) skip the others.
-fn valid_taps(k: usize, size: usize, stride: usize, out: usize) -> (usize, usize) {
-    let start = usize::from(k == 0);
-    let end = if size >= k {
-        ((size - k) / stride + 1).min(out)
+/// Output positions `[start, end)` along one axis of an output of `out` where kernel position
+/// `k` reads inside an input of `size` (padding `pad` before it, stride `s`):
+/// `o·s + k − pad` in `[0, size)`. im2col zeroes the others (`conv`), the per-tap products
+/// (`conv::taps`) and the batch-lane kernels (`direct::lanes`) skip them.
+fn valid_outputs(k: usize, pad: usize, s: usize, size: usize, out: usize) -> (usize, usize) {
+    // First output with o·s + k ≥ pad.
+    let first = pad.saturating_sub(k).div_ceil(s);
+    // One past the last with o·s + k − pad < size.
+    let end = if size + pad > k {
+        ((size + pad - k - 1) / s + 1).min(out)
     } else {
         0
     };
-    (start, end.max(start))
+    (first.min(end), end)
 }
 
 /// The tensor's elements in row-major order (a copy only when it is a strided view).
@@ -208,17 +210,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn valid_taps_keep_the_tap_inside_the_map() {
-        assert_eq!(valid_taps(0, 4, 1, 4), (1, 4));
-        assert_eq!(valid_taps(1, 4, 1, 4), (0, 4));
-        assert_eq!(valid_taps(2, 4, 1, 4), (0, 3));
+    fn valid_outputs_keep_the_tap_inside_the_map() {
+        // 3 taps, padding 1.
+        assert_eq!(valid_outputs(0, 1, 1, 4, 4), (1, 4));
+        assert_eq!(valid_outputs(1, 1, 1, 4, 4), (0, 4));
+        assert_eq!(valid_outputs(2, 1, 1, 4, 4), (0, 3));
         // A one-pixel map: only the centre tap reads inside it.
-        assert_eq!(valid_taps(0, 1, 1, 1), (1, 1));
-        assert_eq!(valid_taps(1, 1, 1, 1), (0, 1));
-        assert_eq!(valid_taps(2, 1, 1, 1), (0, 0));
+        assert_eq!(valid_outputs(0, 1, 1, 1, 1), (1, 1));
+        assert_eq!(valid_outputs(1, 1, 1, 1, 1), (0, 1));
+        assert_eq!(valid_outputs(2, 1, 1, 1, 1), (0, 0));
         // Stride 2 on 7 (4 outputs: inputs −1..7 by 2) and 8 (4 outputs).
-        assert_eq!(valid_taps(0, 7, 2, 4), (1, 4));
-        assert_eq!(valid_taps(2, 7, 2, 4), (0, 3));
-        assert_eq!(valid_taps(2, 8, 2, 4), (0, 4));
+        assert_eq!(valid_outputs(0, 1, 2, 7, 4), (1, 4));
+        assert_eq!(valid_outputs(2, 1, 2, 7, 4), (0, 3));
+        assert_eq!(valid_outputs(2, 1, 2, 8, 4), (0, 4));
+        // The stem: 7 taps, padding 3, stride 2 on 112 (56 outputs).
+        assert_eq!(valid_outputs(0, 3, 2, 112, 56), (2, 56));
+        assert_eq!(valid_outputs(6, 3, 2, 112, 56), (0, 55));
     }
 }

@@ -14,7 +14,6 @@
 
 use rayon::prelude::*;
 
-use super::super::valid_taps;
 use super::{ChannelAffine, Dims, images_per_thread, matmul, sum_parts, with_work_buffers, zeros};
 
 /// Which product of the layer: `X → Y` or `dY → dX`.
@@ -40,8 +39,8 @@ impl Tap {
         Self {
             ky,
             kx,
-            y: valid_taps(ky, d.h, 1, d.h),
-            x: valid_taps(kx, d.w, 1, d.w),
+            y: d.valid_rows(ky),
+            x: d.valid_columns(kx),
         }
     }
 

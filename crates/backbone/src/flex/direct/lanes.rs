@@ -33,7 +33,7 @@
 use rayon::prelude::*;
 
 use super::super::conv::{ChannelAffine, nchw_from_planes};
-use super::super::{valid_taps as valid, with_work_buffers};
+use super::super::{valid_outputs, with_work_buffers};
 use super::{Kernel, TILE_CHANNELS, avx512, strided_tile};
 
 /// Images per vector.
@@ -201,7 +201,8 @@ impl TapRuns {
         let (py, px) = ((ky + s - 1) % s, (kx + s - 1) % s);
         let offset = |k: usize, p: usize| (k as isize - 1 - p as isize) / s as isize;
         let shift = offset(ky, py) * w as isize + offset(kx, px);
-        let ((y0, y1), (x0, x1)) = (valid(ky, layer.h, s, h), valid(kx, layer.w, s, w));
+        let (y0, y1) = valid_outputs(ky, 1, s, layer.h, h);
+        let (x0, x1) = valid_outputs(kx, 1, s, layer.w, w);
         let runs: Vec<(usize, usize)> = if x1 - x0 == w {
             vec![(y0 * w, (y1 - y0) * w)]
         } else {
