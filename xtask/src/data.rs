@@ -41,6 +41,14 @@ pub enum DataCommand {
         /// synth-captions: test scenes (default 100; `reproduce hrem` uses 1,000).
         #[arg(long)]
         test: Option<usize>,
+        /// synth-captions: draw scenes as edited copies of this many prototype scenes
+        /// (default 0: independent scenes).
+        #[arg(long)]
+        families: Option<usize>,
+        /// synth-captions with --families: how far members stray from their prototype
+        /// (probability of each attribute edit, default 0.3).
+        #[arg(long)]
+        family_edit: Option<f32>,
     },
 }
 
@@ -59,7 +67,16 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             train,
             dev,
             test,
-        } => synth(&name, &out, seed, image_size, [train, dev, test]),
+            families,
+            family_edit,
+        } => synth(
+            &name,
+            &out,
+            seed,
+            image_size,
+            [train, dev, test],
+            (families, family_edit),
+        ),
     }
 }
 
@@ -75,17 +92,24 @@ fn ensure_empty(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes an embedded dataset; `scenes` overrides synth-captions' train / dev / test sizes.
+/// Writes an embedded dataset; `scenes` overrides synth-captions' train / dev / test sizes,
+/// `(families, family_edit)` its scene families.
 fn synth(
     name: &str,
     out: &Path,
     seed: u64,
     image_size: Option<u32>,
     scenes: [Option<usize>; 3],
+    (families, family_edit): (Option<usize>, Option<f32>),
 ) -> Result<()> {
     ensure_empty(out)?;
-    if name != "synth-captions" && scenes.iter().any(Option::is_some) {
-        bail!("--train, --dev and --test are for synth-captions");
+    if name != "synth-captions"
+        && (scenes.iter().any(Option::is_some) || families.is_some() || family_edit.is_some())
+    {
+        bail!("--train, --dev, --test, --families and --family-edit are for synth-captions");
+    }
+    if family_edit.is_some() && families.unwrap_or(0) == 0 {
+        bail!("--family-edit needs --families N (N ≥ 1)");
     }
     if name != "synth-fine" && image_size.is_some() {
         bail!("--image-size is for synth-fine");
@@ -119,6 +143,8 @@ fn synth(
                 train: train.unwrap_or(defaults.train),
                 dev: dev.unwrap_or(defaults.dev),
                 test: test.unwrap_or(defaults.test),
+                families: families.unwrap_or(defaults.families),
+                family_edit: family_edit.unwrap_or(defaults.family_edit),
                 ..defaults
             };
             if cfg.train == 0 || cfg.dev == 0 || cfg.test == 0 {

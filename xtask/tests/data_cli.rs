@@ -122,9 +122,55 @@ fn synth_exports_read_back_as_real_formats() {
     assert_eq!(v["splits"]["train"], 30);
     assert_eq!(v["splits"]["dev"], 7);
     assert_eq!(v["captions"]["test"], 5000);
+    // Scene families: each scene an edited copy of one of 3 prototypes, so whole-scene
+    // captions ("a picture of …") repeat across the 40 training scenes.
+    let families = tmp.path().join("families");
+    let families_arg = families.display().to_string();
+    let args = [
+        "data",
+        "synth",
+        "synth-captions",
+        &families_arg,
+        "--train",
+        "40",
+        "--families",
+        "3",
+        "--family-edit",
+        "0",
+    ];
+    let (ok, _, err) = xtask(&args);
+    assert!(ok, "{err}");
+    let captions = std::fs::read_to_string(families.join("train_caps.txt")).unwrap();
+    let pictures: std::collections::HashSet<&str> = captions
+        .lines()
+        .filter(|c| c.starts_with("a picture of"))
+        .collect();
+    assert!((1..=3).contains(&pictures.len()), "{pictures:?}");
     let wrong = tmp.path().join("wrong").display().to_string();
     let (ok, _, err) = xtask(&["data", "synth", "synth-fine", &wrong, "--test", "5"]);
     assert!(!ok && err.contains("for synth-captions"), "{err}");
+    let args = [
+        "data",
+        "synth",
+        "synth-captions",
+        &wrong,
+        "--family-edit",
+        "0.1",
+    ];
+    let (ok, _, err) = xtask(&args);
+    assert!(!ok && err.contains("needs --families"), "{err}");
+    let args = [
+        "data",
+        "synth",
+        "synth-captions",
+        &wrong,
+        "--families",
+        "2",
+        "--family-edit",
+        "1.5",
+    ];
+    let (ok, _, err) = xtask(&args);
+    assert!(!ok && err.contains("family_edit is a probability"), "{err}");
     let (ok, _, err) = xtask(&["data", "synth", "synth-captions", &wrong, "--dev", "0"]);
     assert!(!ok && err.contains("at least 1"), "{err}");
     let args = [

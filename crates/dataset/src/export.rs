@@ -358,6 +358,7 @@ pub fn write_fixtures(root: &Path) -> Result<Vec<String>, DatasetError> {
             dim: 8,
             noise: 0.3,
             seed: 3,
+            ..Default::default()
         }
         .write(&root.join("precomp"))?;
         done("precomp");

@@ -5,7 +5,9 @@
 //! cargo run -p relata-hrem --example relation_sweep -- [key=value ...]
 //!   keys: lambda, warmup, threshold, reg, lr, batch, epochs, seed, negatives=hardest|weighted,
 //!         interaction=fusion|standalone, relations=true|false,
+//!         ff (feed-forward width of every Transformer layer),
 //!         train, dev, test (scenes per split of the generated data),
+//!         families, family_edit (scene families of the generated data, 0 = independent),
 //!         neighbours=PxK (k-means neighbour batches of P clusters × K images; one caption per
 //!         image, so an epoch has a fifth of the steps), milestones=E1,E2 (lr ×0.1 epochs)
 //! ```
@@ -36,6 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "train" => synth.train = v.parse()?,
             "dev" => synth.dev = v.parse()?,
             "test" => synth.test = v.parse()?,
+            "families" => synth.families = v.parse()?,
+            "family_edit" => synth.family_edit = v.parse()?,
             _ => {}
         }
     }
@@ -50,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (k, v) in &args {
         match k.as_str() {
             "lambda" => config.relation.lambda = v.parse()?,
+            "ff" => config.encoder.ff = v.parse()?,
             "threshold" => config.relation.threshold = v.parse()?,
             "warmup" => config.warmup_iterations = v.parse()?,
             "reg" => config.reg_weight = v.parse()?,
@@ -73,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "interaction" if v == "standalone" => {
                 config.relation.interaction = Interaction::Standalone
             }
-            "interaction" | "seed" | "train" | "dev" | "test" => {}
+            "interaction" | "seed" | "train" | "dev" | "test" | "families" | "family_edit" => {}
             other => return Err(format!("unknown key `{other}`").into()),
         }
     }

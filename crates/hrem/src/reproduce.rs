@@ -86,6 +86,7 @@ pub fn synth_config(preset: Preset, seed: u64) -> SynthCaptionsConfig {
             dim: 16,
             noise: 0.3,
             seed,
+            ..SynthCaptionsConfig::default()
         },
         // 1,000 test scenes, as Flickr30K's 1K test: on the generator's 100, image → text R@5
         // saturates at 100% after three epochs and one image is a whole point of R@1.

@@ -7,6 +7,13 @@
 //! background regions of pure noise, in random order. Five captions per scene come from a small
 //! grammar (several templates: attributes, relations, counts, positions), so captions of one
 //! image differ in wording and in which objects they mention.
+//!
+//! Scenes are drawn independently by default. With `families > 0` each scene is instead an
+//! edited copy of one of `families` prototype scenes (shared by the three splits): objects
+//! keep their shape, change colour or size with probability `family_edit`, are replaced or
+//! added/dropped with half that, and move a little — graded relations between instances (two
+//! scenes share none, some or all of their objects and layout), as photographs of recurring
+//! situations have, for methods such as HREM that model relations between a batch's instances.
 
 use std::path::Path;
 
@@ -41,6 +48,19 @@ pub struct SynthCaptionsConfig {
     pub noise: f32,
     /// Seed.
     pub seed: u64,
+    /// Scene families: 0 draws every scene independently (the default); `n > 0` makes each
+    /// scene an edited copy of one of `n` prototype scenes (module documentation).
+    #[serde(default)]
+    pub families: usize,
+    /// How far a family member strays from its prototype: the probability that an object
+    /// changes colour, and separately size; objects are replaced, added or dropped with half
+    /// of it. In [0, 1]; only read when `families > 0`.
+    #[serde(default = "default_family_edit")]
+    pub family_edit: f32,
+}
+
+fn default_family_edit() -> f32 {
+    0.3
 }
 
 impl Default for SynthCaptionsConfig {
@@ -54,6 +74,8 @@ impl Default for SynthCaptionsConfig {
             dim: 64,
             noise: 0.3,
             seed: 0,
+            families: 0,
+            family_edit: default_family_edit(),
         }
     }
 }
@@ -65,6 +87,44 @@ struct Object {
     size: usize,
     x: f32,
     y: f32,
+}
+
+fn random_object(rng: &mut SeededRng) -> Object {
+    Object {
+        shape: rng.below(SHAPES.len()),
+        colour: rng.below(COLOURS.len()),
+        size: rng.below(SIZES.len()),
+        x: rng.next_f32(),
+        y: rng.next_f32(),
+    }
+}
+
+/// An edited copy of a family's prototype scene (2–4 objects, as independent scenes).
+fn family_member(proto: &[Object], edit: f64, rng: &mut SeededRng) -> Vec<Object> {
+    let mut objects: Vec<Object> = proto
+        .iter()
+        .map(|o| {
+            if rng.bernoulli(edit / 2.0) {
+                return random_object(rng);
+            }
+            let mut o = *o;
+            if rng.bernoulli(edit) {
+                o.colour = rng.below(COLOURS.len());
+            }
+            if rng.bernoulli(edit) {
+                o.size = rng.below(SIZES.len());
+            }
+            o.x = (o.x + 0.1 * rng.normal() as f32).clamp(0.0, 1.0);
+            o.y = (o.y + 0.1 * rng.normal() as f32).clamp(0.0, 1.0);
+            o
+        })
+        .collect();
+    if objects.len() < 4 && rng.bernoulli(edit / 2.0) {
+        objects.push(random_object(rng));
+    } else if objects.len() > 2 && rng.bernoulli(edit / 2.0) {
+        objects.remove(rng.below(objects.len()));
+    }
+    objects
 }
 
 fn article(word: &str) -> &'static str {
@@ -210,6 +270,15 @@ impl SynthCaptionsConfig {
                 ),
             ));
         }
+        if !(0.0..=1.0).contains(&self.family_edit) {
+            return Err(DatasetError::invalid(
+                "synth-captions config",
+                format!(
+                    "family_edit is a probability in [0, 1], got {}",
+                    self.family_edit
+                ),
+            ));
+        }
         if self.train == 0 || self.test == 0 {
             return Err(DatasetError::invalid(
                 "synth-captions config",
@@ -225,6 +294,13 @@ impl SynthCaptionsConfig {
         self.validate()?;
         std::fs::create_dir_all(dir).map_err(|e| DatasetError::io(dir, e))?;
         let emb = Embeddings::new(self.seed, self.dim);
+        let prototypes: Vec<Vec<Object>> = (0..self.families)
+            .map(|f| {
+                let mut rng = SeededRng::derive(self.seed, &[0xFA3, f as u64]);
+                let count = 2 + rng.below(3);
+                (0..count).map(|_| random_object(&mut rng)).collect()
+            })
+            .collect();
         for (split_id, (split, n)) in [
             ("train", self.train),
             ("dev", self.dev),
@@ -240,16 +316,13 @@ impl SynthCaptionsConfig {
             let mut caps = String::new();
             for i in 0..n {
                 let mut rng = SeededRng::derive(self.seed, &[0xCA9, split_id as u64, i as u64]);
-                let count = 2 + rng.below(3);
-                let objects: Vec<Object> = (0..count)
-                    .map(|_| Object {
-                        shape: rng.below(SHAPES.len()),
-                        colour: rng.below(COLOURS.len()),
-                        size: rng.below(SIZES.len()),
-                        x: rng.next_f32(),
-                        y: rng.next_f32(),
-                    })
-                    .collect();
+                let objects = if prototypes.is_empty() {
+                    let count = 2 + rng.below(3);
+                    (0..count).map(|_| random_object(&mut rng)).collect()
+                } else {
+                    let proto = &prototypes[rng.below(prototypes.len())];
+                    family_member(proto, self.family_edit as f64, &mut rng)
+                };
                 feats.extend(self.regions_of(&objects, &emb, &mut rng));
                 for c in captions(&objects, &mut rng) {
                     caps.push_str(&c);
@@ -305,6 +378,78 @@ impl SynthCaptionsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Family members keep their prototype's shapes (unless replaced); without edits they are
+    /// the prototype moved a little, and heavier edits change more attributes.
+    #[test]
+    fn family_members_are_graded_copies_of_their_prototype() {
+        let mut rng = SeededRng::new(5);
+        let proto: Vec<Object> = (0..3).map(|_| random_object(&mut rng)).collect();
+        let unchanged = family_member(&proto, 0.0, &mut rng);
+        assert_eq!(unchanged.len(), 3);
+        for (a, b) in proto.iter().zip(&unchanged) {
+            assert_eq!((a.shape, a.colour, a.size), (b.shape, b.colour, b.size));
+            assert!((a.x - b.x).abs() < 0.6 && (0.0..=1.0).contains(&b.x));
+        }
+        let changed = |edit: f64, rng: &mut SeededRng| -> usize {
+            (0..200)
+                .map(|_| {
+                    let m = family_member(&proto, edit, rng);
+                    proto
+                        .iter()
+                        .zip(&m)
+                        .filter(|(a, b)| (a.shape, a.colour, a.size) != (b.shape, b.colour, b.size))
+                        .count()
+                        + m.len().abs_diff(proto.len())
+                })
+                .sum()
+        };
+        let (light, heavy) = (changed(0.1, &mut rng), changed(0.5, &mut rng));
+        assert!(light > 0 && heavy > 2 * light, "{light} vs {heavy}");
+        for _ in 0..200 {
+            let m = family_member(&proto, 1.0, &mut rng);
+            assert!((2..=4).contains(&m.len()));
+        }
+    }
+
+    /// With families, scenes repeat their family's objects: far fewer distinct (shape, colour)
+    /// pairs per caption set than independent scenes; the edit probability is checked.
+    #[test]
+    fn families_share_objects_across_scenes() {
+        let distinct_pictures = |families: usize| -> usize {
+            let tmp = tempfile::tempdir().unwrap();
+            let cfg = SynthCaptionsConfig {
+                train: 200,
+                dev: 2,
+                test: 2,
+                families,
+                family_edit: 0.0,
+                ..Default::default()
+            };
+            let ds = cfg.write(tmp.path()).unwrap();
+            // "a picture of …" lists every object without size: one per scene at most.
+            let pictures: std::collections::HashSet<&String> = ds
+                .split("train")
+                .unwrap()
+                .captions
+                .iter()
+                .filter(|c| c.starts_with("a picture of"))
+                .collect();
+            pictures.len()
+        };
+        let (independent, families) = (distinct_pictures(0), distinct_pictures(5));
+        assert!(
+            families <= 5 && independent > 50,
+            "{families} vs {independent}"
+        );
+        let bad = SynthCaptionsConfig {
+            families: 3,
+            family_edit: 1.5,
+            ..Default::default()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("family_edit"), "{err}");
+    }
 
     #[test]
     fn writes_precomp_read_back_by_the_real_reader() {
