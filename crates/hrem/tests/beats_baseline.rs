@@ -1,6 +1,7 @@
 //! HREM's test rSum above the baseline's (the same encoders with L_tri(v, u) alone) on
-//! synth-captions with the seed fixed: the default reproduction (about 10 minutes on 2 CPU
-//! cores, so not part of the default test run):
+//! synth-captions with the seed fixed: the default reproduction (about 5 minutes on 2 CPU
+//! cores, so not part of the default test run). One seed decides it: over seeds 42, 1 and 2 the
+//! two rSums are level (docs/hrem.md), so a pass or a failure here says little on its own:
 //!
 //! ```text
 //! cargo test -p relata-hrem --test beats_baseline -- --ignored
@@ -13,7 +14,7 @@ use relata_hrem::reproduce::{ReproduceOptions, reproduce};
 use relata_train::{Preset, RunSettings};
 
 #[test]
-#[ignore = "the default reproduction: ~10 min on 2 cores"]
+#[ignore = "the default reproduction: ~5 min on 2 cores"]
 fn hrem_rsum_above_the_baseline_on_synth_captions() {
     let root = tempfile::tempdir().unwrap();
     let mut options = ReproduceOptions::new(Preset::Default);
