@@ -99,6 +99,12 @@ fn random_object(rng: &mut SeededRng) -> Object {
     }
 }
 
+/// An independent scene: 2–4 random objects.
+fn random_scene(rng: &mut SeededRng) -> Vec<Object> {
+    let count = 2 + rng.below(3);
+    (0..count).map(|_| random_object(rng)).collect()
+}
+
 /// An edited copy of a family's prototype scene (2–4 objects, as independent scenes).
 fn family_member(proto: &[Object], edit: f64, rng: &mut SeededRng) -> Vec<Object> {
     let mut objects: Vec<Object> = proto
@@ -295,11 +301,7 @@ impl SynthCaptionsConfig {
         std::fs::create_dir_all(dir).map_err(|e| DatasetError::io(dir, e))?;
         let emb = Embeddings::new(self.seed, self.dim);
         let prototypes: Vec<Vec<Object>> = (0..self.families)
-            .map(|f| {
-                let mut rng = SeededRng::derive(self.seed, &[0xFA3, f as u64]);
-                let count = 2 + rng.below(3);
-                (0..count).map(|_| random_object(&mut rng)).collect()
-            })
+            .map(|f| random_scene(&mut SeededRng::derive(self.seed, &[0xFA3, f as u64])))
             .collect();
         for (split_id, (split, n)) in [
             ("train", self.train),
@@ -317,8 +319,7 @@ impl SynthCaptionsConfig {
             for i in 0..n {
                 let mut rng = SeededRng::derive(self.seed, &[0xCA9, split_id as u64, i as u64]);
                 let objects = if prototypes.is_empty() {
-                    let count = 2 + rng.below(3);
-                    (0..count).map(|_| random_object(&mut rng)).collect()
+                    random_scene(&mut rng)
                 } else {
                     let proto = &prototypes[rng.below(prototypes.len())];
                     family_member(proto, self.family_edit as f64, &mut rng)
