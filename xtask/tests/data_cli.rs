@@ -149,43 +149,21 @@ fn synth_exports_read_back_as_real_formats() {
     let wrong = tmp.path().join("wrong").display().to_string();
     let (ok, _, err) = xtask(&["data", "synth", "synth-fine", &wrong, "--test", "5"]);
     assert!(!ok && err.contains("for synth-captions"), "{err}");
-    let args = [
-        "data",
-        "synth",
-        "synth-captions",
-        &wrong,
-        "--family-edit",
-        "0.1",
-    ];
-    let (ok, _, err) = xtask(&args);
-    assert!(!ok && err.contains("needs --families"), "{err}");
-    let args = [
-        "data",
-        "synth",
-        "synth-captions",
-        &wrong,
-        "--families",
-        "2",
-        "--family-edit",
-        "1.5",
-    ];
-    let (ok, _, err) = xtask(&args);
-    assert!(!ok && err.contains("family_edit is a probability"), "{err}");
-    let (ok, _, err) = xtask(&["data", "synth", "synth-captions", &wrong, "--dev", "0"]);
-    assert!(!ok && err.contains("at least 1"), "{err}");
-    let args = [
-        "data",
-        "synth",
-        "synth-captions",
-        &wrong,
-        "--image-size",
-        "16",
-    ];
-    let (ok, _, err) = xtask(&args);
-    assert!(
-        !ok && err.contains("--image-size is for synth-fine"),
-        "{err}"
-    );
+    // synth-captions refusals: the extra arguments and what the error must say.
+    for (extra, expected) in [
+        (&["--family-edit", "0.1"][..], "needs --families"),
+        (
+            &["--families", "2", "--family-edit", "1.5"],
+            "family_edit is a probability",
+        ),
+        (&["--dev", "0"], "at least 1"),
+        (&["--image-size", "16"], "--image-size is for synth-fine"),
+    ] {
+        let mut args = vec!["data", "synth", "synth-captions", wrong.as_str()];
+        args.extend_from_slice(extra);
+        let (ok, _, err) = xtask(&args);
+        assert!(!ok && err.contains(expected), "{extra:?}: {err}");
+    }
 }
 
 /// `cargo xtask fixtures` is deterministic and the committed fixtures are what it writes.
