@@ -5,6 +5,7 @@
 //! cargo run -p relata-hrem --example relation_sweep -- [key=value ...]
 //!   keys: lambda, warmup, threshold, reg, lr, batch, epochs, seed, negatives=hardest|weighted,
 //!         interaction=fusion|standalone, relations=true|false,
+//!         slots=valid|released (the fragment slots: valid ones, or the released code's),
 //!         ff (feed-forward width of every Transformer layer),
 //!         train, dev, test (scenes per split of the generated data),
 //!         families, family_edit (scene families of the generated data, 0 = independent),
@@ -13,7 +14,7 @@
 //! ```
 
 use burn::tensor::Device;
-use relata_hrem::config::{Interaction, Negatives};
+use relata_hrem::config::{FragmentSlots, Interaction, Negatives};
 use relata_hrem::reproduce::{DataChoice, preset_config, synth_config};
 use relata_hrem::training::{FitOptions, Verbosity};
 use relata_hrem::{evaluate, fit};
@@ -78,6 +79,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "interaction" if v == "standalone" => {
                 config.relation.interaction = Interaction::Standalone
             }
+            "slots" if v == "released" => config.relation.slots = FragmentSlots::Released,
+            "slots" if v == "valid" => {}
+            "slots" => return Err(format!("slots={v}: valid or released").into()),
             "interaction" | "seed" | "train" | "dev" | "test" | "families" | "family_edit" => {}
             other => return Err(format!("unknown key `{other}`").into()),
         }

@@ -41,6 +41,39 @@ pub enum Interaction {
     Standalone,
 }
 
+/// Which fragment slots the fragment scores read (spec "Instance-level relation modelling";
+/// `shared/notes/official-code.md`, "Cross-modal scores").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FragmentSlots {
+    /// Valid regions and words only: a batch's padding never changes a pair's score (the
+    /// default).
+    Valid,
+    /// As the released code: every region slot, padding included (`img_len_use=False`), and
+    /// the first max(len, k) word slots, zero features past the batch's padding; the mean
+    /// p_{T→I} and the per-region maxima still read the first len words. For comparing with
+    /// the authors' code on the same data.
+    Released,
+}
+
+/// A configuration saved before the option existed has no `slots`: it reads as `Valid`, the
+/// only behaviour there was, so older run directories still load. (serde hands a missing field
+/// to `deserialize_option` as "none".)
+impl<'de> Deserialize<'de> for FragmentSlots {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Named {
+            Valid,
+            Released,
+        }
+        Ok(match Option::<Named>::deserialize(deserializer)? {
+            None | Some(Named::Valid) => Self::Valid,
+            Some(Named::Released) => Self::Released,
+        })
+    }
+}
+
 /// The triplet loss's choice of negatives.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -75,6 +108,9 @@ pub struct RelationConfig {
     /// Fusion or Standalone.
     #[config(default = "Interaction::Fusion")]
     pub interaction: Interaction,
+    /// The fragment slots the scores read: valid ones, or the released code's.
+    #[config(default = "FragmentSlots::Valid")]
+    pub slots: FragmentSlots,
 }
 
 /// The encoders (the whole inference path).
@@ -229,5 +265,27 @@ impl HremConfig {
     /// Whether the text encoder is BERT (its parameters get `bert_lr_factor`).
     pub fn uses_bert(&self) -> bool {
         matches!(self.encoder.text, TextEncoderKind::Bert { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragment_slots_round_trip_and_default_when_missing() {
+        let released = RelationConfig::new().with_slots(FragmentSlots::Released);
+        let json = serde_json::to_string(&released).unwrap();
+        assert!(json.contains("\"slots\":\"released\""), "{json}");
+        let back: RelationConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.slots, FragmentSlots::Released);
+        // A configuration written before `slots` existed.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        old.as_object_mut().unwrap().remove("slots");
+        let back: RelationConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(back.slots, FragmentSlots::Valid);
+        let bad = json.replace("released", "everything");
+        let err = serde_json::from_str::<RelationConfig>(&bad).unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
     }
 }

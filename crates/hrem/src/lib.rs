@@ -75,7 +75,8 @@ pub mod search;
 pub mod train;
 
 pub use config::{
-    EncoderConfig, HremConfig, Interaction, Negatives, RelationConfig, TextEncoderKind,
+    EncoderConfig, FragmentSlots, HremConfig, Interaction, Negatives, RelationConfig,
+    TextEncoderKind,
 };
 pub use error::HremError;
 pub use eval::{SplitEmbeddings, embed_split, evaluate};

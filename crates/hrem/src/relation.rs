@@ -21,7 +21,7 @@ use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::attention::{TransformerLayer, TransformerLayerConfig};
-use crate::config::{EncoderConfig, Interaction, RelationConfig};
+use crate::config::{EncoderConfig, FragmentSlots, Interaction, RelationConfig};
 use crate::encoder::{l2norm, valid_mask};
 
 /// Where a logit is masked out (see `attention::MASKED`).
@@ -122,18 +122,40 @@ fn top_k_or_zero(x: Tensor<4>, k: usize, dim: usize) -> Tensor<4> {
 /// Fragment scores of every (caption, image) pair from region features `regions`
 /// (`[images, lr, d]`, `region_lengths` valid) and word features `words` (`[captions, lw, d]`,
 /// `word_lengths` valid). The inputs are detached and each fragment L2-normalised here.
+///
+/// `slots` says which fragments take part: [`FragmentSlots::Valid`] reads the valid ones only;
+/// [`FragmentSlots::Released`] reads what the released code reads — every region slot, and the
+/// first max(len, k) word slots in S, its normalisation and the top-k (with zero features past
+/// `lw`), while the mean p_{T→I} and the per-region maxima over words keep the first len words.
 pub fn fragment_scores(
     regions: Tensor<3>,
     region_lengths: &[usize],
     words: Tensor<3>,
     word_lengths: &[usize],
     k: usize,
+    slots: FragmentSlots,
 ) -> FragmentScores {
     let device = regions.device();
     let [ni, lr, d] = regions.dims();
     let [nt, lw, _] = words.dims();
-    let r = l2norm(regions.detach()) * valid_mask(region_lengths, lr, &device);
-    let c = l2norm(words.detach()) * valid_mask(word_lengths, lw, &device);
+    // Regions in S; words in S (their normalisation and top-k); words read by the mean p_{T→I}
+    // and the per-region maxima.
+    let (regions_read, words, lw, words_read) = match slots {
+        FragmentSlots::Valid => (region_lengths.to_vec(), words, lw, word_lengths.to_vec()),
+        FragmentSlots::Released => {
+            let width = lw.max(k);
+            let words = if width > lw {
+                let zeros = Tensor::zeros([nt, width - lw, d], &device);
+                Tensor::cat(vec![words, zeros], 1)
+            } else {
+                words
+            };
+            let read = word_lengths.iter().map(|&n| n.max(k).min(width)).collect();
+            (vec![lr; ni], words, width, read)
+        }
+    };
+    let r = l2norm(regions.detach()) * valid_mask(&regions_read, lr, &device);
+    let c = l2norm(words.detach()) * valid_mask(&words_read, lw, &device);
     // S[t, i, w, r] = LeakyReLU(c_{t,w} · r_{i,r}).
     let s = c
         .reshape([nt * lw, d])
@@ -142,10 +164,10 @@ pub fn fragment_scores(
         .swap_dims(1, 2);
     let s = leaky_relu(s, 0.1);
     // Validity of (word, region) cells, [nt, ni, lw, lr].
-    let word_ok = valid_mask(word_lengths, lw, &device) // [nt, lw, 1]
-        .reshape([nt, 1, lw, 1]);
-    let region_ok = valid_mask(region_lengths, lr, &device).reshape([1, ni, 1, lr]);
-    let s = s * (word_ok.clone() * region_ok.clone()); // broadcast → [nt, ni, lw, lr]
+    let word_in_s = valid_mask(&words_read, lw, &device).reshape([nt, 1, lw, 1]);
+    let word_ok = valid_mask(word_lengths, lw, &device).reshape([nt, 1, lw, 1]);
+    let region_ok = valid_mask(&regions_read, lr, &device).reshape([1, ni, 1, lr]);
+    let s = s * (word_in_s.clone() * region_ok.clone()); // broadcast → [nt, ni, lw, lr]
     let far = |valid: Tensor<4>| valid.neg().add_scalar(1.0).mul_scalar(FAR);
     let count = |lengths: &[usize], shape: [usize; 2]| {
         let v: Vec<f32> = lengths.iter().map(|&n| n.max(1) as f32).collect();
@@ -155,17 +177,19 @@ pub fn fragment_scores(
     // t2i: normalise over words (per region), max over regions per word.
     let t2i = s.clone() / s.clone().powi_scalar(2).sum_dim(2).sqrt().add_scalar(1e-8);
     let word_max = (t2i + far(region_ok.clone())).max_dim(3); // [nt, ni, lw, 1]
-    let word_max = word_max * word_ok.clone();
-    let p_t2i = word_max.clone().sum_dim(2).reshape([nt, ni]) / count(word_lengths, [nt, 1]);
-    let q_t2i = top_k_or_zero(word_max + far(word_ok), k, 2).reshape([nt, ni, k]);
+    let p_t2i = (word_max.clone() * word_ok.clone())
+        .sum_dim(2)
+        .reshape([nt, ni])
+        / count(word_lengths, [nt, 1]);
+    let q_t2i =
+        top_k_or_zero(word_max * word_in_s.clone() + far(word_in_s), k, 2).reshape([nt, ni, k]);
 
     // i2t: normalise over regions (per word), max over words per region.
     let i2t = s.clone() / s.powi_scalar(2).sum_dim(3).sqrt().add_scalar(1e-8);
-    let word_ok4 = valid_mask(word_lengths, lw, &device).reshape([nt, 1, lw, 1]);
-    let region_max = (i2t + far(word_ok4)).max_dim(2); // [nt, ni, 1, lr]
+    let region_max = (i2t + far(word_ok)).max_dim(2); // [nt, ni, 1, lr]
     let region_max = region_max * region_ok.clone();
     let p = region_max.clone().sum_dim(3).reshape([nt, ni]);
-    let p_i2t = p.transpose() / count(region_lengths, [ni, 1]);
+    let p_i2t = p.transpose() / count(&regions_read, [ni, 1]);
     let q = top_k_or_zero(region_max + far(region_ok), k, 3).reshape([nt, ni, k]);
     let q_i2t = q.swap_dims(0, 1);
     FragmentScores {

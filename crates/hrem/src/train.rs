@@ -185,6 +185,7 @@ impl<'a> HremTask<'a> {
                 text_out.parts,
                 &word_lengths,
                 r.top_k,
+                r.slots,
             );
             let links = connections(&v, &u, &scores, r.threshold);
             let out = relation.forward(v.clone(), u.clone(), &scores, &links);

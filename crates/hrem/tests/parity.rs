@@ -1,5 +1,6 @@
 //! Parity of HREM's relation module and losses with a PyTorch implementation written from the
-//! spec (`fixtures/hrem/make_hrem.py`): same weights and inputs; fragment scores, connections,
+//! spec (`fixtures/hrem/make_hrem.py`): same weights and inputs; fragment scores (valid slots
+//! and the released code's), connections,
 //! relevance, Fusion and Standalone outputs, L_reg, both triplet losses, the full loss and its
 //! gradients, within 1e-4 relative.
 
@@ -9,7 +10,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use relata_backbone::import_with_remap;
 use relata_dataset::rng::SeededRng;
-use relata_hrem::config::{EncoderConfig, Interaction, Negatives, RelationConfig};
+use relata_hrem::config::{EncoderConfig, FragmentSlots, Interaction, Negatives, RelationConfig};
 use relata_hrem::loss::{
     Triples, distance_log_weight, relevance_regulariser, triplet_loss, triplet_sum,
 };
@@ -35,13 +36,22 @@ fn floats(v: &Value, key: &str) -> Vec<f32> {
         .collect()
 }
 
-fn sizes(v: &Value, key: &str) -> Vec<usize> {
-    v["meta"][key]
-        .as_array()
+/// A list of sizes.
+fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array()
         .unwrap()
         .iter()
         .map(|x| x.as_u64().unwrap() as usize)
         .collect()
+}
+
+fn sizes(v: &Value, key: &str) -> Vec<usize> {
+    usizes(&v["meta"][key])
+}
+
+/// One size from the reference's `meta`.
+fn meta(v: &Value, key: &str) -> usize {
+    v["meta"][key].as_u64().unwrap() as usize
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -74,7 +84,7 @@ struct Case {
 
 impl Case {
     fn new(r: &Value) -> Self {
-        let get = |k: &str| r["meta"][k].as_u64().unwrap() as usize;
+        let get = |k: &str| meta(r, k);
         Self {
             meta: r["meta"].clone(),
             n: get("n"),
@@ -110,25 +120,86 @@ fn tensor3(r: &Value, key: &str, shape: [usize; 3], device: &Device) -> Tensor<3
     Tensor::from_data(TensorData::new(floats(r, key), shape), device)
 }
 
+/// The released code's slots read the features in the padding (every region slot, max(len, k)
+/// word slots, a zero feature past the words' width): on inputs whose padding holds features,
+/// the scores match the reference and differ from the valid-slot scores.
+#[test]
+fn released_fragment_slots_match_pytorch() {
+    let r = reference();
+    let released = &r["released"];
+    let case = Case::new(&r);
+    let (n, d, k) = (case.n, case.d, meta(&r, "k"));
+    let (lr, lw) = (meta(&r, "regions"), meta(&r, "words"));
+    let device = Device::flex();
+    let region_lengths = sizes(&r, "region_lengths");
+    let regions = tensor3(released, "R", [n, lr, d], &device);
+    let words = tensor3(released, "C", [n, lw, d], &device);
+    let cases = [
+        ("", words.clone(), sizes(&r, "word_lengths")),
+        (
+            "narrow_",
+            words.slice([0..n, 0..2, 0..d]),
+            usizes(&released["narrow_word_lengths"]),
+        ),
+    ];
+    for (prefix, words, word_lengths) in cases {
+        let scores = |slots| {
+            fragment_scores(
+                regions.clone(),
+                &region_lengths,
+                words.clone(),
+                &word_lengths,
+                k,
+                slots,
+            )
+        };
+        let (got, valid) = (
+            scores(FragmentSlots::Released),
+            scores(FragmentSlots::Valid),
+        );
+        let pairs = [
+            ("p_t2i", got.p_t2i, valid.p_t2i),
+            ("p_i2t", got.p_i2t, valid.p_i2t),
+        ];
+        for (key, got, valid) in pairs {
+            let (got, valid) = (values(got), values(valid));
+            let key = format!("{prefix}{key}");
+            assert_close(&key, &got, &floats(released, &key));
+            assert!(
+                rel_error(&valid, &got) > 1e-3,
+                "{key}: padding changed nothing"
+            );
+        }
+        for (key, got) in [("q_t2i", got.q_t2i), ("q_i2t", got.q_i2t)] {
+            let key = format!("{prefix}{key}");
+            assert_close(&key, &values(got), &floats(released, &key));
+        }
+    }
+}
+
 #[test]
 fn relation_module_matches_pytorch() {
     let r = reference();
     let case = Case::new(&r);
     let (n, d) = (case.n, case.d);
     let device = Device::flex();
-    let (lr, lw) = (
-        r["meta"]["regions"].as_u64().unwrap() as usize,
-        r["meta"]["words"].as_u64().unwrap() as usize,
-    );
+    let (lr, lw) = (meta(&r, "regions"), meta(&r, "words"));
     let region_lengths = sizes(&r, "region_lengths");
     let word_lengths = sizes(&r, "word_lengths");
-    let k = r["meta"]["k"].as_u64().unwrap() as usize;
+    let k = meta(&r, "k");
     let regions = tensor3(&r, "R", [n, lr, d], &device);
     let words = tensor3(&r, "C", [n, lw, d], &device);
     let v = tensor2(&r, "v", [n, d], &device);
     let u = tensor2(&r, "u", [n, d], &device);
 
-    let scores = fragment_scores(regions, &region_lengths, words, &word_lengths, k);
+    let scores = fragment_scores(
+        regions,
+        &region_lengths,
+        words,
+        &word_lengths,
+        k,
+        FragmentSlots::Valid,
+    );
     assert_close("p_t2i", &values(scores.p_t2i.clone()), &floats(&r, "p_t2i"));
     assert_close("q_t2i", &values(scores.q_t2i.clone()), &floats(&r, "q_t2i"));
     assert_close("p_i2t", &values(scores.p_i2t.clone()), &floats(&r, "p_i2t"));
@@ -177,14 +248,11 @@ fn losses_and_gradients_match_pytorch() {
     let case = Case::new(&r);
     let (n, d) = (case.n, case.d);
     let device = Device::flex().autodiff();
-    let (lr, lw) = (
-        r["meta"]["regions"].as_u64().unwrap() as usize,
-        r["meta"]["words"].as_u64().unwrap() as usize,
-    );
+    let (lr, lw) = (meta(&r, "regions"), meta(&r, "words"));
     let region_lengths = sizes(&r, "region_lengths");
     let word_lengths = sizes(&r, "word_lengths");
     let image_ids = sizes(&r, "image_ids");
-    let k = r["meta"]["k"].as_u64().unwrap() as usize;
+    let k = meta(&r, "k");
     let margin = r["meta"]["margin"].as_f64().unwrap();
     let sigma = r["meta"]["sigma"].as_f64().unwrap();
     let v = tensor2(&r, "v", [n, d], &device).require_grad();
@@ -197,6 +265,7 @@ fn losses_and_gradients_match_pytorch() {
         tensor3(&r, "C", [n, lw, d], &device),
         &word_lengths,
         k,
+        FragmentSlots::Valid,
     );
     let links = connections(&v, &u, &scores, r["meta"]["threshold"].as_f64().unwrap());
     let out = module.forward(v.clone(), u.clone(), &scores, &links);
@@ -262,12 +331,7 @@ fn distance_weighted_parts_match_pytorch() {
         .unwrap()
         .iter()
         .map(|t| {
-            let t: Vec<usize> = t
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as usize)
-                .collect();
+            let t = usizes(t);
             (t[0], t[1], t[2])
         })
         .collect();
