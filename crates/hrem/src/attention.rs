@@ -6,16 +6,30 @@
 //! `burn::tensor::module::attention` takes a bias but has no dropout. HREM needs all three —
 //! the Fusion mechanism adds λ·S to every head's logits and masks unconnected pairs with −∞ —
 //! so the attention is written out: softmax(QKᵀ/√d_h + bias, masked) · V.
+//!
+//! Initialisation is PyTorch's, as the authors' layers start from it: `nn.MultiheadAttention`
+//! draws its stacked `[3d, d]` in-projection Xavier-uniform (bound √(6 / 4d), where burn's
+//! default `Linear` gives 1/√d) and zeroes the in-projection and output biases; the output
+//! weight and the feed-forward layers keep `nn.Linear`'s default, which is burn's.
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Bool, Device, Tensor};
 
 /// What masked logits become: exp underflows to exactly 0 after the row maximum is
 /// subtracted, as with PyTorch's −∞, but a fully masked row stays finite.
 const MASKED: f64 = -1.0e30;
+
+/// `linear` with its bias set to zero (PyTorch's `constant_(bias, 0)`).
+pub(crate) fn zero_bias(mut linear: Linear, device: &Device) -> Linear {
+    let outputs = linear.weight.dims()[1];
+    linear.bias = Some(Initializer::Zeros.init([outputs], device));
+    linear
+}
 
 /// Configuration of [`MultiHeadAttention`].
 #[derive(Config, Debug, PartialEq)]
@@ -52,11 +66,25 @@ impl MultiHeadAttentionConfig {
     /// Builds the module.
     pub fn init(&self, device: &Device) -> MultiHeadAttention {
         let d = self.d_model;
+        // Xavier-uniform over the stacked [3d, d] in-projection: fan_in d, fan_out 3d.
+        let bound = (6.0 / (4 * d) as f64).sqrt();
+        let projection = || {
+            let uniform = Initializer::Uniform {
+                min: -bound,
+                max: bound,
+            };
+            zero_bias(
+                LinearConfig::new(d, d)
+                    .with_initializer(uniform)
+                    .init(device),
+                device,
+            )
+        };
         MultiHeadAttention {
-            query: LinearConfig::new(d, d).init(device),
-            key: LinearConfig::new(d, d).init(device),
-            value: LinearConfig::new(d, d).init(device),
-            output: LinearConfig::new(d, d).init(device),
+            query: projection(),
+            key: projection(),
+            value: projection(),
+            output: zero_bias(LinearConfig::new(d, d).init(device), device),
             dropout: DropoutConfig::new(self.dropout).init(),
             heads: self.heads,
         }
@@ -205,6 +233,36 @@ pub fn key_padding_mask(lengths: &[usize], l: usize, device: &Device) -> Tensor<
 mod tests {
     use super::*;
     use burn::tensor::TensorData;
+
+    /// PyTorch's `nn.TransformerEncoderLayer` initialisation: Xavier-uniform over the stacked
+    /// in-projection (bound √(6 / 4d), above burn's 1/√d), zero attention biases, the output and
+    /// feed-forward weights within 1/√fan_in.
+    #[test]
+    fn initialisation_follows_pytorch() {
+        let device = Device::flex();
+        device.seed(4);
+        let d = 128;
+        let layer = TransformerLayerConfig::new(d, 4, 256).init(&device);
+        let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        let max_abs = |l: &Linear| {
+            values(l.weight.val())
+                .iter()
+                .fold(0f32, |m, x| m.max(x.abs()))
+        };
+        let a = &layer.attention;
+        let xavier = (6.0 / (4 * d) as f32).sqrt();
+        for projection in [&a.query, &a.key, &a.value] {
+            let max = max_abs(projection);
+            assert!(max <= xavier && max > 1.1 / (d as f32).sqrt(), "{max}");
+        }
+        for linear in [&a.query, &a.key, &a.value, &a.output] {
+            let bias = linear.bias.as_ref().unwrap().val().into_data();
+            assert!(bias.iter::<f32>().all(|b| b == 0.0));
+        }
+        for (linear, fan_in) in [(&a.output, d), (&layer.linear1, d), (&layer.linear2, 256)] {
+            assert!(max_abs(linear) <= 1.0 / (fan_in as f32).sqrt());
+        }
+    }
 
     /// A masked key gets exactly zero attention: changing its value changes nothing.
     #[test]

@@ -15,7 +15,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use relata_backbone::resnet::bn_forward;
 use relata_backbone::{BertModel, BiGruEncoder, BiGruEncoderConfig};
 
-use crate::attention::{TransformerLayer, TransformerLayerConfig, key_padding_mask};
+use crate::attention::{TransformerLayer, TransformerLayerConfig, key_padding_mask, zero_bias};
 use crate::config::EncoderConfig;
 
 /// The authors' `l2norm`: x / (‖x‖₂ + 1e-8) along the last axis.
@@ -124,14 +124,16 @@ pub struct Encoded {
     pub lengths: Vec<usize>,
 }
 
+/// The authors' `init_weights` for `FC_MLP`: Xavier-uniform weights, zero biases.
 fn xavier(input: usize, output: usize, device: &Device) -> Linear {
-    LinearConfig::new(input, output)
+    let linear = LinearConfig::new(input, output)
         .with_initializer(Initializer::XavierUniform { gain: 1.0 })
-        .init(device)
+        .init(device);
+    zero_bias(linear, device)
 }
 
 impl ImageEncoder {
-    /// Builds the encoder (Xavier-uniform weights as the authors' `FC_MLP`).
+    /// Builds the encoder (Xavier-uniform weights and zero biases, as the authors' `FC_MLP`).
     pub fn new(config: &EncoderConfig, device: &Device) -> Self {
         let (r, d) = (config.region_dim, config.embed);
         Self {
@@ -199,7 +201,9 @@ impl TextEncoder {
         Self {
             gru: None,
             bert: Some(bert),
-            bert_fc: Some(xavier(hidden, config.embed, device)),
+            // The authors' `EncoderText_BERT.linear` keeps `nn.Linear`'s default, which is
+            // burn's: U(±1/√hidden) for weights and bias.
+            bert_fc: Some(LinearConfig::new(hidden, config.embed).init(device)),
             pool: Pooling::new(config, device),
         }
     }
@@ -237,6 +241,7 @@ impl TextEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use relata_backbone::BertConfig;
 
     fn vec3(v: Vec<f32>, shape: [usize; 3]) -> Tensor<3> {
         Tensor::from_data(TensorData::new(v, shape), &Device::flex())
@@ -244,6 +249,42 @@ mod tests {
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    fn max_abs(linear: &Linear) -> f32 {
+        let w = values(linear.weight.val());
+        w.iter().fold(0f32, |m, x| m.max(x.abs()))
+    }
+
+    fn bias(linear: &Linear) -> Vec<f32> {
+        values(linear.bias.as_ref().unwrap().val())
+    }
+
+    /// The authors' initialisation: `FC_MLP` Xavier-uniform with zero biases; the BERT
+    /// projection `nn.Linear`'s default, U(±1/√hidden) with a drawn bias.
+    #[test]
+    fn initialisation_follows_the_authors() {
+        let device = Device::flex();
+        device.seed(5);
+        let config = EncoderConfig::new(256).with_embed(128).with_heads(4);
+        let image = ImageEncoder::new(&config, &device);
+        for (layer, fans) in [
+            (&image.fc, 256 + 128),
+            (&image.mlp1, 256 + 64),
+            (&image.mlp2, 64 + 128),
+        ] {
+            assert!(bias(layer).iter().all(|&b| b == 0.0));
+            let bound = (6.0 / fans as f32).sqrt();
+            let max = max_abs(layer);
+            assert!(max <= bound && max > 0.95 * bound, "{max} against {bound}");
+        }
+        let bert = BertConfig::new(30, 48, 1, 2, 64).init(&device);
+        let text = TextEncoder::bert(&config, bert, 48, &device);
+        let fc = text.bert_fc.as_ref().unwrap();
+        let bound = 1.0 / 48f32.sqrt();
+        let (max, b) = (max_abs(fc), bias(fc));
+        assert!(max <= bound && max > 0.95 * bound, "{max} against {bound}");
+        assert!(b.iter().all(|x| x.abs() <= bound) && b.iter().any(|&x| x != 0.0));
     }
 
     #[test]
