@@ -19,7 +19,8 @@ model kept at the best dev rSum, never chosen on test).
 
 keys (relata's default preset unless given): relations=true|false, seed=42, epochs=12,
 milestones=8,11 (lr ×0.1), lr=1e-3, batch=64, warmup=160 (steps before the relation terms),
-embed=128, heads=4, word_dim=64, dropout=0.1, lambda=1, threshold=0.5, reg=10, threads=2.
+embed=128, heads=4, word_dim=64, dropout=0.1, lambda=1, threshold=0.5, reg=10, threads=2,
+init=authors|burn (burn: relata's initialisation before 2026-11-26, burn's defaults).
 The JSON holds every epoch's dev and test recalls; `test` is the test row of the best dev epoch.
 """
 import argparse
@@ -156,6 +157,25 @@ class BiGruText(nn.Module):
 img_enc = EncoderImageAggr(opt, opt.img_dim, embed).to(device)
 txt_enc = BiGruText().to(device)
 criterion = GraphLoss(opt).to(device)
+if kv.get("init", "authors") == "burn":
+    # relata's initialisation before 2026-11-26 (burn's defaults), to tell what the starting
+    # point does: FC_MLP biases drawn from the Xavier range of their layer; every attention
+    # layer's in-projection U(±1/√d) block by block, its biases U(±1/√d).
+    with torch.no_grad():
+        for layer in img_enc.fc.modules():
+            if isinstance(layer, nn.Linear):
+                fan_out, fan_in = layer.weight.shape
+                bound = (6.0 / (fan_in + fan_out)) ** 0.5
+                layer.bias.uniform_(-bound, bound)
+        for module in (img_enc, txt_enc, criterion):
+            for attention in module.modules():
+                if isinstance(attention, nn.MultiheadAttention):
+                    bound = attention.embed_dim ** -0.5
+                    attention.in_proj_weight.uniform_(-bound, bound)
+                    attention.in_proj_bias.uniform_(-bound, bound)
+                    attention.out_proj.bias.uniform_(-bound, bound)
+elif kv.get("init", "authors") != "authors":
+    sys.exit(f"init={kv['init']}: authors or burn")
 params = list(txt_enc.parameters()) + list(img_enc.parameters()) + list(criterion.parameters())
 optimizer = torch.optim.AdamW(
     [{"params": m.parameters(), "lr": lr} for m in (txt_enc, img_enc, criterion)],
