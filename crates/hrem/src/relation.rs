@@ -154,8 +154,12 @@ pub fn fragment_scores(
             (vec![lr; ni], words, width, read)
         }
     };
-    let r = l2norm(regions.detach()) * valid_mask(&regions_read, lr, &device);
-    let c = l2norm(words.detach()) * valid_mask(&words_read, lw, &device);
+    let (regions_mask, words_mask) = (
+        valid_mask(&regions_read, lr, &device), // [ni, lr, 1]
+        valid_mask(&words_read, lw, &device),   // [nt, lw, 1]
+    );
+    let r = l2norm(regions.detach()) * regions_mask.clone();
+    let c = l2norm(words.detach()) * words_mask.clone();
     // S[t, i, w, r] = LeakyReLU(c_{t,w} · r_{i,r}).
     let s = c
         .reshape([nt * lw, d])
@@ -164,9 +168,9 @@ pub fn fragment_scores(
         .swap_dims(1, 2);
     let s = leaky_relu(s, 0.1);
     // Validity of (word, region) cells, [nt, ni, lw, lr].
-    let word_in_s = valid_mask(&words_read, lw, &device).reshape([nt, 1, lw, 1]);
+    let word_in_s = words_mask.reshape([nt, 1, lw, 1]);
     let word_ok = valid_mask(word_lengths, lw, &device).reshape([nt, 1, lw, 1]);
-    let region_ok = valid_mask(&regions_read, lr, &device).reshape([1, ni, 1, lr]);
+    let region_ok = regions_mask.reshape([1, ni, 1, lr]);
     let s = s * (word_in_s.clone() * region_ok.clone()); // broadcast → [nt, ni, lw, lr]
     let far = |valid: Tensor<4>| valid.neg().add_scalar(1.0).mul_scalar(FAR);
     let count = |lengths: &[usize], shape: [usize; 2]| {
