@@ -1,6 +1,6 @@
-//! `cargo xtask reproduce cmbh` and `cargo xtask search cmbh` as a user runs them.
+//! `cargo xtask reproduce` and `cargo xtask search` for the four methods, as a user runs them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn xtask(args: &[&str]) -> (bool, String, String) {
@@ -29,6 +29,31 @@ fn run_dir(stdout: &str) -> PathBuf {
     PathBuf::from(line.trim())
 }
 
+/// `xtask reproduce METHOD --preset smoke ARGS… --out ROOT --quiet`, which must succeed: its
+/// stdout, its stderr (the per-epoch lines) and the run directory it names.
+fn smoke(method: &str, args: &[&str], root: &Path) -> (String, String, PathBuf) {
+    let root = root.display().to_string();
+    let mut all = vec!["reproduce", method, "--preset", "smoke"];
+    all.extend_from_slice(args);
+    all.extend(["--out", root.as_str(), "--quiet"]);
+    let (ok, out, err) = xtask(&all);
+    assert!(ok, "{err}");
+    let dir = run_dir(&out);
+    (out, err, dir)
+}
+
+/// A run directory's `metrics.json`.
+fn read_metrics(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+/// How many results a `search` table lists (its header and rule not counted).
+fn result_rows(out: &str) -> usize {
+    out.lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| rank") && !l.starts_with("| ---"))
+        .count()
+}
+
 #[test]
 fn report_cost_prints_table5_beside_ours() {
     let (ok, out, err) = xtask(&["reproduce", "cmbh", "--report-cost"]);
@@ -48,23 +73,10 @@ fn report_cost_prints_table5_beside_ours() {
 fn smoke_on_synth_fine_then_search() {
     let out_root = tempfile::tempdir().unwrap();
     let root = out_root.path().display().to_string();
-    let (ok, out, err) = xtask(&[
-        "reproduce",
-        "cmbh",
-        "--preset",
-        "smoke",
-        "--bits",
-        "8",
-        "--out",
-        &root,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
+    let (out, _, dir) = smoke("cmbh", &["--bits", "8"], out_root.path());
     assert!(out.contains("| variant | bits | map |"), "{out}");
     assert!(out.contains("| full | 8 |"), "{out}");
-    let dir = run_dir(&out);
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    let metrics = read_metrics(&dir);
     assert_eq!(metrics["method"], "cmbh");
     assert_eq!(metrics["preset"], "smoke");
     assert_eq!(metrics["rows"][0]["bits"], 8);
@@ -84,13 +96,7 @@ fn smoke_on_synth_fine_then_search() {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("3 nearest of 32 database images"), "{out}");
-    assert_eq!(
-        out.lines()
-            .filter(|l| l.starts_with("| ") && !l.starts_with("| rank") && !l.starts_with("| ---"))
-            .count(),
-        3,
-        "{out}"
-    );
+    assert_eq!(result_rows(&out), 3, "{out}");
 
     // A run directory without runs is a clear error.
     let (ok, _, err) = xtask(&[
@@ -110,24 +116,17 @@ fn real_dataset_prints_the_papers_numbers_beside() {
     let out_root = tempfile::tempdir().unwrap();
     let root = out_root.path().display().to_string();
     let cub = fixtures().join("cub").display().to_string();
-    let (ok, out, err) = xtask(&[
-        "reproduce",
-        "cmbh",
+    let args = [
         "--dataset",
         "cub",
         "--data-dir",
         &cub,
-        "--preset",
-        "smoke",
         "--bits",
         "12",
-        "--out",
-        &root,
-        "--quiet",
         "--epochs",
         "1",
-    ]);
-    assert!(ok, "{err}");
+    ];
+    let (out, _, _) = smoke("cmbh", &args, out_root.path());
     // The paper's CUB 12-bit mAP (84.07 %) is printed beside the measured one.
     assert!(out.contains("0.8407"), "{out}");
 
@@ -145,24 +144,12 @@ fn real_dataset_prints_the_papers_numbers_beside() {
 #[test]
 fn isl_smoke_on_synth_fine_and_a_cifar_directory() {
     let out_root = tempfile::tempdir().unwrap();
-    let root = out_root.path().display().to_string();
-    let (ok, out, err) = xtask(&[
-        "reproduce",
-        "isl",
-        "--preset",
-        "smoke",
-        "--out",
-        &root,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
+    let (out, err, dir) = smoke("isl", &[], out_root.path());
     assert!(
         out.contains("| baseline |") && out.contains("| full |"),
         "{out}"
     );
-    let dir = run_dir(&out);
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    let metrics = read_metrics(&dir);
     assert_eq!(metrics["method"], "isl");
     assert_eq!(metrics["dataset"], "synth-fine");
     assert_eq!(metrics["rows"][1]["variant"], "full");
@@ -176,22 +163,10 @@ fn isl_smoke_on_synth_fine_and_a_cifar_directory() {
 
     // A real dataset's directory (the CIFAR-10 binary fixture).
     let cifar = fixtures().join("cifar10").display().to_string();
-    let (ok, out, err) = xtask(&[
-        "reproduce",
-        "isl",
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        &cifar,
-        "--preset",
-        "smoke",
-        "--out",
-        &root,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
+    let args = ["--dataset", "cifar10", "--data-dir", &cifar];
+    let (out, _, dir) = smoke("isl", &args, out_root.path());
     assert!(
-        run_dir(&out).starts_with(out_root.path().join("isl/cifar10")),
+        dir.starts_with(out_root.path().join("isl/cifar10")),
         "{out}"
     );
 }
@@ -219,24 +194,12 @@ fn isl_bad_arguments_say_what_to_do() {
 #[test]
 fn csrms_smoke_on_synth_fine_then_resume_and_a_cifar_directory() {
     let out_root = tempfile::tempdir().unwrap();
-    let root = out_root.path().display().to_string();
-    let (ok, out, err) = xtask(&[
-        "reproduce",
-        "csrms",
-        "--preset",
-        "smoke",
-        "--out",
-        &root,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
+    let (out, err, dir) = smoke("csrms", &[], out_root.path());
     assert!(
         out.contains("| baseline |") && out.contains("| full |"),
         "{out}"
     );
-    let dir = run_dir(&out);
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    let metrics = read_metrics(&dir);
     assert_eq!(metrics["method"], "csrms");
     assert_eq!(metrics["dataset"], "synth-fine");
     assert_eq!(metrics["rows"][0]["variant"], "baseline");
@@ -261,18 +224,8 @@ fn csrms_smoke_on_synth_fine_then_resume_and_a_cifar_directory() {
     );
 
     // --resume of a finished reproduction reuses both results.
-    let (ok, again, err) = xtask(&[
-        "reproduce",
-        "csrms",
-        "--preset",
-        "smoke",
-        "--out",
-        &root,
-        "--quiet",
-        "--resume",
-    ]);
-    assert!(ok, "{err}");
-    assert_eq!(run_dir(&again), dir);
+    let (again, _, again_dir) = smoke("csrms", &["--resume"], out_root.path());
+    assert_eq!(again_dir, dir);
     let table = |s: &str| {
         s.lines()
             .filter(|l| l.starts_with("| "))
@@ -283,23 +236,15 @@ fn csrms_smoke_on_synth_fine_then_resume_and_a_cifar_directory() {
 
     // A real dataset's directory (the CIFAR-10 binary fixture), with k-means.
     let cifar = fixtures().join("cifar10").display().to_string();
-    let (ok, out, err) = xtask(&[
-        "reproduce",
-        "csrms",
+    let args = [
         "--dataset",
         "cifar10",
         "--data-dir",
         &cifar,
-        "--preset",
-        "smoke",
         "--clustering",
         "kmeans:4",
-        "--out",
-        &root,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
-    let dir = run_dir(&out);
+    ];
+    let (out, _, dir) = smoke("csrms", &args, out_root.path());
     assert!(
         dir.starts_with(out_root.path().join("csrms/cifar10")),
         "{out}"
@@ -308,30 +253,15 @@ fn csrms_smoke_on_synth_fine_then_resume_and_a_cifar_directory() {
     assert!(records.contains("\"clusters\":4.0"), "{records}");
 
     // --validation scores on images held out of the training split, and says so.
-    let val_root = out_root.path().join("val").display().to_string();
-    let (ok, out, err) = xtask(&[
-        "reproduce",
-        "csrms",
-        "--preset",
-        "smoke",
-        "--epochs",
-        "2",
-        "--validation",
-        "4",
-        "--out",
-        &val_root,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
+    let val = out_root.path().join("val");
+    let args = ["--epochs", "2", "--validation", "4"];
+    let (_, err, dir) = smoke("csrms", &args, &val);
     assert!(
         err.contains("on validation (4 per class held out of train)"),
         "{err}"
     );
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir(&out).join("metrics.json")).unwrap())
-            .unwrap();
     assert_eq!(
-        metrics["dataset"],
+        read_metrics(&dir)["dataset"],
         "synth-fine, scored on validation (4 per class held out of train)"
     );
     let (ok, _, err) = xtask(&[
@@ -342,7 +272,7 @@ fn csrms_smoke_on_synth_fine_then_resume_and_a_cifar_directory() {
         "--validation",
         "12",
         "--out",
-        &val_root,
+        &val.display().to_string(),
     ]);
     assert!(!ok && err.contains("would leave none to train on"), "{err}");
 }
@@ -364,24 +294,12 @@ fn csrms_bad_arguments_say_what_to_do() {
 #[test]
 fn hrem_smoke_then_search_both_ways() {
     let out_root = tempfile::tempdir().unwrap();
-    let root = out_root.path().display().to_string();
-    let (ok, out, err) = xtask(&[
-        "reproduce",
-        "hrem",
-        "--preset",
-        "smoke",
-        "--out",
-        &root,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
+    let (out, err, dir) = smoke("hrem", &[], out_root.path());
     assert!(
         out.contains("| baseline |") && out.contains("| full |"),
         "{out}"
     );
-    let dir = run_dir(&out);
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    let metrics = read_metrics(&dir);
     assert_eq!(metrics["method"], "hrem");
     assert_eq!(metrics["dataset"], "synth-captions");
     for row in 0..2 {
@@ -402,24 +320,10 @@ fn hrem_smoke_then_search_both_ways() {
     // A real precomp directory (the fixture, in Flickr30K's role): the released checkpoints'
     // numbers are printed beside the measured ones.
     let precomp = fixtures().join("precomp").display().to_string();
-    let (ok, real, err) = xtask(&[
-        "reproduce",
-        "hrem",
-        "--dataset",
-        "f30k",
-        "--data-dir",
-        &precomp,
-        "--preset",
-        "smoke",
-        "--epochs",
-        "1",
-        "--out",
-        &root,
-        "--quiet",
-    ]);
-    assert!(ok, "{err}");
+    let args = ["--dataset", "f30k", "--data-dir", &precomp, "--epochs", "1"];
+    let (real, _, real_dir) = smoke("hrem", &args, out_root.path());
     assert!(
-        run_dir(&real).starts_with(out_root.path().join("hrem/f30k")),
+        real_dir.starts_with(out_root.path().join("hrem/f30k")),
         "{real}"
     );
     assert!(
@@ -439,13 +343,7 @@ fn hrem_smoke_then_search_both_ways() {
         "3",
     ]);
     assert!(ok, "{err}");
-    assert_eq!(
-        out.lines()
-            .filter(|l| l.starts_with("| ") && !l.starts_with("| rank") && !l.starts_with("| ---"))
-            .count(),
-        3,
-        "{out}"
-    );
+    assert_eq!(result_rows(&out), 3, "{out}");
     assert!(out.contains("nearest images"), "{out}");
     let (ok, out, err) = xtask(&["search", "hrem", "--run", &run, "--image", "0", "--k", "4"]);
     assert!(ok, "{err}");
