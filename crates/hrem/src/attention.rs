@@ -31,6 +31,13 @@ pub(crate) fn zero_bias(mut linear: Linear, device: &Device) -> Linear {
     linear
 }
 
+/// The largest |weight| of a linear layer: the initialisation tests' probe of a drawn range.
+#[cfg(test)]
+pub(crate) fn max_abs_weight(linear: &Linear) -> f32 {
+    let weight = linear.weight.val().into_data();
+    weight.iter::<f32>().fold(0f32, |m, x| m.max(x.abs()))
+}
+
 /// Configuration of [`MultiHeadAttention`].
 #[derive(Config, Debug, PartialEq)]
 pub struct MultiHeadAttentionConfig {
@@ -243,16 +250,10 @@ mod tests {
         device.seed(4);
         let d = 128;
         let layer = TransformerLayerConfig::new(d, 4, 256).init(&device);
-        let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
-        let max_abs = |l: &Linear| {
-            values(l.weight.val())
-                .iter()
-                .fold(0f32, |m, x| m.max(x.abs()))
-        };
         let a = &layer.attention;
         let xavier = (6.0 / (4 * d) as f32).sqrt();
         for projection in [&a.query, &a.key, &a.value] {
-            let max = max_abs(projection);
+            let max = max_abs_weight(projection);
             assert!(max <= xavier && max > 1.1 / (d as f32).sqrt(), "{max}");
         }
         for linear in [&a.query, &a.key, &a.value, &a.output] {
@@ -260,7 +261,7 @@ mod tests {
             assert!(bias.iter::<f32>().all(|b| b == 0.0));
         }
         for (linear, fan_in) in [(&a.output, d), (&layer.linear1, d), (&layer.linear2, 256)] {
-            assert!(max_abs(linear) <= 1.0 / (fan_in as f32).sqrt());
+            assert!(max_abs_weight(linear) <= 1.0 / (fan_in as f32).sqrt());
         }
     }
 

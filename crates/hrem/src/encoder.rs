@@ -241,6 +241,7 @@ impl TextEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attention::max_abs_weight;
     use relata_backbone::BertConfig;
 
     fn vec3(v: Vec<f32>, shape: [usize; 3]) -> Tensor<3> {
@@ -249,11 +250,6 @@ mod tests {
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().try_to_vec::<f32>().unwrap()
-    }
-
-    fn max_abs(linear: &Linear) -> f32 {
-        let w = values(linear.weight.val());
-        w.iter().fold(0f32, |m, x| m.max(x.abs()))
     }
 
     fn bias(linear: &Linear) -> Vec<f32> {
@@ -275,14 +271,14 @@ mod tests {
         ] {
             assert!(bias(layer).iter().all(|&b| b == 0.0));
             let bound = (6.0 / fans as f32).sqrt();
-            let max = max_abs(layer);
+            let max = max_abs_weight(layer);
             assert!(max <= bound && max > 0.95 * bound, "{max} against {bound}");
         }
         let bert = BertConfig::new(30, 48, 1, 2, 64).init(&device);
         let text = TextEncoder::bert(&config, bert, 48, &device);
         let fc = text.bert_fc.as_ref().unwrap();
         let bound = 1.0 / 48f32.sqrt();
-        let (max, b) = (max_abs(fc), bias(fc));
+        let (max, b) = (max_abs_weight(fc), bias(fc));
         assert!(max <= bound && max > 0.95 * bound, "{max} against {bound}");
         assert!(b.iter().all(|x| x.abs() <= bound) && b.iter().any(|&x| x != 0.0));
     }
