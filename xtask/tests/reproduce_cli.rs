@@ -294,7 +294,9 @@ fn csrms_bad_arguments_say_what_to_do() {
 #[test]
 fn hrem_smoke_then_search_both_ways() {
     let out_root = tempfile::tempdir().unwrap();
-    let (out, err, dir) = smoke("hrem", &[], out_root.path());
+    // Scene counts other than the smoke preset's 60 and 20.
+    let sized = ["--train-scenes", "70", "--dev-scenes", "12"];
+    let (out, err, dir) = smoke("hrem", &sized, out_root.path());
     assert!(
         out.contains("| baseline |") && out.contains("| full |"),
         "{out}"
@@ -309,8 +311,14 @@ fn hrem_smoke_then_search_both_ways() {
             assert!(metrics["rows"][row][key].is_number(), "{key}: {metrics}");
         }
     }
-    // The generated data is in the SCAN precomp layout.
+    // The generated data is in the SCAN precomp layout, with the scene counts asked for (five
+    // captions a scene).
     assert!(dir.join("data/train_ims.npy").is_file() && dir.join("data/test_caps.txt").is_file());
+    let captions = |split: &str| {
+        let path = dir.join(format!("data/{split}_caps.txt"));
+        std::fs::read_to_string(path).unwrap().lines().count()
+    };
+    assert_eq!((captions("train"), captions("dev")), (350, 60));
     assert!(
         dir.join("full/model/model.bpk").is_file() && dir.join("full/model/vocab.json").is_file()
     );
@@ -354,10 +362,27 @@ fn hrem_smoke_then_search_both_ways() {
     assert!(!ok && err.contains("--text"), "{err}");
 }
 
+/// `reproduce hrem --dataset f30k --data-dir DATA_DIR` with `extra` arguments.
+fn reproduce_f30k(data_dir: &str, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "reproduce",
+        "hrem",
+        "--dataset",
+        "f30k",
+        "--data-dir",
+        data_dir,
+    ];
+    args.extend_from_slice(extra);
+    xtask(&args)
+}
+
 #[test]
 fn hrem_bad_arguments_say_what_to_do() {
     let (ok, _, err) = xtask(&["reproduce", "hrem", "--dataset", "f30k"]);
     assert!(!ok && err.contains("--data-dir"), "{err}");
+    let precomp = fixtures().join("precomp").display().to_string();
+    let (ok, _, err) = reproduce_f30k(&precomp, &["--train-scenes", "30000"]);
+    assert!(!ok && err.contains("--train-scenes"), "{err}");
     let (ok, _, err) = xtask(&["reproduce", "hrem", "--dataset", "cc3m"]);
     assert!(
         !ok && err.contains("known: synth-captions, f30k, coco"),
@@ -368,16 +393,7 @@ fn hrem_bad_arguments_say_what_to_do() {
     let (ok, _, err) = xtask(&["reproduce", "hrem", "--bert", &nope]);
     assert!(!ok && err.contains("config.json"), "{err}");
     let out = missing.path().display().to_string();
-    let (ok, _, err) = xtask(&[
-        "reproduce",
-        "hrem",
-        "--dataset",
-        "f30k",
-        "--data-dir",
-        &nope,
-        "--out",
-        &out,
-    ]);
+    let (ok, _, err) = reproduce_f30k(&nope, &["--out", &out]);
     assert!(!ok && err.contains("nope"), "{err}");
     // Nothing is written for a run whose data cannot be opened.
     assert!(!missing.path().join("hrem").exists());
