@@ -217,7 +217,7 @@ pub struct HremArgs {
     #[arg(long)]
     epochs: Option<usize>,
     /// synth-captions: training scenes (default preset: 1,000). The relation terms beat the
-    /// baseline from about 30,000 (about an hour on 2 cores; docs/hrem.md).
+    /// baseline from about 30,000 (about 75 minutes on 2 cores; docs/hrem.md).
     #[arg(long)]
     train_scenes: Option<usize>,
     /// synth-captions: dev scenes for model selection (default preset: 100).
