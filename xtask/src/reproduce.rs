@@ -244,15 +244,6 @@ fn hrem(args: HremArgs) -> Result<()> {
         ),
         (other, _) => bail!("unknown --dataset `{other}`; known: synth-captions, f30k, coco"),
     };
-    if data != DataChoice::SynthCaptions
-        && (args.train_scenes.is_some() || args.dev_scenes.is_some())
-    {
-        bail!(
-            "--train-scenes / --dev-scenes size the generated synth-captions; --dataset {} has \
-             its own splits",
-            args.dataset
-        );
-    }
     if let Some(b) = &args.bert
         && !b.join("config.json").is_file()
     {

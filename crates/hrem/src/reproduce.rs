@@ -90,8 +90,8 @@ impl ReproduceOptions {
         let sized = self.train_scenes.is_some() || self.dev_scenes.is_some();
         if sized && self.data != DataChoice::SynthCaptions {
             return Err(HremError::Config(format!(
-                "train_scenes / dev_scenes size the generated synth-captions; {} brings its own \
-                 splits: leave them unset",
+                "train_scenes / dev_scenes (--train-scenes / --dev-scenes) size the generated \
+                 synth-captions; {} brings its own splits: leave them unset",
                 self.data.name()
             )));
         }
