@@ -217,12 +217,16 @@ pub struct HremArgs {
     #[arg(long)]
     epochs: Option<usize>,
     /// synth-captions: training scenes (default preset: 1,000). The relation terms beat the
-    /// baseline from about 30,000 (about 75 minutes on 2 cores; docs/hrem.md).
+    /// baseline from about 30,000 (1 to 2 hours a variant on 2 cores; docs/hrem.md).
     #[arg(long)]
     train_scenes: Option<usize>,
     /// synth-captions: dev scenes for model selection (default preset: 100).
     #[arg(long)]
     dev_scenes: Option<usize>,
+    /// Train only this variant: baseline | full (default: both, one after the other). Two
+    /// processes, one per variant, train the pair in about the longer one's time on CPU.
+    #[arg(long)]
+    variant: Option<String>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -259,6 +263,9 @@ fn hrem(args: HremArgs) -> Result<()> {
     options.epochs = args.epochs;
     options.train_scenes = args.train_scenes;
     options.dev_scenes = args.dev_scenes;
+    if let Some(v) = &args.variant {
+        options.variants = vec![v.parse()?];
+    }
     options.settings = common.settings();
     eprintln!("reproduce hrem on {} ({choice})", options.data.name());
     let outcome = r::reproduce(&options, &device)?;

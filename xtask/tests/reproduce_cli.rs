@@ -1,7 +1,7 @@
 //! `cargo xtask reproduce` and `cargo xtask search` for the four methods, as a user runs them.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 fn xtask(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -294,14 +294,26 @@ fn csrms_bad_arguments_say_what_to_do() {
 #[test]
 fn hrem_smoke_then_search_both_ways() {
     let out_root = tempfile::tempdir().unwrap();
-    // Scene counts other than the smoke preset's 60 and 20.
+    // Scene counts other than the smoke preset's 60 and 20; HREM alone first.
     let sized = ["--train-scenes", "70", "--dev-scenes", "12"];
-    let (out, err, dir) = smoke("hrem", &sized, out_root.path());
+    let full_only = [&sized[..], &["--variant", "full"]].concat();
+    let (out, _, dir) = smoke("hrem", &full_only, out_root.path());
+    assert!(
+        out.contains("| full |") && !out.contains("| baseline |"),
+        "{out}"
+    );
+    assert!(!dir.join("baseline").exists());
+    let full_row = read_metrics(&dir)["rows"][0].clone();
+    // Resuming with both variants trains the baseline and keeps HREM's result.
+    let both = [&sized[..], &["--resume"]].concat();
+    let (out, err, resumed) = smoke("hrem", &both, out_root.path());
+    assert_eq!(resumed, dir);
     assert!(
         out.contains("| baseline |") && out.contains("| full |"),
         "{out}"
     );
     let metrics = read_metrics(&dir);
+    assert_eq!(metrics["rows"][1], full_row);
     assert_eq!(metrics["method"], "hrem");
     assert_eq!(metrics["dataset"], "synth-captions");
     for row in 0..2 {
@@ -362,6 +374,54 @@ fn hrem_smoke_then_search_both_ways() {
     assert!(!ok && err.contains("--text"), "{err}");
 }
 
+/// Issue 8's check: HREM's test rSum above the baseline's (the same encoders with L_tri(v, u)
+/// alone) on synth-captions, seed 42 (the CLI's default). The relation terms need data: on the
+/// default reproduction's 1,000 training scenes HREM is 7.0 points behind its baseline over
+/// seeds 42, 1 and 2 (the authors' released code 15.8 behind over nine seeds), level at 10,000
+/// scenes and ahead at 30,000 (docs/hrem.md, "Thirty thousand scenes"). So this trains on
+/// 30,000 scenes with 500 dev scenes, the default schedule otherwise, as two processes
+/// (`--variant baseline` and `--variant full`) side by side: a training keeps little more than
+/// one core busy. About 70 minutes on 2 AVX-512 cores, two hours on 2 AVX2-only ones; the
+/// epochs of both print as they end:
+///
+/// ```text
+/// cargo test -p xtask --test reproduce_cli hrem_rsum_above -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "30,000 training scenes: 70 to 120 min on 2 cores"]
+fn hrem_rsum_above_the_baseline_on_30000_synth_scenes() {
+    let root = tempfile::tempdir().unwrap();
+    let runs = ["baseline", "full"].map(|variant| {
+        let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args([
+                "reproduce",
+                "hrem",
+                "--train-scenes",
+                "30000",
+                "--dev-scenes",
+                "500",
+            ])
+            .args(["--variant", variant, "--quiet", "--out"])
+            .arg(root.path().join(variant))
+            .env_remove("BURN_DEVICE")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("xtask runs");
+        (variant, child)
+    });
+    let [baseline, full] = runs.map(|(variant, child)| {
+        let out = child.wait_with_output().expect("xtask runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{variant}: {stdout}");
+        let metrics = read_metrics(&run_dir(&stdout));
+        metrics["rows"][0]["rsum"].as_f64().expect("an rSum")
+    });
+    assert!(
+        full > baseline,
+        "HREM rSum {full:.1} ≤ baseline {baseline:.1}"
+    );
+}
+
 /// `reproduce hrem --dataset f30k --data-dir DATA_DIR` with `extra` arguments.
 fn reproduce_f30k(data_dir: &str, extra: &[&str]) -> (bool, String, String) {
     let mut args = vec![
@@ -383,6 +443,8 @@ fn hrem_bad_arguments_say_what_to_do() {
     let precomp = fixtures().join("precomp").display().to_string();
     let (ok, _, err) = reproduce_f30k(&precomp, &["--train-scenes", "30000"]);
     assert!(!ok && err.contains("--train-scenes"), "{err}");
+    let (ok, _, err) = xtask(&["reproduce", "hrem", "--variant", "hrem"]);
+    assert!(!ok && err.contains("known: baseline, full"), "{err}");
     let (ok, _, err) = xtask(&["reproduce", "hrem", "--dataset", "cc3m"]);
     assert!(
         !ok && err.contains("known: synth-captions, f30k, coco"),

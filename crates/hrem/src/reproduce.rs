@@ -5,7 +5,8 @@
 //! released checkpoints' numbers beside the measured ones on real data.
 //!
 //! Layout: `runs/hrem/<dataset>/<time>/{baseline,full}/` (each a training run with `model/`),
-//! `data/` (synth-captions), `metrics.json` and `report.md` at the top.
+//! `data/` (synth-captions), `metrics.json` and `report.md` at the top. `variants` trains one of
+//! the two alone, so that two processes can train them side by side.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,41 @@ impl DataChoice {
     }
 }
 
+/// One of the two models a reproduction trains and compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// The encoders with L_tri(v, u) alone: no relation modelling.
+    Baseline,
+    /// HREM: the encoders with the relation module and its losses.
+    Full,
+}
+
+impl Variant {
+    /// Both, in the order a reproduction trains them.
+    pub const ALL: [Variant; 2] = [Variant::Baseline, Variant::Full];
+
+    /// Name in paths and result rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Baseline => "baseline",
+            Variant::Full => "full",
+        }
+    }
+}
+
+impl std::str::FromStr for Variant {
+    type Err = HremError;
+
+    fn from_str(s: &str) -> Result<Self, HremError> {
+        Variant::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| {
+                HremError::Config(format!("unknown variant `{s}`; known: baseline, full"))
+            })
+    }
+}
+
 /// Everything `reproduce hrem` takes.
 #[derive(Debug, Clone)]
 pub struct ReproduceOptions {
@@ -65,6 +101,11 @@ pub struct ReproduceOptions {
     /// synth-captions only: dev scenes instead of the preset's 100, which sit near rSum's
     /// ceiling once the training split is large and so decide the kept epoch by a few captions.
     pub dev_scenes: Option<usize>,
+    /// The variants to train, in this order (default: both, baseline first). One alone lets two
+    /// processes train the two side by side: on CPU a training keeps little more than one core
+    /// busy, so on two cores the pair then takes the longer run's time instead of the sum.
+    /// Resuming a reproduction that trained one adds the other to its results.
+    pub variants: Vec<Variant>,
     /// Seed, runs root, resume / overwrite, progress display.
     pub settings: RunSettings,
 }
@@ -79,6 +120,7 @@ impl ReproduceOptions {
             epochs: None,
             train_scenes: None,
             dev_scenes: None,
+            variants: Variant::ALL.to_vec(),
             settings: RunSettings::new(0),
         }
     }
@@ -105,6 +147,24 @@ impl ReproduceOptions {
         synth.dev = self.dev_scenes.unwrap_or(synth.dev);
         synth.validate()?;
         Ok(synth)
+    }
+
+    /// An error for no variant or one listed twice (its run directory would be trained twice).
+    fn check_variants(&self) -> Result<(), HremError> {
+        if self.variants.is_empty() {
+            return Err(HremError::Config(
+                "variants is empty: give baseline, full or both (--variant)".into(),
+            ));
+        }
+        for (i, v) in self.variants.iter().enumerate() {
+            if self.variants[..i].contains(v) {
+                return Err(HremError::Config(format!(
+                    "variant `{}` is listed twice",
+                    v.name()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -260,6 +320,7 @@ pub fn reproduce(
     let start = Instant::now();
     let dataset = options.data.name();
     let synth = options.synth()?;
+    options.check_variants()?;
     // A real dataset is opened before the run directory exists, so a wrong `--data-dir` leaves
     // nothing behind; synth-captions is written into the run directory.
     let real = match &options.data {
@@ -296,7 +357,8 @@ pub fn reproduce(
     let dev = data.split("dev").ok();
     let test = data.split(test_split)?;
     let mut rows = Vec::new();
-    for (variant, relations) in [("baseline", false), ("full", true)] {
+    for &choice in &options.variants {
+        let (variant, relations) = (choice.name(), choice == Variant::Full);
         let mut config = preset_config(
             options.preset,
             &options.data,
@@ -391,5 +453,29 @@ mod tests {
         // A real dataset without scene counts is fine.
         options.train_scenes = None;
         assert!(options.synth().is_ok());
+    }
+
+    #[test]
+    fn variants_parse_by_name_and_are_each_trained_once() {
+        assert_eq!("full".parse::<Variant>().unwrap(), Variant::Full);
+        assert_eq!("baseline".parse::<Variant>().unwrap(), Variant::Baseline);
+        let err = "hrem".parse::<Variant>().unwrap_err().to_string();
+        assert!(err.contains("known: baseline, full"), "{err}");
+
+        let mut options = ReproduceOptions::new(Preset::Smoke);
+        assert_eq!(options.variants, Variant::ALL);
+        options.variants = vec![Variant::Full];
+        assert!(options.check_variants().is_ok());
+        options.variants = vec![];
+        assert!(
+            options
+                .check_variants()
+                .unwrap_err()
+                .to_string()
+                .contains("--variant")
+        );
+        options.variants = vec![Variant::Full, Variant::Baseline, Variant::Full];
+        let err = options.check_variants().unwrap_err().to_string();
+        assert!(err.contains("`full` is listed twice"), "{err}");
     }
 }
