@@ -314,6 +314,11 @@ fn hrem_smoke_then_search_both_ways() {
     );
     let metrics = read_metrics(&dir);
     assert_eq!(metrics["rows"][1], full_row);
+    // HREM trained alone is HREM trained after the baseline: the check of issue 8 trains the
+    // two side by side.
+    let after_baseline = tempfile::tempdir().unwrap();
+    let (_, _, plain) = smoke("hrem", &sized, after_baseline.path());
+    assert_eq!(read_metrics(&plain)["rows"], metrics["rows"]);
     assert_eq!(metrics["method"], "hrem");
     assert_eq!(metrics["dataset"], "synth-captions");
     for row in 0..2 {
