@@ -414,8 +414,11 @@ fn hrem_rsum_above_the_baseline_on_30000_synth_scenes() {
             .expect("xtask runs");
         (variant, child)
     });
-    let [baseline, full] = runs.map(|(variant, child)| {
-        let out = child.wait_with_output().expect("xtask runs");
+    // Both are waited for before either is judged, so a failure leaves no run behind (their
+    // errors print on stderr as they happen).
+    let outputs = runs.map(|(variant, child)| (variant, child.wait_with_output()));
+    let [baseline, full] = outputs.map(|(variant, out)| {
+        let out = out.expect("xtask runs");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{variant}: {stdout}");
         let metrics = read_metrics(&run_dir(&stdout));
