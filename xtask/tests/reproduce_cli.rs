@@ -3,13 +3,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn xtask(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+/// `xtask ARGS` as these tests run it: the device from the arguments alone (no `BURN_DEVICE`),
+/// errors without backtraces.
+fn xtask_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
         .args(args)
         .env("RUST_BACKTRACE", "0")
-        .env_remove("BURN_DEVICE")
-        .output()
-        .expect("xtask runs");
+        .env_remove("BURN_DEVICE");
+    command
+}
+
+fn xtask(args: &[&str]) -> (bool, String, String) {
+    let out = xtask_command(args).output().expect("xtask runs");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -397,21 +403,23 @@ fn hrem_smoke_then_search_both_ways() {
 fn hrem_rsum_above_the_baseline_on_30000_synth_scenes() {
     let root = tempfile::tempdir().unwrap();
     let runs = ["baseline", "full"].map(|variant| {
-        let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args([
-                "reproduce",
-                "hrem",
-                "--train-scenes",
-                "30000",
-                "--dev-scenes",
-                "500",
-            ])
-            .args(["--variant", variant, "--quiet", "--out"])
-            .arg(root.path().join(variant))
-            .env_remove("BURN_DEVICE")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("xtask runs");
+        let out = root.path().join(variant).display().to_string();
+        let child = xtask_command(&[
+            "reproduce",
+            "hrem",
+            "--train-scenes",
+            "30000",
+            "--dev-scenes",
+            "500",
+            "--variant",
+            variant,
+            "--quiet",
+            "--out",
+            &out,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("xtask runs");
         (variant, child)
     });
     // Both are waited for before either is judged, so a failure leaves no run behind (their
