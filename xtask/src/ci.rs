@@ -176,8 +176,20 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// The workspace root: the parent of xtask's manifest directory.
+///
+/// `cargo xtask` (`cargo run -p xtask`) sets `CARGO_MANIFEST_DIR` when it runs the binary, and
+/// that value is preferred over the one compiled in: clones that share one target directory
+/// share one xtask binary (cargo keys path packages by their path inside the workspace), so the
+/// compiled-in path may name another clone — or one that no longer exists.
 pub fn workspace_root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    workspace_root_from(std::env::var_os("CARGO_MANIFEST_DIR"))
+}
+
+fn workspace_root_from(runtime_manifest_dir: Option<std::ffi::OsString>) -> Result<PathBuf> {
+    let manifest = runtime_manifest_dir
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest
         .parent()
         .map(PathBuf::from)
@@ -228,4 +240,21 @@ fn configure_libtorch(cmd: &mut Command, python: &str) -> Result<()> {
         .env("PATH", path)
         .env("LD_LIBRARY_PATH", ld);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn workspace_root_follows_the_running_cargo_over_the_compiled_in_path() {
+        let other_clone = workspace_root_from(Some("/elsewhere/clone/xtask".into())).unwrap();
+        assert_eq!(other_clone, PathBuf::from("/elsewhere/clone"));
+        let compiled_in = workspace_root_from(None).unwrap();
+        assert_eq!(
+            compiled_in,
+            Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+        );
+    }
 }
