@@ -6,7 +6,9 @@
 //!   and relata's own checkpoints;
 //! - [`bert`]: a BERT encoder loading Hugging Face checkpoint directories, with tokenisation;
 //! - [`gru`] and [`vocab`]: the BiGRU caption encoder with packed-sequence semantics and its
-//!   word vocabulary.
+//!   word vocabulary;
+//! - [`params`]: parameter identity — independent copies of a module, and a check that no two
+//!   parameters of a model are one.
 
 #![recursion_limit = "256"]
 
@@ -16,6 +18,7 @@ pub mod error;
 pub mod flex;
 pub mod gru;
 mod memory;
+pub mod params;
 pub mod resnet;
 pub mod vocab;
 pub mod weights;
@@ -24,6 +27,7 @@ pub use bert::{BertConfig, BertModel, BertTokenizer, TokenBatch};
 pub use error::BackboneError;
 pub use gru::{BiGruEncoder, BiGruEncoderConfig};
 pub use memory::retain_freed_memory;
+pub use params::{check_own_params, fresh_params, shared_param_ids};
 pub use resnet::{ResNet, ResNetConfig, ResNetDepth, ResNetFeatures, StageCost};
 pub use vocab::Vocab;
 pub use weights::{

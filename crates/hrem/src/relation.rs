@@ -19,6 +19,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
+use relata_backbone::fresh_params;
 
 use crate::attention::{TransformerLayer, TransformerLayerConfig};
 use crate::config::{EncoderConfig, FragmentSlots, Interaction, RelationConfig};
@@ -56,8 +57,8 @@ impl RelevanceMlp {
 pub struct RelationModule {
     /// MLP of the T→I relevance.
     pub t2i: RelevanceMlp,
-    /// MLP of the I→T relevance (starts from the same weights as `t2i`, as the authors'
-    /// `deepcopy`).
+    /// MLP of the I→T relevance: its own parameters, starting from the same values as `t2i`'s
+    /// (the authors build it with `copy.deepcopy`).
     pub i2t: RelevanceMlp,
     /// Fusion: the layer over [v; u]. Standalone: the cross-attention layer.
     pub layer: TransformerLayer,
@@ -81,7 +82,8 @@ pub fn relation_module(
             .init(device)
     };
     RelationModule {
-        i2t: t2i.clone(),
+        // A plain `clone` would keep `t2i`'s parameter ids: one set of weights reached twice.
+        i2t: fresh_params(t2i.clone()),
         t2i,
         layer: layer(),
         intra: (config.interaction == Interaction::Standalone).then(layer),

@@ -5,11 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use burn::tensor::Device;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
 use relata_dataset::PrecompDataset;
 use relata_hrem::config::{Interaction, RelationConfig, TextEncoderKind};
+use relata_hrem::relation::RelevanceMlp;
 use relata_hrem::reproduce::{DataChoice, preset_config, synth_config};
-use relata_hrem::training::{RunOptions, Verbosity};
+use relata_hrem::train::trainer_config;
+use relata_hrem::training::{Clock, NamedOptimizer, RunOptions, Verbosity};
 use relata_hrem::{FitOptions, HremConfig, HremModel, embed_split, evaluate, fit};
 use relata_train::Preset;
 
@@ -243,4 +246,92 @@ fn bad_input_is_refused() {
         .unwrap()
         .to_string();
     assert!(e.contains("batch_size"), "{e}");
+}
+
+fn weights(mlp: &RelevanceMlp) -> Vec<f32> {
+    [mlp.fc1.weight.val(), mlp.fc2.weight.val()]
+        .into_iter()
+        .flat_map(|w| w.into_data().iter::<f32>().collect::<Vec<f32>>())
+        .collect()
+}
+
+/// A loss on the I→T relevance alone moves the I→T MLP and leaves the T→I MLP where it was,
+/// through relata's optimiser (gradients registered by parameter id, AdamW, global-norm
+/// clipping). Built with a plain `clone`, the two MLPs shared their parameter ids: the update
+/// meant for one went to the other.
+#[test]
+fn relevance_mlps_are_two_sets_of_parameters() {
+    let device = Device::flex().autodiff();
+    let config = smoke(16);
+    let tokenizer = config.tokenizer(["a red cube"]).unwrap();
+    let model = config.init_model(&tokenizer, false, &device).unwrap();
+    let before = model.relation.clone().unwrap();
+    let q = Tensor::<3>::ones([2, 3, config.relation.top_k], &device);
+    let loss = model.relation.as_ref().unwrap().i2t.forward(q).sum();
+    let mut grads = loss.backward();
+    let params = GradientsParams::from_module(&mut grads, &model);
+    let trainer = trainer_config(&config, false, Verbosity::Quiet);
+    let mut optimizer = NamedOptimizer::new(trainer.optimizers[0].clone());
+    let clock = Clock {
+        epoch: 0,
+        iteration: 0,
+        iterations_per_epoch: 1,
+        iteration_in_epoch: 0,
+    };
+    let after = optimizer.apply(model, params, &clock).0.relation.unwrap();
+    assert_ne!(
+        weights(&before.i2t),
+        weights(&after.i2t),
+        "the I→T MLP trains"
+    );
+    assert_eq!(
+        weights(&before.t2i),
+        weights(&after.t2i),
+        "the T→I MLP had no gradient"
+    );
+}
+
+/// In a whole training run both relevance MLPs start from the same values (the released code's
+/// `deepcopy`), both train, and they end apart.
+#[test]
+fn relevance_mlps_train_independently() {
+    let _turn = serial();
+    let root = tempfile::tempdir().unwrap();
+    let data = data(root.path());
+    let train = data.split("train").unwrap();
+    let config = smoke(train.dim).with_epochs(2);
+    // The initial model exactly as `fit` builds it.
+    let autodiff = Device::flex().autodiff();
+    relata_train::seed_device(&autodiff, config.seed);
+    let tokenizer = config
+        .tokenizer(train.captions.iter().map(String::as_str))
+        .unwrap();
+    let initial = config.init_model(&tokenizer, true, &autodiff).unwrap();
+    let initial = initial.relation.unwrap();
+    assert_eq!(weights(&initial.t2i), weights(&initial.i2t));
+
+    let trained = fit(
+        &config,
+        train,
+        None,
+        &Device::flex(),
+        &options(root.path(), "run"),
+    )
+    .unwrap();
+    assert!(trained.epochs.last().unwrap().loss.contains_key("reg"));
+    let relation = trained.model.relation.as_ref().unwrap();
+    for (name, before, after) in [
+        ("t2i", &initial.t2i, &relation.t2i),
+        ("i2t", &initial.i2t, &relation.i2t),
+    ] {
+        let moved = weights(before)
+            .iter()
+            .zip(weights(after))
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            moved > 1e-4,
+            "relation.{name} did not train (moved {moved})"
+        );
+    }
+    assert_ne!(weights(&relation.t2i), weights(&relation.i2t));
 }
