@@ -7,6 +7,10 @@
 //! Module names follow Hugging Face's (`embeddings.word_embeddings`, `encoder.layer.i.attention.
 //! output.LayerNorm`, ...) except `attention.self`, a Rust keyword, which is `self_attn`; a
 //! `bert.` prefix (task-head checkpoints) is stripped and the pooler is ignored.
+//! Dropout follows the checkpoint's `hidden_dropout_prob` (after the embeddings and after each
+//! attention and feed-forward projection) and `attention_probs_dropout_prob` (on the attention
+//! probabilities), 0.1 each when `config.json` does not say, as in Hugging Face; it acts only in
+//! training (on an autodiff device), so inference is deterministic.
 //! Tokenisation is the `tokenizers` crate's WordPiece: lower-casing, `[CLS] … [SEP]`, padding and
 //! an attention mask.
 
@@ -16,7 +20,10 @@ use std::path::{Path, PathBuf};
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
@@ -46,6 +53,12 @@ pub struct BertConfig {
     /// LayerNorm ε.
     #[config(default = 1e-12)]
     pub layer_norm_eps: f64,
+    /// Dropout after the embeddings and after each attention / feed-forward projection.
+    #[config(default = 0.1)]
+    pub hidden_dropout_prob: f64,
+    /// Dropout on the attention probabilities.
+    #[config(default = 0.1)]
+    pub attention_probs_dropout_prob: f64,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +76,10 @@ struct HfConfig {
     layer_norm_eps: f64,
     #[serde(default)]
     hidden_act: Option<String>,
+    #[serde(default = "default_dropout")]
+    hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    attention_probs_dropout_prob: f64,
 }
 
 fn default_positions() -> usize {
@@ -73,6 +90,10 @@ fn default_types() -> usize {
 }
 fn default_eps() -> f64 {
     1e-12
+}
+/// Hugging Face's `BertConfig` default for both dropout probabilities.
+fn default_dropout() -> f64 {
+    0.1
 }
 
 /// Embeddings.
@@ -86,6 +107,8 @@ pub struct BertEmbeddings {
     pub token_type_embeddings: Embedding,
     /// Normalisation.
     pub LayerNorm: LayerNorm,
+    /// Hidden dropout.
+    pub dropout: Dropout,
 }
 
 /// Q, K, V projections.
@@ -97,6 +120,8 @@ pub struct BertSelfAttention {
     pub key: Linear,
     /// Value.
     pub value: Linear,
+    /// Dropout on the attention probabilities.
+    pub dropout: Dropout,
 }
 
 /// Output projection + residual LayerNorm.
@@ -106,6 +131,16 @@ pub struct BertSelfOutput {
     pub dense: Linear,
     /// Post-norm.
     pub LayerNorm: LayerNorm,
+    /// Hidden dropout on the projection, before the residual.
+    pub dropout: Dropout,
+}
+
+impl BertSelfOutput {
+    /// LayerNorm(dropout(dense(x)) + residual).
+    fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        self.LayerNorm
+            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
+    }
 }
 
 /// The attention block.
@@ -171,6 +206,20 @@ impl BertConfig {
                 reason: format!("hidden_act `{act}` is not supported (only `gelu`)"),
             });
         }
+        for (name, p) in [
+            ("hidden_dropout_prob", c.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                c.attention_probs_dropout_prob,
+            ),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(BackboneError::Read {
+                    path: path.to_path_buf(),
+                    reason: format!("{name} = {p} is not a probability in [0, 1)"),
+                });
+            }
+        }
         if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(BackboneError::Read {
                 path: path.to_path_buf(),
@@ -189,6 +238,8 @@ impl BertConfig {
             max_position_embeddings: c.max_position_embeddings,
             type_vocab_size: c.type_vocab_size,
             layer_norm_eps: c.layer_norm_eps,
+            hidden_dropout_prob: c.hidden_dropout_prob,
+            attention_probs_dropout_prob: c.attention_probs_dropout_prob,
         })
     }
 
@@ -201,6 +252,7 @@ impl BertConfig {
                 .init(device)
         };
         let lin = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
+        let hidden_dropout = || DropoutConfig::new(self.hidden_dropout_prob).init();
         BertModel {
             embeddings: BertEmbeddings {
                 word_embeddings: EmbeddingConfig::new(self.vocab_size, h).init(device),
@@ -208,6 +260,7 @@ impl BertConfig {
                     .init(device),
                 token_type_embeddings: EmbeddingConfig::new(self.type_vocab_size, h).init(device),
                 LayerNorm: ln(),
+                dropout: hidden_dropout(),
             },
             encoder: BertEncoderStack {
                 layer: (0..self.num_hidden_layers)
@@ -217,10 +270,13 @@ impl BertConfig {
                                 query: lin(h, h),
                                 key: lin(h, h),
                                 value: lin(h, h),
+                                dropout: DropoutConfig::new(self.attention_probs_dropout_prob)
+                                    .init(),
                             },
                             output: BertSelfOutput {
                                 dense: lin(h, h),
                                 LayerNorm: ln(),
+                                dropout: hidden_dropout(),
                             },
                         },
                         intermediate: BertIntermediate {
@@ -229,6 +285,7 @@ impl BertConfig {
                         output: BertSelfOutput {
                             dense: lin(self.intermediate_size, h),
                             LayerNorm: ln(),
+                            dropout: hidden_dropout(),
                         },
                     })
                     .collect(),
@@ -278,7 +335,7 @@ impl BertModel {
         let x = e.word_embeddings.forward(ids)
             + e.position_embeddings.forward(positions)
             + e.token_type_embeddings.forward(types);
-        let mut x = e.LayerNorm.forward(x);
+        let mut x = e.dropout.forward(e.LayerNorm.forward(x));
         // Additive mask [b, 1, 1, l]: 0 for tokens, a large negative for padding.
         let bias = mask
             .float()
@@ -303,16 +360,15 @@ impl BertLayer {
         let k = split(sa.key.forward(x.clone()));
         let v = split(sa.value.forward(x.clone()));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f64).sqrt()) + bias;
-        let ctx = softmax(scores, 3)
+        let ctx = sa
+            .dropout
+            .forward(softmax(scores, 3))
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([b, l, h]);
-        let out = &self.attention.output;
-        let x = out.LayerNorm.forward(out.dense.forward(ctx) + x);
+        let x = self.attention.output.forward(ctx, x);
         let ff = gelu(self.intermediate.dense.forward(x.clone()));
-        self.output
-            .LayerNorm
-            .forward(self.output.dense.forward(ff) + x)
+        self.output.forward(ff, x)
     }
 }
 

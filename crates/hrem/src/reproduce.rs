@@ -200,9 +200,11 @@ pub fn preset_config(
     bert: Option<&Path>,
 ) -> HremConfig {
     let text = match bert {
+        // The released code never cuts a caption: only BERT's position table (512 in
+        // bert-base) bounds it, and the tokeniser never goes past that table.
         Some(path) => TextEncoderKind::Bert {
             path: path.to_path_buf(),
-            max_len: 64,
+            max_len: 512,
         },
         None => TextEncoderKind::BiGru { word_dim: 300 },
     };
