@@ -12,8 +12,11 @@
 //!   −∞ where there is no connection → v̄, ū (L2-normalised); Standalone: cross-attention on the
 //!   cross-modal blocks, then self-attention on the intra-modal blocks.
 //!
-//! Rows are images for I→I and I→T, captions for T→T and T→I. Ties in every top-k go to the
-//! lower index.
+//! Rows are images for I→I and I→T, captions for T→T and T→I. A connection row keeps every
+//! column scoring at least the row's k-th largest score, as the released code's
+//! `scores >= topk(scores)[:, -1:]`: tied columns at the boundary are all connected (a batch
+//! that holds one image twice has exactly tied columns). The q top-k's ties go to the lower
+//! index.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
@@ -207,18 +210,20 @@ pub fn fragment_scores(
 }
 
 /// Row-wise top-⌊fraction·n⌋ (at least 1) of an `rows × cols` score matrix as a boolean
-/// connection matrix; ties to the lower column.
+/// connection matrix: every column scoring at least the row's k-th largest score, so columns
+/// tied at the boundary are all kept (a row may hold more than k).
 pub fn top_fraction(scores: &[f32], rows: usize, cols: usize, fraction: f64) -> Vec<bool> {
     let k = ((fraction * cols as f64).floor() as usize).clamp(1, cols.max(1));
     let mut out = vec![false; rows * cols];
-    let mut order: Vec<usize> = Vec::with_capacity(cols);
+    let mut sorted: Vec<f32> = Vec::with_capacity(cols);
     for r in 0..rows {
         let row = &scores[r * cols..(r + 1) * cols];
-        order.clear();
-        order.extend(0..cols);
-        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-        for &c in &order[..k] {
-            out[r * cols + c] = true;
+        sorted.clear();
+        sorted.extend_from_slice(row);
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let kth = sorted[k - 1];
+        for (c, &x) in row.iter().enumerate() {
+            out[r * cols + c] = x >= kth;
         }
     }
     out
@@ -386,10 +391,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn top_fraction_keeps_half_of_each_row_ties_low() {
+    fn top_fraction_keeps_half_of_each_row_and_its_ties() {
         let s = [0.9, 0.1, 0.5, 0.5, 0.0, 1.0, 0.2, 0.3];
         let m = top_fraction(&s, 2, 4, 0.5);
-        assert_eq!(m, vec![true, false, true, false, false, true, false, true]);
+        // Row 0: the 2nd largest is 0.5, held by two columns: both connected.
+        assert_eq!(m, vec![true, false, true, true, false, true, false, true]);
         // At least one per row.
         assert_eq!(top_fraction(&[1.0, 2.0], 1, 2, 0.1), vec![false, true]);
     }
