@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run -p relata-hrem --example relation_sweep -- [key=value ...]
-//!   keys: lambda, warmup, threshold, reg, lr, batch, epochs, seed, negatives=hardest|weighted,
+//!   keys: lambda, warmup, threshold, reg, lr, batch, epochs, seed,
+//!         negatives=hardest|weighted|released (released: the authors' float32 sampler),
 //!         interaction=fusion|standalone, relations=true|false,
 //!         slots=valid|released (the fragment slots: valid ones, or the released code's),
 //!         ff (feed-forward width of every Transformer layer),
@@ -75,7 +76,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 config.neighbour_batches = Some([p.parse()?, k.parse()?]);
             }
             "negatives" if v == "hardest" => config.negatives = Negatives::Hardest,
-            "negatives" => {}
+            "negatives" if v == "released" => {
+                if let Negatives::DistanceWeighted { n, cutoff } = config.negatives {
+                    config.negatives = Negatives::DistanceWeightedReleased { n, cutoff };
+                }
+            }
+            "negatives" if v == "weighted" => {}
+            "negatives" => {
+                return Err(format!("negatives={v}: hardest, weighted or released").into());
+            }
             "interaction" if v == "standalone" => {
                 config.relation.interaction = Interaction::Standalone
             }

@@ -86,6 +86,17 @@ pub enum Negatives {
         /// Only negatives closer than this (1.7 Flickr30K, 1.9 COCO).
         cutoff: f64,
     },
+    /// Distance-weighted sampling with the released code's float32 arithmetic: the weights are
+    /// shifted by the row's maximum over every column, so a negative far past the cutoff can
+    /// leave a row without weight, and then the whole direction of the batch scores zero (the
+    /// code's `torch.multinomial` raises and it returns 0). For step parity with the authors'
+    /// code; `DistanceWeighted` keeps each anchor's eligible negatives instead.
+    DistanceWeightedReleased {
+        /// Dimension in the weight formula (512 hard-coded in the code).
+        n: usize,
+        /// Only negatives closer than this (1.7 Flickr30K, 1.9 COCO).
+        cutoff: f64,
+    },
     /// The hardest negative of each anchor (VSE++ max violation, the paper's).
     Hardest,
 }
@@ -243,7 +254,8 @@ impl HremConfig {
         if !(0.0..1.0).contains(&self.region_drop) || !(0.0..=1.0).contains(&self.word_augment) {
             return bad("region_drop must be in [0, 1) and word_augment in [0, 1]".into());
         }
-        if let Negatives::DistanceWeighted { n, cutoff } = self.negatives
+        if let Negatives::DistanceWeighted { n, cutoff }
+        | Negatives::DistanceWeightedReleased { n, cutoff } = self.negatives
             && (n < 4 || !(cutoff > 0.0 && cutoff <= 2.0))
         {
             return bad(format!(

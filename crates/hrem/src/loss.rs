@@ -11,10 +11,17 @@
 //! (non-finite → 0); only negatives with dist < cutoff; weights max-shifted, exponentiated and
 //! normalised per anchor; one negative drawn per positive pair. An anchor without an eligible
 //! negative contributes nothing.
+//!
+//! The released code computes these weights in float32 and shifts them by the maximum over the
+//! whole row — positives (log weight 0) and negatives past the cutoff included. A negative far
+//! past the cutoff (log weight in the hundreds) can then push every eligible weight of its row
+//! below float32's range: the row is all zeros, `torch.multinomial` raises, and the code scores
+//! the whole direction of the batch as zero. [`Negatives::DistanceWeightedReleased`] reproduces
+//! that arithmetic for comparisons with the authors' code; the default keeps each anchor's own
+//! eligible negatives (docs/hrem.md, "Decisions").
 
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, Tensor, TensorData};
-use relata_dataset::rng::SeededRng;
 
 use crate::config::Negatives;
 use crate::relation::distance_kernel;
@@ -31,7 +38,9 @@ pub fn distance_log_weight(s: f32, n: usize) -> f64 {
 }
 
 /// Draws one negative per positive pair of every anchor row of `sims` (`rows × cols`,
-/// row-major; `positive[r·cols + c]` marks pairs of the same image).
+/// row-major; `positive[r·cols + c]` marks pairs of the same image). `uniform` gives the draws'
+/// numbers in [0, 1), one per positive pair of an anchor with an eligible negative, anchors in
+/// order, positives in column order.
 pub fn distance_weighted_triples(
     sims: &[f32],
     positive: &[bool],
@@ -39,7 +48,7 @@ pub fn distance_weighted_triples(
     cols: usize,
     n: usize,
     cutoff: f64,
-    rng: &mut SeededRng,
+    uniform: &mut dyn FnMut() -> f64,
 ) -> Triples {
     let mut out = Vec::new();
     for a in 0..rows {
@@ -62,20 +71,102 @@ pub fn distance_weighted_triples(
             .fold(f64::NEG_INFINITY, f64::max);
         let weights: Vec<f64> = eligible.iter().map(|e| (e.1 - top).exp()).collect();
         let total: f64 = weights.iter().sum();
+        let columns: Vec<usize> = eligible.iter().map(|e| e.0).collect();
         for p in (0..cols).filter(|&c| pos[c]) {
-            let mut x = rng.next_f64() * total;
-            let mut pick = eligible[eligible.len() - 1].0;
-            for (e, w) in eligible.iter().zip(&weights) {
-                if x < *w {
-                    pick = e.0;
-                    break;
-                }
-                x -= w;
-            }
-            out.push((a, p, pick));
+            out.push((a, p, inverse_cdf(&columns, &weights, total, uniform())));
         }
     }
     out
+}
+
+/// The column whose share of `total` holds `u·total` (weights in column order; the last
+/// column with a weight when rounding runs past the end).
+fn inverse_cdf(columns: &[usize], weights: &[f64], total: f64, u: f64) -> usize {
+    let mut x = u * total;
+    let mut pick = None;
+    for (&c, &w) in columns.iter().zip(weights) {
+        if w > 0.0 {
+            pick = Some(c);
+            if x < w {
+                return c;
+            }
+        }
+        x -= w;
+    }
+    pick.unwrap_or(columns[columns.len() - 1])
+}
+
+/// The released code's float32 sampling weights of one anchor row, normalised: log weights of
+/// every column (positives and non-finite values at 0), shifted by the row's maximum,
+/// exponentiated, kept for negatives closer than `cutoff` only, divided by their sum + 1e-20.
+pub fn released_weights(row: &[f32], positive: &[bool], n: usize, cutoff: f64) -> Vec<f32> {
+    let d = n as f32;
+    // torch's clamp keeps NaN (a similarity above 1), and NaN < cutoff is false.
+    let dist = |s: f32| {
+        let x = (2.0f32 - 2.0 * s).sqrt();
+        if x.is_nan() { x } else { x.max(0.5) }
+    };
+    let log_weights: Vec<f32> = row
+        .iter()
+        .zip(positive)
+        .map(|(&s, &p)| {
+            let x = dist(s);
+            let w = (2.0 - d) * x.ln() - ((d - 3.0) / 2.0) * (1.0 - 0.25 * (x * x)).ln();
+            if p || !w.is_finite() { 0.0 } else { w }
+        })
+        .collect();
+    let top = log_weights.iter().fold(f32::NEG_INFINITY, |m, &w| m.max(w));
+    let weights: Vec<f32> = log_weights
+        .iter()
+        .zip(row)
+        .zip(positive)
+        .map(|((&w, &s), &p)| {
+            if !p && dist(s) < cutoff as f32 {
+                (w - top).exp()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let total = weights.iter().sum::<f32>() + 1e-20;
+    weights.iter().map(|w| w / total).collect()
+}
+
+/// Distance-weighted draws with the released code's float32 weights ([`released_weights`]).
+/// `None` when some anchor's weights are all zero: the released code then scores the whole
+/// direction as zero, and draws nothing.
+pub fn released_distance_weighted_triples(
+    sims: &[f32],
+    positive: &[bool],
+    rows: usize,
+    cols: usize,
+    n: usize,
+    cutoff: f64,
+    uniform: &mut dyn FnMut() -> f64,
+) -> Option<Triples> {
+    let weights: Vec<Vec<f64>> = (0..rows)
+        .map(|a| {
+            let range = a * cols..(a + 1) * cols;
+            released_weights(&sims[range.clone()], &positive[range], n, cutoff)
+                .into_iter()
+                .map(f64::from)
+                .collect()
+        })
+        .collect();
+    // Every row is drawn from (the code passes one weight row per positive pair), so one row
+    // without weight fails the whole draw.
+    if weights.iter().any(|w| w.iter().sum::<f64>() <= 0.0) {
+        return None;
+    }
+    let columns: Vec<usize> = (0..cols).collect();
+    let mut out = Vec::new();
+    for (a, w) in weights.iter().enumerate() {
+        let total: f64 = w.iter().sum();
+        for p in (0..cols).filter(|&c| positive[a * cols + c]) {
+            out.push((a, p, inverse_cdf(&columns, w, total, uniform())));
+        }
+    }
+    Some(out)
 }
 
 /// For each anchor row, its own column as the positive (row a ↔ column a) and the hardest
@@ -111,14 +202,15 @@ pub fn triplet_sum(sims: Tensor<2>, triples: &Triples, margin: f64) -> Tensor<1>
 }
 
 /// L_tri(v, u) in both directions. `image_ids[j]` is the image of caption j (and of row j of
-/// `v`, which holds caption j's image). `rng` draws the distance-weighted negatives.
+/// `v`, which holds caption j's image). `uniform` gives the distance-weighted draws' numbers
+/// (images as anchors first, then captions).
 pub fn triplet_loss(
     v: Tensor<2>,
     u: Tensor<2>,
     image_ids: &[usize],
     margin: f64,
     negatives: Negatives,
-    rng: &mut SeededRng,
+    uniform: &mut dyn FnMut() -> f64,
 ) -> Tensor<1> {
     let n = image_ids.len();
     let sims = v.matmul(u.transpose());
@@ -134,9 +226,17 @@ pub fn triplet_loss(
         .collect();
     let (rows, cols) = match negatives {
         Negatives::DistanceWeighted { n: dim, cutoff } => (
-            distance_weighted_triples(&host, &positive, n, n, dim, cutoff, rng),
-            distance_weighted_triples(&host_t, &positive, n, n, dim, cutoff, rng),
+            distance_weighted_triples(&host, &positive, n, n, dim, cutoff, uniform),
+            distance_weighted_triples(&host_t, &positive, n, n, dim, cutoff, uniform),
         ),
+        Negatives::DistanceWeightedReleased { n: dim, cutoff } => {
+            // A failed draw scores its direction zero (no triples).
+            let mut draw = |sims: &[f32]| {
+                released_distance_weighted_triples(sims, &positive, n, n, dim, cutoff, uniform)
+                    .unwrap_or_default()
+            };
+            (draw(&host), draw(&host_t))
+        }
         Negatives::Hardest => (
             hardest_triples(&host, &positive, n),
             hardest_triples(&host_t, &positive, n),
@@ -171,6 +271,7 @@ pub fn relevance_regulariser(
 mod tests {
     use super::*;
     use burn::tensor::Device;
+    use relata_dataset::rng::SeededRng;
 
     fn t2(v: Vec<f32>, n: usize, m: usize) -> Tensor<2> {
         Tensor::from_data(TensorData::new(v, [n, m]), &Device::flex())
@@ -198,7 +299,7 @@ mod tests {
         let sims = vec![1.0, 0.5, -0.9, 0.2, 1.0, 0.1, 0.0, 0.3, 1.0];
         let positive = vec![true, false, false, false, true, false, false, false, true];
         let mut rng = SeededRng::new(1);
-        let t = distance_weighted_triples(&sims, &positive, 3, 3, 512, 1.7, &mut rng);
+        let t = distance_weighted_triples(&sims, &positive, 3, 3, 512, 1.7, &mut || rng.next_f64());
         assert_eq!(t.len(), 3);
         assert_eq!(t[0], (0, 0, 1));
         for &(a, p, neg) in &t {
@@ -207,10 +308,10 @@ mod tests {
         let mut rng2 = SeededRng::new(1);
         assert_eq!(
             t,
-            distance_weighted_triples(&sims, &positive, 3, 3, 512, 1.7, &mut rng2)
+            distance_weighted_triples(&sims, &positive, 3, 3, 512, 1.7, &mut || rng2.next_f64())
         );
         // Nothing eligible → no triple for that anchor.
-        let t = distance_weighted_triples(&sims, &positive, 3, 3, 512, 0.1, &mut rng);
+        let t = distance_weighted_triples(&sims, &positive, 3, 3, 512, 0.1, &mut || rng.next_f64());
         assert!(t.is_empty());
     }
 
@@ -222,14 +323,13 @@ mod tests {
     fn hardest_negative_hand_value() {
         let v = t2(vec![0.9, 0.5, 0.8, 0.4], 2, 2);
         let eye = t2(vec![1.0, 0.0, 0.0, 1.0], 2, 2);
-        let mut rng = SeededRng::new(0);
         let got = value(triplet_loss(
             v,
             eye,
             &[0, 1],
             0.2,
             Negatives::Hardest,
-            &mut rng,
+            &mut || unreachable!("the hardest negative draws nothing"),
         ));
         assert!((got - 1.0).abs() < 1e-6, "{got}");
     }

@@ -20,7 +20,7 @@ use relata_train::{
 };
 
 use crate::config::HremConfig;
-use crate::data::{TextTokenizer, Tokens, augment_words, pad_ids, region_batch};
+use crate::data::{RegionBatch, TextTokenizer, Tokens, augment_words, pad_ids, region_batch};
 use crate::error::HremError;
 use crate::eval::{embed_images, evaluate};
 use crate::loss::{relevance_regulariser, triplet_loss};
@@ -133,21 +133,14 @@ impl<'a> HremTask<'a> {
         Ok(batches)
     }
 
-    /// The loss terms of one batch of caption indices.
-    fn loss(
-        &self,
-        model: &HremModel,
-        batch: &[usize],
-        relations_on: bool,
-        rng: &mut SeededRng,
-        device: &Device,
-    ) -> Result<Loss, HremError> {
+    /// One training batch of caption indices as the model reads it: regions dropped and words
+    /// augmented with `rng` (as configured), padded.
+    pub fn inputs(&self, batch: &[usize], rng: &mut SeededRng) -> Result<StepInputs, HremError> {
         let images: Vec<usize> = batch
             .iter()
             .map(|&c| self.train.image_of_caption(c))
             .collect();
-        let (regions, shape, region_lengths) =
-            region_batch(self.train, &images, Some((self.config.region_drop, rng)))?;
+        let regions = region_batch(self.train, &images, Some((self.config.region_drop, rng)))?;
         let mask_id = self.tokenizer.mask_id();
         let vocab = self.tokenizer.vocab_size();
         let rows: Vec<Vec<i64>> = batch
@@ -162,43 +155,74 @@ impl<'a> HremTask<'a> {
                 )
             })
             .collect();
-        let (ids, id_shape, word_lengths) = pad_ids(&rows);
-        let image_out = model.image.forward(
-            Tensor::from_data(TensorData::new(regions, shape), device),
-            &region_lengths,
-        );
-        let text_out = model.text.forward(
-            Tensor::from_data(TensorData::new(ids, id_shape), device),
-            &word_lengths,
-        );
-        let (v, u) = (image_out.embedding.clone(), text_out.embedding.clone());
-        let (margin, negatives) = (self.config.margin, self.config.negatives);
-        let tri = |a: Tensor<2>, b: Tensor<2>, rng: &mut SeededRng| {
-            triplet_loss(a, b, &images, margin, negatives, rng)
-        };
-        let mut loss = Loss::new().term("tri", tri(v.clone(), u.clone(), rng));
-        if let (true, Some(relation)) = (relations_on, &model.relation) {
-            let r = &self.config.relation;
-            let scores = fragment_scores(
-                image_out.parts,
-                &region_lengths,
-                text_out.parts,
-                &word_lengths,
-                r.top_k,
-                r.slots,
-            );
-            let links = connections(&v, &u, &scores, r.threshold);
-            let out = relation.forward(v.clone(), u.clone(), &scores, &links);
-            let cross = tri(out.v_bar.clone(), out.u_bar.clone(), rng)
-                + tri(out.v_bar, u.clone(), rng)
-                + tri(v.clone(), out.u_bar, rng);
-            let reg = relevance_regulariser(out.s_i2t, out.s_t2i, v, u, r.sigma);
-            loss = loss
-                .term("cross", cross)
-                .term("reg", reg.mul_scalar(self.config.reg_weight));
-        }
-        Ok(loss)
+        Ok(StepInputs {
+            regions,
+            ids: pad_ids(&rows),
+            images,
+        })
     }
+}
+
+/// One batch as the model reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepInputs {
+    /// Zero-padded regions, their shape `[b, l, dim]` and lengths.
+    pub regions: RegionBatch,
+    /// Padded token ids, their shape `[b, l]` and lengths.
+    pub ids: (Vec<i64>, [usize; 2], Vec<usize>),
+    /// The image of each caption (row j of the regions is caption j's image).
+    pub images: Vec<usize>,
+}
+
+/// The loss terms of one batch: `tri` = L_tri(v, u); with `relations_on` also `cross` =
+/// L_tri(v̄, ū) + L_tri(v̄, u) + L_tri(v, ū) and `reg` = the weighted L_reg. `uniform` gives
+/// the distance-weighted draws' numbers.
+pub fn step_loss(
+    config: &HremConfig,
+    model: &HremModel,
+    inputs: &StepInputs,
+    relations_on: bool,
+    uniform: &mut dyn FnMut() -> f64,
+    device: &Device,
+) -> Loss {
+    let (regions, shape, region_lengths) = &inputs.regions;
+    let (ids, id_shape, word_lengths) = &inputs.ids;
+    let image_out = model.image.forward(
+        Tensor::from_data(TensorData::new(regions.clone(), *shape), device),
+        region_lengths,
+    );
+    let text_out = model.text.forward(
+        Tensor::from_data(TensorData::new(ids.clone(), *id_shape), device),
+        word_lengths,
+    );
+    let (v, u) = (image_out.embedding.clone(), text_out.embedding.clone());
+    let (margin, negatives) = (config.margin, config.negatives);
+    let mut tri = |a: Tensor<2>, b: Tensor<2>| {
+        triplet_loss(a, b, &inputs.images, margin, negatives, &mut *uniform)
+    };
+    let mut loss = Loss::new().term("tri", tri(v.clone(), u.clone()));
+    if let (true, Some(relation)) = (relations_on, &model.relation) {
+        let r = &config.relation;
+        let scores = fragment_scores(
+            image_out.parts,
+            region_lengths,
+            text_out.parts,
+            word_lengths,
+            r.top_k,
+            r.slots,
+        );
+        let links = connections(&v, &u, &scores, r.threshold);
+        let out = relation.forward(v.clone(), u.clone(), &scores, &links);
+        // The released code's order: L(v, ū), L(v̄, u), L(v̄, ū).
+        let cross = tri(v.clone(), out.u_bar.clone())
+            + tri(out.v_bar.clone(), u.clone())
+            + tri(out.v_bar, out.u_bar);
+        let reg = relevance_regulariser(out.s_i2t, out.s_t2i, v, u, r.sigma);
+        loss = loss
+            .term("cross", cross)
+            .term("reg", reg.mul_scalar(config.reg_weight));
+    }
+    loss
 }
 
 impl TrainTask for HremTask<'_> {
@@ -234,7 +258,16 @@ impl TrainTask for HremTask<'_> {
         let relations_on =
             self.config.relations && ctx.global_step >= self.config.warmup_iterations;
         let device = ctx.device.clone();
-        let loss = self.loss(&model, batch, relations_on, &mut *ctx.rng, &device)?;
+        let inputs = self.inputs(batch, &mut *ctx.rng)?;
+        let rng = &mut *ctx.rng;
+        let loss = step_loss(
+            &self.config,
+            &model,
+            &inputs,
+            relations_on,
+            &mut || rng.next_f64(),
+            &device,
+        );
         ctx.record("relations_on", f64::from(u8::from(relations_on)));
         ctx.minimize(model, loss)
     }

@@ -12,7 +12,8 @@ use relata_backbone::import_with_remap;
 use relata_dataset::rng::SeededRng;
 use relata_hrem::config::{EncoderConfig, FragmentSlots, Interaction, Negatives, RelationConfig};
 use relata_hrem::loss::{
-    Triples, distance_log_weight, relevance_regulariser, triplet_loss, triplet_sum,
+    Triples, distance_log_weight, distance_weighted_triples, released_distance_weighted_triples,
+    released_weights, relevance_regulariser, triplet_loss, triplet_sum,
 };
 use relata_hrem::relation::{
     RelationModule, connections, distance_kernel, fragment_scores, relation_module,
@@ -271,7 +272,9 @@ fn losses_and_gradients_match_pytorch() {
     let out = module.forward(v.clone(), u.clone(), &scores, &links);
     let mut rng = SeededRng::new(0);
     let mut tri = |a: Tensor<2>, b: Tensor<2>| {
-        triplet_loss(a, b, &image_ids, margin, Negatives::Hardest, &mut rng)
+        triplet_loss(a, b, &image_ids, margin, Negatives::Hardest, &mut || {
+            rng.next_f64()
+        })
     };
     let base = tri(v.clone(), u.clone());
     let reg = relevance_regulariser(out.s_i2t, out.s_t2i, v.clone(), u.clone(), sigma);
@@ -344,4 +347,87 @@ fn distance_weighted_parts_match_pytorch() {
         &values(loss),
         &[r["dw_loss"].as_f64().unwrap() as f32],
     );
+}
+
+fn triples_of(v: &Value) -> Option<Triples> {
+    v.as_array().map(|list| {
+        list.iter()
+            .map(|t| {
+                let t = usizes(t);
+                (t[0], t[1], t[2])
+            })
+            .collect()
+    })
+}
+
+/// The distance-weighted draws on fixed uniform numbers (`make_hrem.py`, "sampler"): the
+/// released code's float32 weights row by row, and its draws — the same triples, or, where a
+/// row's weights all underflow (a negative far past the cutoff sets the row's maximum), the
+/// whole direction dropped. relata's default sampler draws the same triples where nothing
+/// underflows and keeps the eligible negatives of the row that does (docs/hrem.md,
+/// "Decisions").
+#[test]
+fn distance_weighted_draws_match_the_released_arithmetic() {
+    let r = reference();
+    let s = &r["sampler"];
+    let ids = usizes(&s["image_ids"]);
+    let n = ids.len();
+    let positive: Vec<bool> = (0..n * n).map(|k| ids[k / n] == ids[k % n]).collect();
+    let uniforms: Vec<f64> = s["uniforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    for case in [
+        "typical_rows",
+        "typical_cols",
+        "underflow_rows",
+        "underflow_cols",
+    ] {
+        let c = &s[case];
+        let sims = floats(c, "sims");
+        let weights: Vec<f32> = (0..n)
+            .flat_map(|a| {
+                let row = a * n..(a + 1) * n;
+                released_weights(&sims[row.clone()], &positive[row], 512, 1.7)
+            })
+            .collect();
+        let want = floats(c, "weights");
+        let err = weights
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err < 1e-5, "{case}: weights differ by {err}");
+
+        let mut used = 0;
+        let mut draw = || {
+            used += 1;
+            uniforms[used - 1]
+        };
+        let released =
+            released_distance_weighted_triples(&sims, &positive, n, n, 512, 1.7, &mut draw);
+        assert_eq!(released, triples_of(&c["triples"]), "{case}");
+        assert_eq!(used, c["draws"].as_u64().unwrap() as usize, "{case}");
+
+        let mut used = 0;
+        let mut draw = || {
+            used += 1;
+            uniforms[used - 1]
+        };
+        let ours = distance_weighted_triples(&sims, &positive, n, n, 512, 1.7, &mut draw);
+        match released {
+            Some(t) => assert_eq!(ours, t, "{case}: relata's default draws the same"),
+            None => {
+                // The released code drops the direction; relata keeps one triple per positive
+                // pair whose anchor has an eligible negative — all of them here.
+                assert_eq!(
+                    ours.len(),
+                    (0..n * n).filter(|&k| positive[k]).count(),
+                    "{case}"
+                );
+                assert!(ours.iter().all(|&(a, _, neg)| !positive[a * n + neg]));
+            }
+        }
+    }
 }
