@@ -316,6 +316,7 @@ pub fn reproduce(
         seconds: start.elapsed().as_secs_f64(),
         rows,
         paper: paper_rows(dataset, &options.bits, &variant_names),
+        notes: Vec::new(),
     };
     top.write_results(&results)?;
     Ok(ReproduceOutcome {

@@ -242,6 +242,7 @@ pub fn reproduce(
         seconds: start.elapsed().as_secs_f64(),
         rows,
         paper: Vec::new(),
+        notes: Vec::new(),
     };
     top.write_results(&results)?;
     Ok(ReproduceOutcome {

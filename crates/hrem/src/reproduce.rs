@@ -260,6 +260,43 @@ pub fn preset_config(
     }
 }
 
+/// What is printed under the results table: whether HREM's rSum is above the baseline's on this
+/// run, and (with the paper's rows) how the authors' numbers were obtained.
+pub fn table_notes(rows: &[Map<String, Value>], with_paper: bool) -> Vec<String> {
+    let rsum = |variant: &str| {
+        rows.iter()
+            .find(|r| r.get("variant").and_then(Value::as_str) == Some(variant))
+            .and_then(|r| r.get("rsum"))
+            .and_then(Value::as_f64)
+    };
+    let mut notes = Vec::new();
+    if let (Some(full), Some(base)) = (rsum("full"), rsum("baseline")) {
+        notes.push(if full > base {
+            format!(
+                "HREM's rSum is above the baseline's on this run ({full:.1} against {base:.1}); \
+                 one seed decides nothing: docs/hrem.md compares several."
+            )
+        } else {
+            format!(
+                "**HREM does not beat the baseline on this run**: rSum {full:.1} against \
+                 {base:.1}. On the default synth-captions the released code's relation terms \
+                 cost rSum as well (docs/hrem.md, \"Results\")."
+            )
+        });
+    }
+    if with_paper {
+        notes.push(
+            "The paper columns are the authors' README numbers for their released checkpoints, \
+             not a like-for-like target: the authors selected those checkpoints on the test \
+             split (relata selects on dev and reports test), and trained them with the \
+             intra-modal connection products that were corrected after publication (relata \
+             uses the corrected ones)."
+                .into(),
+        );
+    }
+    notes
+}
+
 /// The released checkpoints' numbers (spec "Evaluation"; R@10 not published).
 pub fn paper_rows(data: &DataChoice) -> Vec<Map<String, Value>> {
     let rows: &[(&str, [f64; 4])] = match data {
@@ -408,6 +445,8 @@ pub fn reproduce(
         fs::write(&result_path, text).map_err(|e| HremError::file(&result_path, e.to_string()))?;
         rows.extend(variant_rows);
     }
+    let paper = paper_rows(&options.data);
+    let notes = table_notes(&rows, !paper.is_empty());
     let results = Results {
         method: "hrem".into(),
         dataset: dataset.into(),
@@ -415,7 +454,8 @@ pub fn reproduce(
         device: format!("{device:?}"),
         seconds: start.elapsed().as_secs_f64(),
         rows,
-        paper: paper_rows(&options.data),
+        paper,
+        notes,
     };
     top.write_results(&results)?;
     Ok(ReproduceOutcome {
@@ -427,6 +467,26 @@ pub fn reproduce(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_says_when_hrem_is_behind_and_how_the_paper_selected() {
+        let row = |v: &str, rsum: f64| {
+            let mut r = Map::new();
+            r.insert("variant".into(), json!(v));
+            r.insert("rsum".into(), json!(rsum));
+            r
+        };
+        let behind = table_notes(&[row("baseline", 404.0), row("full", 398.0)], false);
+        assert_eq!(behind.len(), 1);
+        assert!(
+            behind[0].contains("does not beat the baseline"),
+            "{behind:?}"
+        );
+        let ahead = table_notes(&[row("baseline", 404.0), row("full", 410.0)], true);
+        assert!(ahead[0].contains("above the baseline"), "{ahead:?}");
+        assert!(ahead[1].contains("test split") && ahead[1].contains("corrected after"));
+        assert!(table_notes(&[row("full", 410.0)], false).is_empty());
+    }
 
     #[test]
     fn scene_counts_override_the_preset_on_synth_captions_only() {

@@ -207,6 +207,7 @@ pub fn reproduce(
         seconds: start.elapsed().as_secs_f64(),
         rows,
         paper: Vec::new(),
+        notes: Vec::new(),
     };
     let dir = trained.run_dir.clone();
     let run_dir = RunDir::open(

@@ -121,6 +121,10 @@ pub struct Results {
     /// The paper's rows, same shape, where the paper gives numbers.
     #[serde(default)]
     pub paper: Vec<serde_json::Map<String, Value>>,
+    /// What a reader must know to read the table (a claim that does not hold on this run, how
+    /// the paper's numbers were obtained), printed under it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 fn cell(v: Option<&Value>) -> String {
@@ -189,6 +193,9 @@ impl Results {
                 }
             }
             let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+        for note in &self.notes {
+            let _ = write!(out, "\n{note}\n");
         }
         out
     }
@@ -563,8 +570,13 @@ mod tests {
             seconds: 1.0,
             rows: vec![row("full", 12, 0.5), row("full", 24, 0.6)],
             paper: vec![row("full", 24, 0.8)],
+            notes: vec!["The paper's numbers come from another protocol.".into()],
         };
         let md = r.to_markdown();
+        assert!(
+            md.ends_with("\nThe paper's numbers come from another protocol.\n"),
+            "{md}"
+        );
         assert!(
             md.contains("| variant | bits | map | map (paper) |"),
             "{md}"
