@@ -13,6 +13,7 @@ mod ci;
 mod data;
 mod eval;
 mod features;
+mod parity;
 mod reproduce;
 
 use anyhow::Result;
@@ -46,6 +47,9 @@ enum Command {
     /// Query a trained run (`search cmbh --run RUN --image q.jpg`).
     #[command(subcommand)]
     Search(reproduce::SearchCommand),
+    /// Compare training steps with the authors' released code (`parity hrem --authors-code DIR`).
+    #[command(subcommand)]
+    Parity(parity::ParityCommand),
     /// Regenerate `fixtures/datasets/` (a tiny sample of every supported format).
     Fixtures {
         /// Output directory (default: `<workspace>/fixtures/datasets`).
@@ -75,6 +79,7 @@ fn main() -> Result<()> {
         Command::Features(args) => features::run(args),
         Command::Reproduce(cmd) => reproduce::run(cmd),
         Command::Search(cmd) => reproduce::search(cmd),
+        Command::Parity(cmd) => parity::run(cmd),
         Command::Fixtures { out } => {
             let out = match out {
                 Some(o) => o,

@@ -29,12 +29,13 @@ import os
 import random
 import sys
 import time
-import types
 
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from authors_common import bigru_text, import_authors  # noqa: E402
 
 if len(sys.argv) < 4:
     sys.exit(__doc__)
@@ -43,27 +44,11 @@ try:
     kv = dict(a.split("=", 1) for a in sys.argv[4:])
 except ValueError:
     sys.exit(f"arguments after OUT_JSON are key=value, got {sys.argv[4:]}")
-if not os.path.isfile(os.path.join(authors, "graph_lib.py")):
-    sys.exit(f"{authors}: no graph_lib.py; give a checkout of CrossmodalGroup/HREM")
 
-# Only the image encoder is used from lib.encoders, which imports BertModel at the top.
-sys.modules.setdefault("transformers", types.SimpleNamespace(BertModel=None))
-sys.path.insert(0, authors)
-if not torch.cuda.is_available():
-    # The authors' losses call .cuda() on the image ids.
-    torch.Tensor.cuda = lambda self, *a, **k: self
-    nn.Module.cuda = lambda self, *a, **k: self
+graph_lib, encoders = import_authors(authors)
+GraphLoss, EncoderImageAggr = graph_lib.GraphLoss, encoders.EncoderImageAggr
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 torch.set_num_threads(int(kv.get("threads", "2")))
-
-from graph_lib import GraphLoss  # noqa: E402
-from lib.encoders import (  # noqa: E402
-    Avg_Pooling_Variable,
-    EncoderImageAggr,
-    Maxk_Pooling_Variable,
-    l2norm,
-    padding_mask,
-)
 
 seed = int(kv.get("seed", 42))
 relations = kv.get("relations", "true") == "true"
@@ -124,38 +109,8 @@ def token_ids(caption, train):
     return out or [1]
 
 
-class BiGruText(nn.Module):
-    """Embedding → packed BiGRU → mean of the directions, then EncoderText_BERT's pooling."""
-
-    def __init__(self):
-        super().__init__()
-        self.embed = nn.Embedding(len(vocab), word_dim)
-        self.rnn = nn.GRU(word_dim, embed, 1, batch_first=True, bidirectional=True)
-        layer = nn.TransformerEncoderLayer(
-            d_model=embed, nhead=opt.nhead, dim_feedforward=embed, dropout=opt.dropout
-        )
-        self.aggr = nn.TransformerEncoder(layer, num_layers=1, norm=None)
-        self.graph_pool = Avg_Pooling_Variable()
-        self.gpool = Maxk_Pooling_Variable()
-
-    def forward(self, x, lengths, graph=False):
-        packed = pack_padded_sequence(
-            self.embed(x), lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        out, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=x.shape[1])
-        words = (out[:, :, :embed] + out[:, :, embed:]) / 2
-        top, _ = self.gpool(words, lengths)
-        mask = padding_mask(words, lengths)
-        mixed = self.aggr(words.transpose(1, 0), src_key_padding_mask=mask).transpose(1, 0)
-        mixed, _ = self.graph_pool(mixed, lengths)
-        cap = opt.residual_weight * top + (1 - opt.residual_weight) * mixed
-        if graph:
-            return words, lengths, l2norm(cap, dim=-1), cap, words
-        return l2norm(cap, dim=-1)
-
-
 img_enc = EncoderImageAggr(opt, opt.img_dim, embed).to(device)
-txt_enc = BiGruText().to(device)
+txt_enc = bigru_text(encoders, opt, len(vocab), word_dim, embed).to(device)
 criterion = GraphLoss(opt).to(device)
 if kv.get("init", "authors") == "burn":
     # relata's initialisation before 2026-11-26 (burn's defaults), to tell what the starting

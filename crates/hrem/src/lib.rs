@@ -17,6 +17,7 @@
 //! | [`eval`] | R@K both ways, rSum, COCO 1K folds | Evaluation |
 //! | [`reproduce`] | presets, `cargo xtask reproduce hrem` as a library call | — |
 //! | [`search`] | text → image and image → text search on a trained run | — |
+//! | [`step_parity`] | training steps compared with the authors' released code | — |
 //!
 //! Library use without xtask — train on the embedded `synth-captions`, load the saved model,
 //! embed images and captions into the joint space:
@@ -72,6 +73,7 @@ pub mod model;
 pub mod relation;
 pub mod reproduce;
 pub mod search;
+pub mod step_parity;
 pub mod train;
 
 pub use config::{

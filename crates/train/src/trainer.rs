@@ -207,6 +207,11 @@ impl Loss {
         Self::new().term(name, value)
     }
 
+    /// The named terms, in the order they were added.
+    pub fn terms(&self) -> &[(String, Tensor<1>)] {
+        &self.terms
+    }
+
     /// The sum of the terms.
     pub fn total(&self) -> Option<Tensor<1>> {
         self.terms
