@@ -37,6 +37,10 @@ pub struct HremParityArgs {
     /// The case directory (default: runs/parity/hrem-<preset>-seed<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Skip the control run (the released code a second time with one CPU thread, to show how
+    /// far it drifts from itself).
+    #[arg(long)]
+    no_control: bool,
     /// Compare an existing case whose reference/ is already written (no Python run).
     #[arg(long)]
     compare_only: bool,
@@ -82,14 +86,22 @@ fn hrem(args: HremParityArgs) -> Result<()> {
             dir.display()
         );
         let script = root.join("crates/hrem/examples/authors_steps.py");
-        let status = Command::new(&args.python)
-            .arg(&script)
-            .arg(&dir)
-            .arg(authors)
-            .status()
-            .with_context(|| format!("could not start `{}` (pass --python)", args.python))?;
-        if !status.success() {
-            bail!("{} failed ({status})", script.display());
+        let runs: &[&[&str]] = if args.no_control {
+            &[&[]]
+        } else {
+            &[&[], &["threads=1", "out=control"]]
+        };
+        for extra in runs {
+            let status = Command::new(&args.python)
+                .arg(&script)
+                .arg(&dir)
+                .arg(authors)
+                .args(*extra)
+                .status()
+                .with_context(|| format!("could not start `{}` (pass --python)", args.python))?;
+            if !status.success() {
+                bail!("{} failed ({status})", script.display());
+            }
         }
     }
     let (choice, device) = relata_train::device::select_device(args.device.as_deref())?;

@@ -46,6 +46,24 @@ except ValueError:
     sys.exit(f"arguments after OUT_JSON are key=value, got {sys.argv[4:]}")
 
 graph_lib, encoders = import_authors(authors)
+import lib.loss as authors_loss  # noqa: E402
+
+# Counts the triplet directions the released sampler scores as zero (torch.multinomial raises on
+# a row whose float32 weights all underflowed; the code then returns 0). Draws are unchanged.
+dropped = {"directions": 0, "calls": 0}
+_multinomial = authors_loss.torch.multinomial
+
+
+def counted_multinomial(*args, **kwargs):
+    dropped["calls"] += 1
+    try:
+        return _multinomial(*args, **kwargs)
+    except RuntimeError:
+        dropped["directions"] += 1
+        raise
+
+
+authors_loss.torch.multinomial = counted_multinomial
 GraphLoss, EncoderImageAggr = graph_lib.GraphLoss, encoders.EncoderImageAggr
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 torch.set_num_threads(int(kv.get("threads", "2")))
@@ -206,8 +224,10 @@ for epoch in range(epochs):
         optimizer.step()
         losses.append(loss.item())
     dev, test = recalls(dev_ims, dev_caps), recalls(test_ims, test_caps)
-    log.append({"epoch": epoch, "loss": float(np.mean(losses)), "dev": dev, "test": test})
+    log.append({"epoch": epoch, "loss": float(np.mean(losses)), "dev": dev, "test": test,
+                "dropped_directions": dropped["directions"], "directions": dropped["calls"]})
     print(f"epoch {epoch} loss {np.mean(losses):.3f} dev rSum {dev[-1]:.1f} test rSum {test[-1]:.1f}"
+          f" directions scored zero {dropped['directions']}/{dropped['calls']}"
           f" ({time.time() - start:.0f} s)", flush=True)
     if dev[-1] > best_dev:
         best_dev, best_test, best_epoch = dev[-1], test, epoch

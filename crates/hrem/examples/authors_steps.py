@@ -11,7 +11,7 @@ inverse-CDF draw on the shared numbers (it raises on a row without weight, as to
 the released code's `except` scores that direction zero). It writes into CASE/reference/:
 <variant>_init.pth, <variant>_first.pth and <variant>_last.pth (weights under relata's names
 before the first step, after it and after the last), and <variant>.json (every loss term of
-every step, the draws consumed, the directions scored zero).
+every step, the draws consumed, the middle of each drawn share, the directions scored zero).
 
     python crates/hrem/examples/authors_steps.py CASE_DIR AUTHORS_CHECKOUT [threads=2] [out=reference]
 
@@ -59,10 +59,13 @@ os.makedirs(out_dir, exist_ok=True)
 class Draws:
     """torch.multinomial(weight, 1) on the case's uniform numbers: for each row in order, the
     column whose share of the row's sum holds u·sum (zero weights never drawn; the last column
-    with a weight when rounding runs past the end), as relata's sampler."""
+    with a weight when rounding runs past the end), as relata's sampler. Each draw also records
+    the middle of the drawn column's share (as a fraction of the row's sum): relata replays
+    those, so that a draw whose number lies within float noise of a share's edge cannot go the
+    other way in the other implementation."""
 
     def __init__(self):
-        self.pool, self.used, self.dropped = None, 0, 0
+        self.pool, self.used, self.dropped, self.middles = None, 0, 0, []
 
     def __call__(self, weight, num_samples, *args, **kwargs):
         assert num_samples == 1
@@ -75,13 +78,15 @@ class Draws:
         for row, total in zip(w, sums):
             x = float(self.pool[self.used]) * total
             self.used += 1
-            pick = None
+            pick, before, start = None, 0.0, 0.0
             for c, v in enumerate(row):
                 if v > 0:
-                    pick = c
+                    pick, start = c, before
                     if x < v:
                         break
                 x -= v
+                before += v
+            self.middles.append((start + row[pick] / 2) / total)
             picks.append(pick)
         return torch.tensor(picks, dtype=torch.long).unsqueeze(1)
 
@@ -144,7 +149,7 @@ def run(variant, config):
     criterion.base_loss.forward = recorded("tri", criterion.base_loss.forward)
     criterion.gnn_loss.forward = recorded("cross", criterion.gnn_loss.forward)
     criterion.adj_model.forward = recorded("reg", criterion.adj_model.forward, opt.reg_loss_weight)
-    log = {"losses": [], "draws": [], "dropped": []}
+    log = {"losses": [], "draws": [], "dropped": [], "middles": []}
     steps = case["steps"]
     for step in range(steps):
         wr, ww = case["widths"][step]
@@ -155,7 +160,7 @@ def run(variant, config):
         ids[:, :ww] = torch.from_numpy(arrays["ids"][step, :, :ww])
         lengths = torch.from_numpy(arrays["word_lengths"][step])
         images = torch.from_numpy(arrays["images"][step])
-        draws.pool, draws.used, draws.dropped = arrays["uniforms"][step], 0, 0
+        draws.pool, draws.used, draws.dropped, draws.middles = arrays["uniforms"][step], 0, 0, []
         terms.clear()
         v = img_enc(regions, region_lengths, graph=True)
         u = txt_enc(ids, lengths, graph=True)
@@ -166,6 +171,7 @@ def run(variant, config):
         optimizer.step()
         log["losses"].append({**terms, "total": float(loss.detach())})
         log["draws"].append(draws.used)
+        log["middles"].append([float(m) for m in draws.middles])
         log["dropped"].append(draws.dropped)
         if step == 0:
             save("first")

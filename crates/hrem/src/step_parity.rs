@@ -293,6 +293,11 @@ struct Reference {
     /// Per step, how many triplet directions the released sampler scored as zero.
     #[serde(default)]
     dropped: Vec<usize>,
+    /// Per step, the middle of each drawn column's share of its row (a fraction of the row's
+    /// sum): the numbers relata draws with, so that a draw within float noise of a share's edge
+    /// picks the same negative on both sides.
+    #[serde(default)]
+    middles: Vec<Vec<f64>>,
 }
 
 /// Targets: every loss term within this relative difference at the first step …
@@ -330,9 +335,47 @@ pub struct VariantParity {
     pub params_first: BTreeMap<String, f64>,
     /// After the last step.
     pub params_last: BTreeMap<String, f64>,
+    /// The released code against itself, where `control/` holds a second run of it.
+    pub spread: Option<Spread>,
+}
+
+/// How far the released code drifts from itself when only the order of its float sums changes
+/// (`control/`: the same case run with one CPU thread instead of two) — the floor under any
+/// comparison of two implementations over many steps.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spread {
+    /// Per step, the largest relative difference over the loss terms.
+    pub losses: Vec<f64>,
+    /// After the last step, per parameter.
+    pub params_last: BTreeMap<String, f64>,
+}
+
+/// The largest value of `params` over the parameters held to the target.
+fn worst_param(params: &BTreeMap<String, f64>) -> f64 {
+    params
+        .iter()
+        .filter(|(p, _)| !zero_gradient(p))
+        .fold(0.0, |m, (_, &d)| m.max(d))
+}
+
+fn read_reference(path: &Path) -> Result<Reference, HremError> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| io(path, e))
 }
 
 impl VariantParity {
+    /// The largest loss difference over every step after the first, and the largest parameter
+    /// difference after the last step (zero-gradient parameters aside).
+    pub fn worst(&self) -> (f64, f64) {
+        let later = self
+            .losses
+            .iter()
+            .skip(1)
+            .flat_map(|l| l.values())
+            .fold(0.0, |m: f64, &x| m.max(x));
+        (later, worst_param(&self.params_last))
+    }
+
     /// The largest loss difference at `step` (0-based) over its terms.
     pub fn loss_at(&self, step: usize) -> f64 {
         self.losses[step].values().fold(0.0, |m, &x| m.max(x))
@@ -445,8 +488,7 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
         if !path.is_file() {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        let reference: Reference = serde_json::from_slice(&bytes).map_err(|e| io(&path, e))?;
+        let reference = read_reference(&path)?;
         let weights = |tag: &str| reference_dir.join(format!("{name}_{tag}.pth"));
         let skeleton = skeleton(config, &case.vocab, &device);
         let mut model = load_weights(&skeleton, &weights("init"))?;
@@ -460,9 +502,15 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
             dropped: reference.dropped.clone(),
             params_first: BTreeMap::new(),
             params_last: BTreeMap::new(),
+            spread: None,
         };
         for step in 0..steps {
-            let pool = &case.uniforms[step];
+            // The released draws' middles where recorded, else the case's numbers.
+            let pool = reference
+                .middles
+                .get(step)
+                .filter(|m| !m.is_empty())
+                .unwrap_or(&case.uniforms[step]);
             let mut used = 0;
             let mut draw = || {
                 let u = pool.get(used).copied().unwrap_or(f64::NAN);
@@ -491,7 +539,8 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
                 let got = terms.get(term).copied().unwrap_or(0.0);
                 differences.insert(term.clone(), (got - want).abs() / want.abs().max(1e-12));
             }
-            if used > pool.len() {
+            // (With the released middles, a different count is a miss, reported below.)
+            if used > pool.len() && std::ptr::eq(pool, &case.uniforms[step]) {
                 return Err(io(
                     &dir.join("uniforms.npy"),
                     format!(
@@ -530,6 +579,29 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
                     result.params_last = d;
                 }
             }
+        }
+        let control = dir.join("control");
+        if control.join(format!("{name}.json")).is_file() {
+            let other = read_reference(&control.join(format!("{name}.json")))?;
+            let losses = other
+                .losses
+                .iter()
+                .zip(&reference.losses)
+                .map(|(a, b)| {
+                    b.iter().fold(0.0, |m: f64, (term, want)| {
+                        let got = a.get(term).copied().unwrap_or(f64::NAN);
+                        m.max((got - want).abs() / want.abs().max(1e-12))
+                    })
+                })
+                .collect();
+            let last = control.join(format!("{name}_last.pth"));
+            let theirs = values(&load_weights(&skeleton, &weights("last"))?);
+            let params_last = param_differences(&values(&load_weights(&skeleton, &last)?), &theirs)
+                .map_err(|e| io(&last, e))?;
+            result.spread = Some(Spread {
+                losses,
+                params_last,
+            });
         }
         out.push(result);
     }
@@ -603,6 +675,21 @@ pub fn markdown(results: &[VariantParity]) -> String {
             for m in misses {
                 s.push_str(&format!("- {m}\n"));
             }
+        }
+        if let Some(spread) = &r.spread {
+            let (loss, params) = r.worst();
+            let own = spread
+                .losses
+                .iter()
+                .skip(1)
+                .fold(0.0, |m: f64, &x| m.max(x));
+            s.push_str(&format!(
+                "\nrelata against the released code: losses up to {loss:.1e} after step 1, \
+                 parameters up to {params:.1e} after the last step. The released code against \
+                 itself (one CPU thread instead of two, nothing else changed): losses up to \
+                 {own:.1e}, parameters up to {:.1e}.\n",
+                worst_param(&spread.params_last)
+            ));
         }
         let dropped: usize = r.dropped.iter().sum();
         if dropped > 0 {
