@@ -10,7 +10,8 @@ clip_grad_norm_ 2, and trains the case's steps with `torch.multinomial` replaced
 inverse-CDF draw on the shared numbers (it raises on a row without weight, as torch does, so
 the released code's `except` scores that direction zero). It writes into CASE/reference/:
 <variant>_init.pth, <variant>_first.pth and <variant>_last.pth (weights under relata's names
-before the first step, after it and after the last), and <variant>.json (every loss term of
+before the first step, after it and after the last), <variant>_links.npy (the connections of
+every step, with relations on) and <variant>.json (every loss term of
 every step, the draws consumed, the middle of each drawn share, the directions scored zero).
 
     python crates/hrem/examples/authors_steps.py CASE_DIR AUTHORS_CHECKOUT [threads=2] [out=reference]
@@ -149,9 +150,23 @@ def run(variant, config):
     criterion.base_loss.forward = recorded("tri", criterion.base_loss.forward)
     criterion.gnn_loss.forward = recorded("cross", criterion.gnn_loss.forward)
     criterion.adj_model.forward = recorded("reg", criterion.adj_model.forward, opt.reg_loss_weight)
+    # The connections of every step (i2i, t2t, i2t, t2i), which relata replays: a score within
+    # float noise of a row's k-th largest may fall on either side of it in two implementations.
+    links = np.zeros((case["steps"], 4, case["batch"], case["batch"]), dtype=bool)
+    adjacency = criterion.adj_model.forward
+
+    def recorded_links(*args, **kwargs):
+        out = adjacency(*args, **kwargs)
+        for j, key in enumerate(("i2i", "t2t", "i2t", "t2i")):
+            links[step_now[0], j] = out[0][key].detach().cpu().numpy()
+        return out
+
+    criterion.adj_model.forward = recorded_links
+    step_now = [0]
     log = {"losses": [], "draws": [], "dropped": [], "middles": []}
     steps = case["steps"]
     for step in range(steps):
+        step_now[0] = step
         wr, ww = case["widths"][step]
         regions = torch.from_numpy(arrays["regions"][step, :, :wr]).float()
         region_lengths = torch.from_numpy(arrays["region_lengths"][step])
@@ -179,6 +194,8 @@ def run(variant, config):
             save("last")
     with open(os.path.join(out_dir, f"{variant}.json"), "w") as f:
         json.dump(log, f)
+    if config["relations"]:
+        np.save(os.path.join(out_dir, f"{variant}_links.npy"), links)
     print(f"{variant}: {steps} steps, loss {log['losses'][0]['total']:.4f} → "
           f"{log['losses'][-1]['total']:.4f}, directions scored zero: {sum(log['dropped'])}")
 

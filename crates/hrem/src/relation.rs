@@ -244,6 +244,21 @@ pub struct Connections {
     pub n: usize,
 }
 
+impl Connections {
+    /// How many cells of the four blocks differ from `other`'s.
+    pub fn differing_cells(&self, other: &Connections) -> usize {
+        [
+            (&self.ii, &other.ii),
+            (&self.tt, &other.tt),
+            (&self.it, &other.it),
+            (&self.ti, &other.ti),
+        ]
+        .iter()
+        .map(|(a, b)| a.iter().zip(b.iter()).filter(|(x, y)| x != y).count())
+        .sum()
+    }
+}
+
 fn host(t: Tensor<2>) -> Vec<f32> {
     t.into_data()
         .try_into_vec_as::<f32>()

@@ -33,6 +33,7 @@ use crate::config::{FragmentSlots, HremConfig, Interaction, Negatives, RelationC
 use crate::data::TextTokenizer;
 use crate::error::HremError;
 use crate::model::HremModel;
+use crate::relation::Connections;
 use crate::reproduce::{DataChoice, preset_config, synth_config};
 use crate::train::{HremTask, StepInputs, step_loss, trainer_config};
 
@@ -283,6 +284,43 @@ fn read_case(dir: &Path) -> Result<Case, HremError> {
     })
 }
 
+/// The released code's connections of every step, `[steps, 4, n, n]` (i2i, t2t, i2t, t2i).
+struct ReleasedLinks {
+    n: usize,
+    cells: Vec<bool>,
+}
+
+impl ReleasedLinks {
+    fn step(&self, step: usize) -> Connections {
+        let n = self.n;
+        let block = |j: usize| {
+            let at = (step * 4 + j) * n * n;
+            self.cells[at..at + n * n].to_vec()
+        };
+        Connections {
+            ii: block(0),
+            tt: block(1),
+            it: block(2),
+            ti: block(3),
+            n,
+        }
+    }
+}
+
+fn read_links(path: &Path) -> Result<Option<ReleasedLinks>, HremError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let array = read_npy(path)?;
+    let (NpyData::Bool(cells), &[_, 4, n, m]) = (array.data, array.shape.as_slice()) else {
+        return Err(io(path, "expected booleans of shape [steps, 4, n, n]"));
+    };
+    if n != m {
+        return Err(io(path, "expected square connection blocks"));
+    }
+    Ok(Some(ReleasedLinks { n, cells }))
+}
+
 /// What the released code recorded for one variant (`reference/<variant>.json`).
 #[derive(Debug, Deserialize)]
 struct Reference {
@@ -337,6 +375,9 @@ pub struct VariantParity {
     pub params_last: BTreeMap<String, f64>,
     /// The released code against itself, where `control/` holds a second run of it.
     pub spread: Option<Spread>,
+    /// Per step (relations on), how many connection cells relata computed otherwise than the
+    /// released code; the released connections are the ones trained with.
+    pub links_differ: Vec<usize>,
 }
 
 /// How far the released code drifts from itself when only the order of its float sums changes
@@ -503,7 +544,9 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
             params_first: BTreeMap::new(),
             params_last: BTreeMap::new(),
             spread: None,
+            links_differ: Vec::new(),
         };
+        let released_links = read_links(&reference_dir.join(format!("{name}_links.npy")))?;
         for step in 0..steps {
             // The released draws' middles where recorded, else the case's numbers.
             let pool = reference
@@ -517,14 +560,27 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
                 used += 1;
                 u
             };
+            let mut differ = 0;
+            let mut links = |ours: Connections| match released_links.as_ref() {
+                Some(all) => {
+                    let theirs = all.step(step);
+                    differ = ours.differing_cells(&theirs);
+                    theirs
+                }
+                None => ours,
+            };
             let loss = step_loss(
                 config,
                 &model,
                 &case.inputs[step],
                 config.relations,
                 &mut draw,
+                &mut links,
                 &device,
             );
+            if config.relations {
+                result.links_differ.push(differ);
+            }
             let mut terms: BTreeMap<String, f64> = BTreeMap::new();
             for (term, value) in loss.terms() {
                 terms.insert(term.clone(), f64::from(value.clone().into_scalar::<f32>()));
@@ -689,6 +745,18 @@ pub fn markdown(results: &[VariantParity]) -> String {
                  itself (one CPU thread instead of two, nothing else changed): losses up to \
                  {own:.1e}, parameters up to {:.1e}.\n",
                 worst_param(&spread.params_last)
+            ));
+        }
+        let differ: usize = r.links_differ.iter().sum();
+        if differ > 0 {
+            let steps: Vec<usize> = (0..r.links_differ.len())
+                .filter(|&i| r.links_differ[i] > 0)
+                .map(|i| i + 1)
+                .collect();
+            s.push_str(&format!(
+                "\nrelata's own connections differed from the released code's in {differ} \
+                 cell(s), at steps {steps:?} (a score within float noise of a row's k-th \
+                 largest); both sides trained with the released ones.\n"
             ));
         }
         let dropped: usize = r.dropped.iter().sum();

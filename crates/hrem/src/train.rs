@@ -25,7 +25,7 @@ use crate::error::HremError;
 use crate::eval::{embed_images, evaluate};
 use crate::loss::{relevance_regulariser, triplet_loss};
 use crate::model::HremModel;
-use crate::relation::{connections, fragment_scores};
+use crate::relation::{Connections, connections, fragment_scores};
 
 /// The training phase's name.
 pub const PHASE: &str = "train";
@@ -175,14 +175,16 @@ pub struct StepInputs {
 }
 
 /// The loss terms of one batch: `tri` = L_tri(v, u); with `relations_on` also `cross` =
-/// L_tri(v̄, ū) + L_tri(v̄, u) + L_tri(v, ū) and `reg` = the weighted L_reg. `uniform` gives
-/// the distance-weighted draws' numbers.
+/// L_tri(v, ū) + L_tri(v̄, u) + L_tri(v̄, ū) and `reg` = the weighted L_reg. `uniform` gives
+/// the distance-weighted draws' numbers; `links` sees the batch's connections and returns the
+/// ones to use (training passes them through; the step parity replays the released code's).
 pub fn step_loss(
     config: &HremConfig,
     model: &HremModel,
     inputs: &StepInputs,
     relations_on: bool,
     uniform: &mut dyn FnMut() -> f64,
+    links: &mut dyn FnMut(Connections) -> Connections,
     device: &Device,
 ) -> Loss {
     let (regions, shape, region_lengths) = &inputs.regions;
@@ -211,7 +213,7 @@ pub fn step_loss(
             r.top_k,
             r.slots,
         );
-        let links = connections(&v, &u, &scores, r.threshold);
+        let links = links(connections(&v, &u, &scores, r.threshold));
         let out = relation.forward(v.clone(), u.clone(), &scores, &links);
         // The released code's order: L(v, ū), L(v̄, u), L(v̄, ū).
         let cross = tri(v.clone(), out.u_bar.clone())
@@ -266,6 +268,7 @@ impl TrainTask for HremTask<'_> {
             &inputs,
             relations_on,
             &mut || rng.next_f64(),
+            &mut |links| links,
             &device,
         );
         ctx.record("relations_on", f64::from(u8::from(relations_on)));

@@ -1,8 +1,8 @@
 //! Training-step parity with the authors' released code, on the checked-in case
 //! `fixtures/hrem/steps` (written by `cargo xtask parity hrem` with a checkout of
 //! CrossmodalGroup/HREM; this test needs neither the checkout nor PyTorch). relata imports the
-//! released modules' initial weights, trains the same 20 batches with the same draws, and every
-//! loss term of every step and every parameter after the last step must agree with the released
+//! released modules' initial weights, trains the same 20 batches with the same draws and
+//! connections, and every loss term of every step and every parameter after the last step must agree with the released
 //! code's (docs/hrem.md, "Step parity"). This checks relata's fidelity to the authors' code, not
 //! a re-implementation of our own spec.
 
@@ -26,6 +26,9 @@ fn twenty_steps_match_the_released_code() {
                     .all(|l| l.contains_key("cross") && l.contains_key("reg"))
             );
             assert!(r.params_last.keys().any(|p| p == "relation.i2t.fc1.weight"));
+            // relata computes the released connections itself at every step (none lies near a
+            // tie in this case); both sides train with the released ones.
+            assert_eq!(r.links_differ, vec![0; 20]);
         }
         // Only the zero-gradient parameters are excused, and the rest are all compared.
         let held = r.params_last.keys().filter(|p| !zero_gradient(p)).count();
