@@ -65,45 +65,54 @@ def bigru_text(encoders, opt, vocab_size, word_dim, embed):
     return BiGruText()
 
 
-def _layer(state, prefix, layer):
+def _layer(state, prefix, layer, get):
     """nn.TransformerEncoderLayer → relata's TransformerLayer (the stacked in-projection split
     into query, key and value)."""
     d = layer.self_attn.embed_dim
-    w, b = layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias
+    w, b = get(layer.self_attn.in_proj_weight), get(layer.self_attn.in_proj_bias)
     for j, part in enumerate(("query", "key", "value")):
         state[f"{prefix}.attention.{part}.weight"] = w[j * d:(j + 1) * d]
         state[f"{prefix}.attention.{part}.bias"] = b[j * d:(j + 1) * d]
-    state[f"{prefix}.attention.output.weight"] = layer.self_attn.out_proj.weight
-    state[f"{prefix}.attention.output.bias"] = layer.self_attn.out_proj.bias
+    state[f"{prefix}.attention.output.weight"] = get(layer.self_attn.out_proj.weight)
+    state[f"{prefix}.attention.output.bias"] = get(layer.self_attn.out_proj.bias)
     for part in ("linear1", "linear2", "norm1", "norm2"):
-        state[f"{prefix}.{part}.weight"] = getattr(layer, part).weight
-        state[f"{prefix}.{part}.bias"] = getattr(layer, part).bias
+        state[f"{prefix}.{part}.weight"] = get(getattr(layer, part).weight)
+        state[f"{prefix}.{part}.bias"] = get(getattr(layer, part).bias)
 
 
-def relata_state(img_enc, txt_enc, criterion=None):
+def relata_state(img_enc, txt_enc, criterion=None, grads=False):
     """The released modules' parameters (and the batch norm's running statistics) under
-    relata's names, in PyTorch's layout (relata's import transposes the linear weights)."""
+    relata's names, in PyTorch's layout (relata's import transposes the linear weights). With
+    `grads`, the parameters' gradients instead (zeros where there is none, and for the running
+    statistics)."""
+    if grads:
+        def get(t):
+            return t.grad if t.grad is not None else torch.zeros_like(t)
+    else:
+        def get(t):
+            return t
     state = {}
     fc = img_enc.fc
     for name, module in (("fc", fc.fc), ("mlp1", fc.mlp.layers[0]), ("mlp2", fc.mlp.layers[1])):
-        state[f"image.{name}.weight"] = module.weight
-        state[f"image.{name}.bias"] = module.bias
+        state[f"image.{name}.weight"] = get(module.weight)
+        state[f"image.{name}.bias"] = get(module.bias)
     bn = fc.mlp.bns[0]
     for part in ("weight", "bias", "running_mean", "running_var"):
-        state[f"image.mlp_bn.{part}"] = getattr(bn, part)
-    _layer(state, "image.pool.layer", img_enc.aggr.layers[0])
-    state["text.gru.embed.weight"] = txt_enc.embed.weight
+        state[f"image.mlp_bn.{part}"] = get(getattr(bn, part))
+    _layer(state, "image.pool.layer", img_enc.aggr.layers[0], get)
+    state["text.gru.embed.weight"] = get(txt_enc.embed.weight)
     for direction, suffix in (("forward_gru", ""), ("backward_gru", "_reverse")):
         for kind, short in (("input", "ih"), ("hidden", "hh")):
-            state[f"text.gru.{direction}.{kind}.weight"] = getattr(txt_enc.rnn, f"weight_{short}_l0{suffix}")
-            state[f"text.gru.{direction}.{kind}.bias"] = getattr(txt_enc.rnn, f"bias_{short}_l0{suffix}")
-    _layer(state, "text.pool.layer", txt_enc.aggr.layers[0])
+            rnn = txt_enc.rnn
+            state[f"text.gru.{direction}.{kind}.weight"] = get(getattr(rnn, f"weight_{short}_l0{suffix}"))
+            state[f"text.gru.{direction}.{kind}.bias"] = get(getattr(rnn, f"bias_{short}_l0{suffix}"))
+    _layer(state, "text.pool.layer", txt_enc.aggr.layers[0], get)
     if criterion is not None:
         adj = criterion.adj_model.adj_learning
         for name, mlp in (("t2i", adj.mlp_t2i), ("i2t", adj.mlp_i2t)):
-            state[f"relation.{name}.fc1.weight"] = mlp[0].weight
-            state[f"relation.{name}.fc1.bias"] = mlp[0].bias
-            state[f"relation.{name}.fc2.weight"] = mlp[3].weight
-            state[f"relation.{name}.fc2.bias"] = mlp[3].bias
-        _layer(state, "relation.layer", criterion.gnn.layers[0])
+            state[f"relation.{name}.fc1.weight"] = get(mlp[0].weight)
+            state[f"relation.{name}.fc1.bias"] = get(mlp[0].bias)
+            state[f"relation.{name}.fc2.weight"] = get(mlp[3].weight)
+            state[f"relation.{name}.fc2.bias"] = get(mlp[3].bias)
+        _layer(state, "relation.layer", criterion.gnn.layers[0], get)
     return {k: v.detach().clone().contiguous() for k, v in state.items()}

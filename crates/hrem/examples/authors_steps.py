@@ -10,7 +10,8 @@ clip_grad_norm_ 2, and trains the case's steps with `torch.multinomial` replaced
 inverse-CDF draw on the shared numbers (it raises on a row without weight, as torch does, so
 the released code's `except` scores that direction zero). It writes into CASE/reference/:
 <variant>_init.pth, <variant>_first.pth and <variant>_last.pth (weights under relata's names
-before the first step, after it and after the last), <variant>_links.npy (the connections of
+before the first step, after it and after the last), <variant>_grads.pth (the first step's
+gradients, before clipping), <variant>_links.npy (the connections of
 every step, with relations on) and <variant>.json (every loss term of
 every step, the draws consumed, the middle of each drawn share, the directions scored zero).
 
@@ -182,6 +183,9 @@ def run(variant, config):
         optimizer.zero_grad()
         loss = criterion(v, u, img_ids=images)
         loss.backward()
+        if step == 0:
+            torch.save(relata_state(img_enc, txt_enc, relation, grads=True),
+                       os.path.join(out_dir, f"{variant}_grads.pth"))
         nn.utils.clip_grad_norm_(params, config["clip"])
         optimizer.step()
         log["losses"].append({**terms, "total": float(loss.detach())})

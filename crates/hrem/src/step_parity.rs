@@ -369,6 +369,8 @@ pub struct VariantParity {
     pub draws: Vec<(usize, usize)>,
     /// Per step: directions the released sampler scored as zero.
     pub dropped: Vec<usize>,
+    /// The first step's gradients (before clipping), per parameter: max |Δ| / max |released|.
+    pub grads_first: BTreeMap<String, f64>,
     /// After the first step: per parameter (dotted path), max |Δ| / max |released|.
     pub params_first: BTreeMap<String, f64>,
     /// After the last step.
@@ -458,13 +460,16 @@ impl VariantParity {
 }
 
 /// Every float parameter of a module by its dotted path.
+/// Every float parameter of a module by its dotted path — or, with `grads`, its gradient
+/// (zeros where it has none).
 #[derive(Default)]
-struct Values {
+struct Values<'a> {
     path: Vec<String>,
     out: BTreeMap<String, Vec<f32>>,
+    grads: Option<&'a GradientsParams>,
 }
 
-impl ModuleVisitor for Values {
+impl ModuleVisitor for Values<'_> {
     fn enter_module(&mut self, name: &str, _: &str) {
         self.path.push(name.to_string());
     }
@@ -476,8 +481,14 @@ impl ModuleVisitor for Values {
         // Batch-norm running statistics are buffers, not trained parameters (and burn applies
         // their last update lazily): the comparison is of what the optimiser moves.
         if !path.contains(".running_") {
-            let v = param.val().into_data().iter::<f32>().collect();
-            self.out.insert(path, v);
+            let value = param.val();
+            let v = match self.grads {
+                Some(grads) => grads
+                    .get::<D>(param.id)
+                    .unwrap_or_else(|| value.zeros_like().inner()),
+                None => value.inner(),
+            };
+            self.out.insert(path, v.into_data().iter::<f32>().collect());
         }
     }
 }
@@ -541,6 +552,7 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
             losses: Vec::new(),
             draws: Vec::new(),
             dropped: reference.dropped.clone(),
+            grads_first: BTreeMap::new(),
             params_first: BTreeMap::new(),
             params_last: BTreeMap::new(),
             spread: None,
@@ -610,6 +622,16 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
             result.draws.push((used, reference.draws[step]));
             let mut grads = total.backward();
             let params = GradientsParams::from_module(&mut grads, &model);
+            if step == 0 && weights("grads").is_file() {
+                let mut ours = Values {
+                    grads: Some(&params),
+                    ..Values::default()
+                };
+                model.visit(&mut ours);
+                let theirs = values(&load_weights(&skeleton, &weights("grads"))?);
+                result.grads_first =
+                    param_differences(&ours.out, &theirs).map_err(|e| io(&weights("grads"), e))?;
+            }
             let clock = Clock {
                 epoch: 0,
                 iteration: step,
@@ -703,14 +725,15 @@ pub fn markdown(results: &[VariantParity]) -> String {
             ));
         }
         s.push_str(&format!(
-            "\n| parameter | after step 1 | after step {} |\n| --- | --- | --- |\n",
+            "\n| parameter | gradient, step 1 | after step 1 | after step {} |\n\
+             | --- | --- | --- | --- |\n",
             last + 1
         ));
+        let cell = |m: &BTreeMap<String, f64>, g: &str| {
+            m.get(g).map_or("—".to_string(), |x| format!("{x:.2e}"))
+        };
         for (g, d) in &r.params_last {
-            let first = r
-                .params_first
-                .get(g)
-                .map_or("—".to_string(), |x| format!("{x:.2e}"));
+            let first = format!("{} | {}", cell(&r.grads_first, g), cell(&r.params_first, g));
             let mark = if zero_gradient(g) {
                 " (zero gradient)"
             } else {

@@ -7,13 +7,13 @@ use std::sync::Mutex;
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use relata_dataset::PrecompDataset;
+use relata_dataset::{PrecompDataset, PrecompSplit};
 use relata_hrem::config::{Interaction, RelationConfig, TextEncoderKind};
 use relata_hrem::relation::RelevanceMlp;
 use relata_hrem::reproduce::{DataChoice, preset_config, synth_config};
 use relata_hrem::train::trainer_config;
 use relata_hrem::training::{Clock, NamedOptimizer, RunOptions, Verbosity};
-use relata_hrem::{FitOptions, HremConfig, HremModel, embed_split, evaluate, fit};
+use relata_hrem::{FitOptions, HremConfig, HremModel, TrainedHrem, embed_split, evaluate, fit};
 use relata_train::Preset;
 
 /// Dropout draws from the backend's process-wide generator, which `fit` seeds per epoch: tests
@@ -36,6 +36,11 @@ fn options(root: &Path, name: &str) -> FitOptions {
         verbosity: Verbosity::Quiet,
         stop_after_epochs: None,
     }
+}
+
+/// Trains `config` on `train` without a dev split, on flex, in `root/run`.
+fn train_run(config: &HremConfig, train: &PrecompSplit, root: &Path) -> TrainedHrem {
+    fit(config, train, None, &Device::flex(), &options(root, "run")).unwrap()
 }
 
 fn smoke(dim: usize) -> HremConfig {
@@ -98,7 +103,7 @@ fn saved_model_loads_back() {
     let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
     let config = smoke(train.dim).with_epochs(1);
     let device = Device::flex();
-    let trained = fit(&config, train, None, &device, &options(root.path(), "run")).unwrap();
+    let trained = train_run(&config, train, root.path());
     let (model, loaded_config, tokenizer) =
         HremModel::load(&trained.run_dir.join("model"), &device).unwrap();
     assert!(
@@ -140,14 +145,8 @@ fn learns_on_synth_captions() {
         .tokenizer(train.captions.iter().map(String::as_str))
         .unwrap();
     let before = evaluate(&untrained, &tokenizer, test, None, &device).unwrap();
-    let trained = fit(
-        &config.with_epochs(12).with_lr_milestones(vec![9]),
-        train,
-        None,
-        &device,
-        &options(root.path(), "run"),
-    )
-    .unwrap();
+    let config = config.with_epochs(12).with_lr_milestones(vec![9]);
+    let trained = train_run(&config, train, root.path());
     let after = evaluate(&trained.model, &trained.tokenizer, test, None, &device).unwrap();
     assert!(
         after.rsum > before.rsum + 60.0 && after.rsum > 250.0,
@@ -172,14 +171,7 @@ fn standalone_with_neighbour_batches_trains() {
         )
         .with_neighbour_batches(Some([4, 4]))
         .with_epochs(2);
-    let trained = fit(
-        &config,
-        train,
-        None,
-        &Device::flex(),
-        &options(root.path(), "run"),
-    )
-    .unwrap();
+    let trained = train_run(&config, train, root.path());
     let last = trained.epochs.last().unwrap();
     // 60 images in clusters, 16 captions per batch.
     assert!(last.steps >= 3, "{last:?}");
@@ -207,7 +199,7 @@ fn bert_text_encoder_trains_and_reloads() {
     .with_epochs(1);
     assert!(matches!(config.encoder.text, TextEncoderKind::Bert { .. }));
     let device = Device::flex();
-    let trained = fit(&config, train, None, &device, &options(root.path(), "run")).unwrap();
+    let trained = train_run(&config, train, root.path());
     let (model, _, tokenizer) = HremModel::load(&trained.run_dir.join("model"), &device).unwrap();
     assert_eq!(
         embed_split(&trained.model, &trained.tokenizer, test, &device).unwrap(),
@@ -310,14 +302,7 @@ fn relevance_mlps_train_independently() {
     let initial = initial.relation.unwrap();
     assert_eq!(weights(&initial.t2i), weights(&initial.i2t));
 
-    let trained = fit(
-        &config,
-        train,
-        None,
-        &Device::flex(),
-        &options(root.path(), "run"),
-    )
-    .unwrap();
+    let trained = train_run(&config, train, root.path());
     assert!(trained.epochs.last().unwrap().loss.contains_key("reg"));
     let relation = trained.model.relation.as_ref().unwrap();
     for (name, before, after) in [
