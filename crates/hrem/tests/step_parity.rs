@@ -29,6 +29,12 @@ fn twenty_steps_match_the_released_code() {
             // relata computes the released connections itself at every step (none lies near a
             // tie in this case); both sides train with the released ones.
             assert_eq!(r.links_differ, vec![0; 20]);
+            // The first step's gradients, parameter by parameter (the zero-gradient ones are
+            // float noise on both sides).
+            assert!(r.grads_first.len() > 30);
+            for (p, &d) in &r.grads_first {
+                assert!(zero_gradient(p) || d < 1e-5, "∂{p} differs by {d:e}");
+            }
         }
         // Only the zero-gradient parameters are excused, and the rest are all compared.
         let held = r.params_last.keys().filter(|p| !zero_gradient(p)).count();
