@@ -216,8 +216,9 @@ pub struct HremArgs {
     /// Override the preset's epochs.
     #[arg(long)]
     epochs: Option<usize>,
-    /// synth-captions: training scenes (default preset: 1,000). The relation terms beat the
-    /// baseline from about 30,000 (1 to 2 hours a variant on 2 cores; docs/hrem.md).
+    /// synth-captions: training scenes (default preset: 1,000). Before the 2026-12-07 fixes
+    /// the relation terms beat the baseline from about 30,000 (not re-measured since; 1 to 2
+    /// hours a variant on 2 cores; docs/hrem.md).
     #[arg(long)]
     train_scenes: Option<usize>,
     /// synth-captions: dev scenes for model selection (default preset: 100).

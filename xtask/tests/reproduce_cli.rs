@@ -393,7 +393,8 @@ fn hrem_smoke_then_search_both_ways() {
 /// 30,000 scenes with 500 dev scenes, the default schedule otherwise, as two processes
 /// (`--variant baseline` and `--variant full`) side by side: a training keeps little more than
 /// one core busy. About 70 minutes on 2 AVX-512 cores, 137 minutes on 2 AVX2-only ones (passed
-/// there on 2026-11-27: 468.5 against 459.9); the epochs of both print as they end:
+/// there on 2026-11-27: 468.5 against 459.9, before the relevance-MLP and connection fixes of
+/// 2026-12-07; not re-run since); the epochs of both print as they end:
 ///
 /// ```text
 /// cargo test -p xtask --test reproduce_cli hrem_rsum_above -- --ignored --nocapture

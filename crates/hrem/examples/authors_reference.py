@@ -20,7 +20,11 @@ model kept at the best dev rSum, never chosen on test).
 keys (relata's default preset unless given): relations=true|false, seed=42, epochs=12,
 milestones=8,11 (lr ×0.1), lr=1e-3, batch=64, warmup=160 (steps before the relation terms),
 embed=128, heads=4, word_dim=64, dropout=0.1, lambda=1, threshold=0.5, reg=10, threads=2,
-init=authors|burn (burn: relata's initialisation before 2026-11-26, burn's defaults).
+init=authors|burn (burn: relata's initialisation before 2026-11-26, burn's defaults),
+specials=false|true (true: every caption wrapped in <start> … <end> tokens, as relata's BiGRU
+vocabulary does and as BERT's [CLS] … [SEP]; those two slots then take part in the fragment
+scores and the pooling), drop_last=true|false (false: the epoch's last, shorter batch is
+trained too, as relata does).
 The JSON holds every epoch's dev and test recalls; `test` is the test row of the best dev epoch.
 """
 import argparse
@@ -105,6 +109,9 @@ dev_ims, dev_caps = load("dev")
 test_ims, test_caps = load("test")
 opt.img_dim = train_ims.shape[-1]
 vocab = {"<pad>": 0, "<unk>": 1}
+specials = kv.get("specials", "false") == "true"
+if specials:
+    vocab.update({"<start>": 2, "<end>": 3})
 for caption in train_caps:
     for word in caption:
         vocab.setdefault(word, len(vocab))
@@ -121,9 +128,11 @@ def token_ids(caption, train):
             if p < 0.5:
                 out.append(1)
             elif p < 0.6:
-                out.append(random.randrange(2, len(vocab)))
+                out.append(random.randrange(4 if specials else 2, len(vocab)))
         else:
             out.append(vocab.get(word, 1))
+    if specials:
+        return [vocab["<start>"]] + out + [vocab["<end>"]]
     return out or [1]
 
 
@@ -211,7 +220,12 @@ for epoch in range(epochs):
             group["lr"] *= 0.1
     order = np.random.permutation(len(train_caps))
     losses = []
-    for b in range(len(order) // batch):
+    # drop_last=false keeps the epoch's last, shorter batch (as relata does) unless it would
+    # hold a single caption.
+    steps = len(order) // batch
+    if kv.get("drop_last", "true") == "false" and len(order) % batch > 1:
+        steps += 1
+    for b in range(steps):
         regions, image_lengths, tokens, lengths, image_ids = train_batch(order[b * batch : (b + 1) * batch])
         v = img_enc(regions, image_lengths, graph=True)
         u = txt_enc(tokens, lengths, graph=True)
