@@ -344,13 +344,18 @@ pub struct CmbhArgs {
     /// resnet18 | resnet50 (default: resnet50 for --preset paper, else resnet18).
     #[arg(long)]
     backbone: Option<ResNetDepth>,
-    /// torchvision ImageNet weights for the backbone (.pth / .safetensors).
+    /// torchvision ImageNet weights for the backbone (.pth / .safetensors). `--preset paper`
+    /// needs them (the paper fine-tunes an ImageNet backbone) unless `--from-scratch`.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// With `--preset paper`: train the paper's schedule from a randomly initialised backbone.
+    #[arg(long, conflicts_with = "weights")]
+    from_scratch: bool,
     /// Override the preset's epochs.
     #[arg(long)]
     epochs: Option<usize>,
-    /// Override the preset's batch size.
+    /// Override the preset's batch size (paper: 16 for CUB and Aircraft, 64 for Food-101,
+    /// NABirds and VegFru).
     #[arg(long)]
     batch_size: Option<usize>,
     /// Print the inference path's parameters and FLOPs beside the paper's Table 5 and exit.
@@ -462,6 +467,7 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
         ablation: args.ablation,
         backbone: args.backbone,
         weights: args.weights,
+        from_scratch: args.from_scratch,
         epochs: args.epochs,
         batch_size: args.batch_size,
         settings: common.settings(),

@@ -231,6 +231,10 @@ pub struct CmbhTrainingConfig {
     /// Crop side (paper: 224).
     #[config(default = 224)]
     pub crop: u32,
+    /// A random horizontal flip after the crop. The paper's protocol has none (resize → random
+    /// crop); relata's smaller presets, trained from scratch on the embedded data, keep it.
+    #[config(default = true)]
+    pub flip: bool,
     /// Seed of every random stream (weights, order, augmentation, initial codes).
     #[config(default = 42)]
     pub seed: u64,
@@ -238,9 +242,11 @@ pub struct CmbhTrainingConfig {
 
 impl CmbhTrainingConfig {
     /// The paper's protocol (Sec. 5.4): 100 epochs, SGD 0.9 / 5e-4, lr 1e-3 ÷ 10 at 70,
-    /// 255 → 224 crops, batch 16 (64 for the large datasets).
+    /// 255 → 224 random crops and no flip, batch 16 (64 for the large datasets).
     pub fn paper(model: CmbhConfig, batch_size: usize) -> Self {
-        Self::new(model).with_batch_size(batch_size)
+        Self::new(model)
+            .with_batch_size(batch_size)
+            .with_flip(false)
     }
 
     /// Checks every value.

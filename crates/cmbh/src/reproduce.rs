@@ -64,6 +64,9 @@ pub struct ReproduceOptions {
     pub backbone: Option<ResNetDepth>,
     /// ImageNet weights for the backbone (torchvision state dict).
     pub weights: Option<PathBuf>,
+    /// Train the `paper` preset without `weights` (the paper fine-tunes an ImageNet backbone;
+    /// without this the preset refuses to start from scratch).
+    pub from_scratch: bool,
     /// Override the preset's epochs.
     pub epochs: Option<usize>,
     /// Override the preset's batch size.
@@ -82,6 +85,7 @@ impl ReproduceOptions {
             ablation: false,
             backbone: None,
             weights: None,
+            from_scratch: false,
             epochs: None,
             batch_size: None,
             settings: RunSettings::new(42),
@@ -108,10 +112,21 @@ pub fn synth_config(preset: Preset, seed: u64) -> SynthFineConfig {
     }
 }
 
-/// The training configuration of a preset for `classes` and `bits`.
+/// The paper's batch size for a dataset (Sec. 5.4): 16 for CUB-200-2011 and FGVC-Aircraft, 64
+/// for the three large sets (Food-101, NABirds, VegFru); 16 for any other data.
+pub fn paper_batch_size(dataset: &str) -> usize {
+    match dataset {
+        "food101" | "nabirds" | "vegfru" => 64,
+        _ => 16,
+    }
+}
+
+/// The training configuration of a preset for a dataset (its name, as
+/// [`DataChoice::name`]), `classes` and `bits`.
 pub fn preset_config(
     preset: Preset,
     depth: Option<ResNetDepth>,
+    dataset: &str,
     classes: usize,
     bits: usize,
     ablation: Ablation,
@@ -120,8 +135,7 @@ pub fn preset_config(
         Preset::Paper => {
             let model = CmbhConfig::paper(depth.unwrap_or(ResNetDepth::ResNet50), classes, bits)
                 .with_ablation(ablation);
-            let batch = if classes > 200 { 64 } else { 16 };
-            CmbhTrainingConfig::paper(model, batch)
+            CmbhTrainingConfig::paper(model, paper_batch_size(dataset))
         }
         Preset::Default => {
             // From scratch on 64×64 synth-fine within minutes on 2 cores (docs/cmbh.md): a
@@ -182,6 +196,11 @@ pub const PAPER_TABLE4: [(&str, [f64; 4]); 4] = [
 
 const PAPER_BITS: [usize; 4] = [12, 24, 32, 48];
 
+/// Table 3 (ResNet-18 on CUB, mAP %) at [16, 32, 48, 64] bits.
+pub const PAPER_TABLE3_CUB: [f64; 4] = [82.10, 82.86, 83.36, 83.31];
+
+const PAPER_TABLE3_BITS: [usize; 4] = [16, 32, 48, 64];
+
 fn row(variant: &str, bits: usize, map: f64) -> Map<String, Value> {
     let mut r = Map::new();
     r.insert("variant".into(), json!(variant));
@@ -190,9 +209,26 @@ fn row(variant: &str, bits: usize, map: f64) -> Map<String, Value> {
     r
 }
 
-/// The paper's rows for this dataset, bit lengths and variants (mAP as a fraction).
-pub fn paper_rows(dataset: &str, bits: &[usize], variants: &[String]) -> Vec<Map<String, Value>> {
+/// The paper's rows for this dataset, backbone, bit lengths and variants (mAP as a fraction):
+/// ResNet-50 runs beside Table 2 (full) and Table 4 (CUB ablation, 12/24/32/48 bits); ResNet-18
+/// runs beside Table 3 (full, CUB only, 16/32/48/64 bits).
+pub fn paper_rows(
+    dataset: &str,
+    depth: ResNetDepth,
+    bits: &[usize],
+    variants: &[String],
+) -> Vec<Map<String, Value>> {
     let mut rows = Vec::new();
+    if depth == ResNetDepth::ResNet18 {
+        if dataset == "cub" && variants.iter().any(|v| v == "full") {
+            for &b in bits {
+                if let Some(i) = PAPER_TABLE3_BITS.iter().position(|&p| p == b) {
+                    rows.push(row("full", b, PAPER_TABLE3_CUB[i] / 100.0));
+                }
+            }
+        }
+        return rows;
+    }
     for v in variants {
         let table: Option<[f64; 4]> = if v == "full" {
             PAPER_TABLE2
@@ -261,6 +297,14 @@ pub fn reproduce(
             "no bit lengths given (e.g. --bits 12,24)".into(),
         ));
     }
+    if options.preset == Preset::Paper && options.weights.is_none() && !options.from_scratch {
+        return Err(CmbhError::Config(
+            "--preset paper fine-tunes an ImageNet-pretrained backbone: pass --weights with \
+             torchvision's ResNet weights (.pth or .safetensors, e.g. resnet50-0676ba61.pth), or \
+             --from-scratch to train the paper's schedule without them"
+                .into(),
+        ));
+    }
     if options.preset == Preset::Paper && options.data == DataChoice::SynthFine {
         tracing::warn!("preset `paper` on synth-fine: the paper's settings on the embedded data");
     }
@@ -282,6 +326,7 @@ pub fn reproduce(
         "variants": variants.iter().map(Ablation::variant).collect::<Vec<_>>(),
         "backbone": options.backbone,
         "weights": options.weights,
+        "from_scratch": options.weights.is_none(),
         "epochs": options.epochs,
         "batch_size": options.batch_size,
         "seed": options.settings.seed,
@@ -290,8 +335,14 @@ pub fn reproduce(
     let mut rows = Vec::new();
     for ablation in &variants {
         for &bits in &options.bits {
-            let mut config =
-                preset_config(options.preset, options.backbone, classes, bits, *ablation);
+            let mut config = preset_config(
+                options.preset,
+                options.backbone,
+                dataset,
+                classes,
+                bits,
+                *ablation,
+            );
             config.seed = options.settings.seed;
             if let Some(e) = options.epochs {
                 config.epochs = e;
@@ -315,7 +366,15 @@ pub fn reproduce(
         device: format!("{device:?}"),
         seconds: start.elapsed().as_secs_f64(),
         rows,
-        paper: paper_rows(dataset, &options.bits, &variant_names),
+        paper: paper_rows(
+            dataset,
+            options.backbone.unwrap_or(match options.preset {
+                Preset::Paper => ResNetDepth::ResNet50,
+                _ => ResNetDepth::ResNet18,
+            }),
+            &options.bits,
+            &variant_names,
+        ),
         notes: Vec::new(),
     };
     top.write_results(&results)?;
@@ -386,4 +445,74 @@ fn run_one(
                 "map": evaluation.map, "seconds": trained.seconds}),
     )?;
     Ok(evaluation.map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The paper's batch sizes follow the dataset, not its class count: Food-101 has 101
+    /// classes and trains at 64 (a "more than 200 classes" rule gave it 16).
+    #[test]
+    fn paper_batch_size_follows_the_dataset() {
+        for (dataset, classes, batch) in [
+            ("cub", 200, 16),
+            ("aircraft", 100, 16),
+            ("food101", 101, 64),
+            ("nabirds", 555, 64),
+            ("vegfru", 292, 64),
+            ("synth-fine", 12, 16),
+        ] {
+            let config = preset_config(Preset::Paper, None, dataset, classes, 12, Ablation::FULL);
+            assert_eq!(config.batch_size, batch, "{dataset}");
+            assert!(!config.flip, "the paper's protocol has no flip");
+        }
+        let default = preset_config(Preset::Default, None, "synth-fine", 12, 12, Ablation::FULL);
+        assert!(default.flip);
+    }
+
+    /// A ResNet-18 run on CUB is compared with Table 3 (16/32/48/64 bits), a ResNet-50 run
+    /// with Table 2.
+    #[test]
+    fn the_paper_table_follows_the_backbone() {
+        let full = vec!["full".to_string()];
+        let bits = [12, 16, 48, 64];
+        // mAP in percent, rounded to the table's two decimals.
+        let maps = |rows: Vec<Map<String, Value>>| -> Vec<(u64, i64)> {
+            rows.iter()
+                .map(|r| {
+                    let map = r["map"].as_f64().unwrap() * 10_000.0;
+                    (r["bits"].as_u64().unwrap(), map.round() as i64)
+                })
+                .collect()
+        };
+        assert_eq!(
+            maps(paper_rows("cub", ResNetDepth::ResNet18, &bits, &full)),
+            vec![(16, 8210), (48, 8336), (64, 8331)]
+        );
+        assert_eq!(
+            maps(paper_rows("cub", ResNetDepth::ResNet50, &bits, &full)),
+            vec![(12, 8407), (48, 8647)]
+        );
+        assert!(paper_rows("aircraft", ResNetDepth::ResNet18, &bits, &full).is_empty());
+    }
+
+    /// `--preset paper` without ImageNet weights is refused, naming `--weights` and
+    /// `--from-scratch`, before anything is written.
+    #[test]
+    fn paper_without_weights_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let mut options = ReproduceOptions::new(Preset::Paper);
+        options.settings.out = root.path().join("runs");
+        options.bits = vec![12];
+        let e = reproduce(&options, &Device::flex())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("--weights") && e.contains("--from-scratch"),
+            "{e}"
+        );
+        assert!(!options.settings.out.exists(), "nothing is written");
+    }
 }

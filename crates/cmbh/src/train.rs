@@ -82,7 +82,7 @@ impl<'a> CmbhTask<'a> {
         let proxies = random_codes(&mut rng, classes * bits);
         let loader = BatchLoader::new(
             samples,
-            Pipeline::cmbh_train_sized(config.resize, config.crop),
+            Pipeline::cmbh_train_with(config.resize, config.crop, config.flip),
             config.seed,
         )?;
         Ok(Self {

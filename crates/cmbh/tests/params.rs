@@ -17,7 +17,7 @@ fn every_training_network_owns_each_parameter() {
         (Preset::Paper, Some(ResNetDepth::ResNet50)),
     ] {
         for ablation in Ablation::table4() {
-            let config = preset_config(preset, depth, 10, 12, ablation);
+            let config = preset_config(preset, depth, "synth-fine", 10, 12, ablation);
             let model = config.model.init(&device);
             if let Err(shared) = check_own_params(&model) {
                 panic!("{preset:?} {depth:?} {}: {shared}", ablation.variant());

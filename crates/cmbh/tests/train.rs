@@ -63,7 +63,7 @@ fn learn_data() -> SynthFineConfig {
 /// random codes 0.188) and beat B-only on three seeds of six; at 0.02 it beats B-only on all
 /// six (full 0.27–0.36, B-only 0.18–0.31).
 fn learn_config(ablation: Ablation, epochs: usize, seed: u64) -> CmbhTrainingConfig {
-    let mut c = preset_config(Preset::Smoke, None, 6, 12, ablation)
+    let mut c = preset_config(Preset::Smoke, None, "synth-fine", 6, 12, ablation)
         .with_epochs(epochs)
         .with_batch_size(16)
         .with_lr(0.02)
@@ -180,7 +180,8 @@ fn resume_restores_the_code_cache_exactly() {
     let data = synth_config(Preset::Smoke, 3).generate().unwrap().dataset;
     let train = data.split("train").unwrap();
     let test = data.split("test").unwrap();
-    let config = preset_config(Preset::Smoke, None, 4, 8, Ablation::FULL).with_epochs(3);
+    let config =
+        preset_config(Preset::Smoke, None, "synth-fine", 4, 8, Ablation::FULL).with_epochs(3);
     let root = tempfile::tempdir().unwrap();
     let full = fit(&config, train, &device, &options(root.path(), "a")).unwrap();
     let mut first = options(root.path(), "b");

@@ -116,19 +116,28 @@ impl Pipeline {
 
     /// CMBH's training pipeline at another scale (the embedded datasets use small images).
     pub fn cmbh_train_sized(resize: u32, crop: u32) -> Self {
+        Self::cmbh_train_with(resize, crop, true)
+    }
+
+    /// CMBH's training pipeline, with or without the horizontal flip after the crop (the
+    /// paper's protocol has none).
+    pub fn cmbh_train_with(resize: u32, crop: u32, flip: bool) -> Self {
+        let mut transforms = vec![
+            Transform::ResizeExact {
+                width: resize,
+                height: resize,
+            },
+            Transform::RandomCrop {
+                size: crop,
+                padding: 0,
+            },
+        ];
+        if flip {
+            transforms.push(Transform::HorizontalFlip { p: 0.5 });
+        }
         Self {
             name: "cmbh_train".into(),
-            transforms: vec![
-                Transform::ResizeExact {
-                    width: resize,
-                    height: resize,
-                },
-                Transform::RandomCrop {
-                    size: crop,
-                    padding: 0,
-                },
-                Transform::HorizontalFlip { p: 0.5 },
-            ],
+            transforms,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
         }
@@ -587,6 +596,20 @@ fn apply(t: &Transform, img: RgbImage, rng: &mut SeededRng) -> Result<RgbImage, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CMBH's paper protocol crops without flipping; the smaller presets keep the flip.
+    #[test]
+    fn cmbh_train_flips_only_when_asked() {
+        let flips = |p: &Pipeline| {
+            p.transforms
+                .iter()
+                .filter(|t| matches!(t, Transform::HorizontalFlip { .. }))
+                .count()
+        };
+        assert_eq!(flips(&Pipeline::cmbh_train_with(255, 224, false)), 0);
+        assert_eq!(flips(&Pipeline::cmbh_train_with(255, 224, true)), 1);
+        assert_eq!(flips(&Pipeline::cmbh_train_sized(72, 64)), 1);
+    }
 
     fn gradient(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {
