@@ -253,6 +253,7 @@ fn weights(mlp: &RelevanceMlp) -> Vec<f32> {
 /// meant for one went to the other.
 #[test]
 fn relevance_mlps_are_two_sets_of_parameters() {
+    let _turn = serial();
     let device = Device::flex().autodiff();
     let config = smoke(16);
     let tokenizer = config.tokenizer(["a red cube"]).unwrap();
