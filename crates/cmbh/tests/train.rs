@@ -11,15 +11,6 @@ use relata_dataset::{Pipeline, SeededRng, SynthFineConfig};
 use relata_metrics::{Labels, PackedCodes, mean_average_precision};
 use relata_train::{RunOptions, Verbosity};
 
-/// flex's `seed` is process-global: training tests run one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn options(root: &std::path::Path, name: &str) -> FitOptions {
     FitOptions {
         run: RunOptions::new("cmbh", "synth-fine").with_dir(root.join(name)),
@@ -105,7 +96,7 @@ fn train_and_map(
 /// [`full_model_beats_b_only_on_the_default_preset`].
 #[test]
 fn full_model_learns() {
-    let _guard = serial();
+    let _guard = relata_train::generator_turn();
     let seeds = [0u64, 1, 2];
     let mut full = Vec::new();
     let mut random = 0.0;
@@ -140,7 +131,7 @@ fn full_model_learns() {
 #[test]
 #[ignore = "trains the four Table-4 variants on three seeds of the default preset: about 4 min on 2 cores"]
 fn full_model_beats_b_only_on_the_default_preset() {
-    let _guard = serial();
+    let _guard = relata_train::generator_turn();
     let device = Device::flex();
     let root = tempfile::tempdir().unwrap();
     let (mut full, mut b_only) = (0.0, 0.0);
@@ -175,7 +166,7 @@ fn full_model_beats_b_only_on_the_default_preset() {
 /// uninterrupted run: the code cache b^{(t−1)}, the proxies and u survive the checkpoint.
 #[test]
 fn resume_restores_the_code_cache_exactly() {
-    let _guard = serial();
+    let _guard = relata_train::generator_turn();
     let device = Device::flex();
     let data = synth_config(Preset::Smoke, 3).generate().unwrap().dataset;
     let train = data.split("train").unwrap();
@@ -207,7 +198,7 @@ fn resume_restores_the_code_cache_exactly() {
 
 #[test]
 fn reproduce_smoke_writes_results_and_search_finds_neighbours() {
-    let _guard = serial();
+    let _guard = relata_train::generator_turn();
     let device = Device::flex();
     let root = tempfile::tempdir().unwrap();
     let mut opts = ReproduceOptions::new(Preset::Smoke);

@@ -1,22 +1,12 @@
 //! CSRMS end to end on the embedded synth-fine: it learns, a stopped run resumes to the same
 //! result, the saved model loads back, and k-means works as the alternative clustering.
 
-use std::sync::Mutex;
-
 use burn::tensor::Device;
 use relata_csrms::reproduce::{preset_config, synth_config};
 use relata_csrms::training::{RunOptions, Verbosity};
 use relata_csrms::{Clustering, CsrmsConfig, CsrmsModel, FitOptions, Variant, evaluate, fit};
 use relata_dataset::{ImageDataset, Sample};
 use relata_train::Preset;
-
-/// Weight initialisation draws from the backend's process-wide generator, which `fit` seeds:
-/// tests that train take turns so that one run's draws are not interleaved with another's.
-static DEVICE_RNG: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn data() -> ImageDataset {
     synth_config(Preset::Smoke, 3).generate().unwrap().dataset
@@ -41,7 +31,7 @@ fn scores(model: &CsrmsModel, config: &CsrmsConfig, test: &[Sample]) -> Vec<f32>
 /// gives the same losses, relation records and model as one uninterrupted run.
 #[test]
 fn resume_mid_relation_phase_is_exact() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let data = data();
     let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
     let config = preset_config(Preset::Smoke, data.num_classes()).with_seed(5);
@@ -95,7 +85,7 @@ fn resume_mid_relation_phase_is_exact() {
 /// error that names it.
 #[test]
 fn saved_model_loads_back() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let data = data();
     let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
     let config = preset_config(Preset::Smoke, data.num_classes()).with_epochs(2);
@@ -124,7 +114,7 @@ fn saved_model_loads_back() {
 /// gradient's order (the test asks for half); at ten it is at 0.13 (seed 12: 0.02).
 #[test]
 fn learns_two_easy_classes_with_kmeans() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let mut best_heads = Vec::new();
     for seed in [11, 12] {
         let data = relata_dataset::SynthFineConfig {
@@ -175,7 +165,7 @@ fn learns_two_easy_classes_with_kmeans() {
 /// A configuration or a training split CSRMS cannot use is refused before any training.
 #[test]
 fn bad_input_is_refused() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let data = data();
     let train = data.split("train").unwrap();
     let root = tempfile::tempdir().unwrap();

@@ -3,7 +3,6 @@
 //! model loads back and searches, and the BERT text encoder trains from a checkpoint directory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
@@ -15,14 +14,6 @@ use relata_hrem::train::trainer_config;
 use relata_hrem::training::{Clock, NamedOptimizer, RunOptions, Verbosity};
 use relata_hrem::{FitOptions, HremConfig, HremModel, TrainedHrem, embed_split, evaluate, fit};
 use relata_train::Preset;
-
-/// Dropout draws from the backend's process-wide generator, which `fit` seeds per epoch: tests
-/// that train take turns so that one run's draws are not interleaved with another's.
-static DEVICE_RNG: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn data(root: &Path) -> PrecompDataset {
     synth_config(Preset::Smoke, 5)
@@ -51,7 +42,7 @@ fn smoke(dim: usize) -> HremConfig {
 /// losses, dev scores and embeddings as an uninterrupted one.
 #[test]
 fn resume_is_exact_with_relations_on() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let root = tempfile::tempdir().unwrap();
     let data = data(root.path());
     let (train, dev, test) = (
@@ -97,7 +88,7 @@ fn resume_is_exact_with_relations_on() {
 /// without a model is an error naming the file.
 #[test]
 fn saved_model_loads_back() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let root = tempfile::tempdir().unwrap();
     let data = data(root.path());
     let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
@@ -126,7 +117,7 @@ fn saved_model_loads_back() {
 /// model scores (chance on 20 images is about 2 × (5 + 25 + 50) = 160).
 #[test]
 fn learns_on_synth_captions() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let root = tempfile::tempdir().unwrap();
     let data = data(root.path());
     let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
@@ -159,7 +150,7 @@ fn learns_on_synth_captions() {
 /// The Standalone mechanism and neighbour batches train too.
 #[test]
 fn standalone_with_neighbour_batches_trains() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let root = tempfile::tempdir().unwrap();
     let data = data(root.path());
     let train = data.split("train").unwrap();
@@ -186,7 +177,7 @@ fn bert_dir() -> PathBuf {
 /// trains with its own learning-rate group and the saved model reloads it.
 #[test]
 fn bert_text_encoder_trains_and_reloads() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let root = tempfile::tempdir().unwrap();
     let data = data(root.path());
     let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
@@ -221,7 +212,7 @@ fn bert_text_encoder_trains_and_reloads() {
 /// Wrong region dimensions and bad settings are refused with the field named.
 #[test]
 fn bad_input_is_refused() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let root = tempfile::tempdir().unwrap();
     let data = data(root.path());
     let train = data.split("train").unwrap();
@@ -253,7 +244,7 @@ fn weights(mlp: &RelevanceMlp) -> Vec<f32> {
 /// meant for one went to the other.
 #[test]
 fn relevance_mlps_are_two_sets_of_parameters() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let device = Device::flex().autodiff();
     let config = smoke(16);
     let tokenizer = config.tokenizer(["a red cube"]).unwrap();
@@ -288,7 +279,7 @@ fn relevance_mlps_are_two_sets_of_parameters() {
 /// `deepcopy`), both train, and they end apart.
 #[test]
 fn relevance_mlps_train_independently() {
-    let _turn = serial();
+    let _turn = relata_train::generator_turn();
     let root = tempfile::tempdir().unwrap();
     let data = data(root.path());
     let train = data.split("train").unwrap();

@@ -12,14 +12,6 @@ use relata_isl::{
 };
 use relata_train::{RunOptions, Verbosity};
 
-/// The flex device's random generator is process-wide: tests that seed it and initialise models
-/// concurrently would interleave their draws. Every training test here holds this lock.
-static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 struct Tiny {
     data: ImageDataset,
     config: IslConfig,
@@ -77,7 +69,7 @@ fn run(tiny: &Tiny, options: &RunOptions, stop_after: Option<usize>) -> TrainedI
 
 #[test]
 fn a_round_of_backbone_gan_and_mining() {
-    let _lock = exclusive();
+    let _lock = relata_train::generator_turn();
     let tiny = tiny();
     let root = tempfile::tempdir().unwrap();
     let options = RunOptions::new("isl", "synth-fine").with_dir(root.path().join("run"));
@@ -103,7 +95,7 @@ fn a_round_of_backbone_gan_and_mining() {
 /// many barren epochs instead of running all `max_mining_epochs`, and the epoch records say why.
 #[test]
 fn mining_patience_ends_a_barren_phase() {
-    let _lock = exclusive();
+    let _lock = relata_train::generator_turn();
     let mut tiny = tiny();
     tiny.config = tiny
         .config
@@ -141,7 +133,7 @@ fn mining_patience_ends_a_barren_phase() {
 /// memory bank, positive sets, GAN history and random streams are all in the checkpoint.
 #[test]
 fn resume_mid_round_is_exact() {
-    let _lock = exclusive();
+    let _lock = relata_train::generator_turn();
     let tiny = tiny();
     let root = tempfile::tempdir().unwrap();
     let whole = run(
@@ -185,7 +177,7 @@ fn resume_mid_round_is_exact() {
 
 #[test]
 fn reproduce_smoke_writes_baseline_and_full_rows() {
-    let _lock = exclusive();
+    let _lock = relata_train::generator_turn();
     use relata_isl::reproduce::{ReproduceOptions, reproduce};
     let root = tempfile::tempdir().unwrap();
     let mut opts = ReproduceOptions::new(Preset::Smoke);
@@ -286,7 +278,7 @@ fn round0_knn(tiny: &Tiny, oracle: bool, seed: u64) -> f64 {
 #[test]
 #[ignore = "measures noise on 64 images: docs/isl.md, \"The oracle-positives test\""]
 fn mined_positives_teach_the_backbone() {
-    let _lock = exclusive();
+    let _lock = relata_train::generator_turn();
     let tiny = tiny();
     let seeds = [0u64, 1, 2, 3, 4];
     let mean = |oracle: bool| {

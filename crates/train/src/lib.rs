@@ -41,5 +41,5 @@ pub use run::{EpochRecord, Results, RunDir, RunOptions};
 pub use schedule::{Clock, LrSchedule, ScheduleClock, Warmup};
 pub use trainer::{
     BatchPlan, BestModel, BestState, EpochContext, FitOutcome, Loss, PhaseControl, StepContext,
-    TrainTask, Trainer, seed_device,
+    TrainTask, Trainer, generator_turn, seed_device,
 };

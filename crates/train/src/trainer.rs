@@ -440,6 +440,16 @@ impl<M: Module> FitOutcome<M> {
     }
 }
 
+/// One turn at the backend's process-wide generator. flex seeds and draws from one generator per
+/// process, so two trainings in one process (tests run in threads) interleave their draws —
+/// weight init, dropout — unless each holds this guard from its seed to its last draw. A
+/// panic while holding it does not poison it for the others.
+pub fn generator_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Seeds the backend's generator (weight init, dropout) for `seed`. Call before building a model
 /// so that its initial weights are reproducible.
 pub fn seed_device(device: &Device, seed: u64) {
@@ -1004,4 +1014,21 @@ fn epoch_line(r: &EpochRecord, total: usize) -> String {
         r.samples_per_sec, r.seconds
     ));
     parts.join(" · ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test that panics while holding the turn does not lock the others out.
+    #[test]
+    fn a_panic_does_not_poison_the_generator_turn() {
+        let panicked = std::thread::spawn(|| {
+            let _turn = generator_turn();
+            panic!("a failing training test");
+        })
+        .join();
+        assert!(panicked.is_err());
+        drop(generator_turn());
+    }
 }

@@ -27,16 +27,6 @@ const TRAIN: usize = 192;
 const VAL: usize = 64;
 const BATCH: usize = 32;
 
-/// flex's `seed` is process-global: tests that train run one at a time so that no test
-/// re-seeds the generator while another one draws dropout masks.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn device() -> Device {
     DeviceChoice::Flex.device().expect("flex device").autodiff()
 }
@@ -291,7 +281,7 @@ fn params(model: &Toy) -> Vec<f32> {
 
 #[test]
 fn loss_falls_and_run_directory_is_complete() {
-    let _serial = serial();
+    let _serial = relata_train::generator_turn();
     let tmp = tempfile::tempdir().unwrap();
     let dev = device();
     let cfg = config(4);
@@ -359,7 +349,7 @@ fn comparable(records: &[EpochRecord]) -> Vec<Scalars> {
 
 #[test]
 fn resume_after_epoch_two_matches_uninterrupted_run() {
-    let _serial = serial();
+    let _serial = relata_train::generator_turn();
     let tmp = tempfile::tempdir().unwrap();
     let dev = device();
     let cfg = config(4);
@@ -390,7 +380,7 @@ fn resume_after_epoch_two_matches_uninterrupted_run() {
 
 #[test]
 fn truncated_checkpoint_falls_back_to_the_previous_one() {
-    let _serial = serial();
+    let _serial = relata_train::generator_turn();
     let tmp = tempfile::tempdir().unwrap();
     let dev = device();
     let cfg = config(4);
@@ -415,7 +405,7 @@ fn truncated_checkpoint_falls_back_to_the_previous_one() {
 
 #[test]
 fn nan_loss_stops_with_step_term_and_last_good_checkpoint() {
-    let _serial = serial();
+    let _serial = relata_train::generator_turn();
     let tmp = tempfile::tempdir().unwrap();
     let dev = device();
     let cfg = config(4);
@@ -462,7 +452,7 @@ fn nan_loss_stops_with_step_term_and_last_good_checkpoint() {
 
 #[test]
 fn per_group_learning_rates_reach_the_optimizer() {
-    let _serial = serial();
+    let _serial = relata_train::generator_turn();
     let tmp = tempfile::tempdir().unwrap();
     let dev = device();
     let sgd =
@@ -483,7 +473,7 @@ fn per_group_learning_rates_reach_the_optimizer() {
 
 #[test]
 fn global_norm_clipping_matches_pytorch_semantics() {
-    let _serial = serial();
+    let _serial = relata_train::generator_turn();
     let dev = device();
     let model = Toy::new(&dev, 3);
     let x = Tensor::<2>::ones([4, DIM], &dev).mul_scalar(10.0);
@@ -575,7 +565,7 @@ impl TrainTask for TwoPartTask {
 
 #[test]
 fn submodule_updates_phases_and_selection() {
-    let _serial = serial();
+    let _serial = relata_train::generator_turn();
     let tmp = tempfile::tempdir().unwrap();
     let dev = device();
     let opt_a = OptimizerConfig::new("opt_a", OptimizerKind::adam(0.0), 0.01);
@@ -632,7 +622,7 @@ fn submodule_updates_phases_and_selection() {
 
 #[test]
 fn bad_configuration_is_refused_with_the_field_named() {
-    let _serial = serial();
+    let _serial = relata_train::generator_turn();
     let tmp = tempfile::tempdir().unwrap();
     let dev = device();
     let bad = OptimizerConfig::new("model", OptimizerKind::sgd(0.9, 0.0), f64::NAN);
