@@ -61,11 +61,8 @@ pub fn run(cmd: ParityCommand) -> Result<()> {
 fn hrem(args: HremParityArgs) -> Result<()> {
     let root = crate::ci::workspace_root()?;
     let dir = args.out.clone().unwrap_or_else(|| {
-        root.join("runs/parity").join(format!(
-            "hrem-{}-seed{}",
-            format!("{:?}", args.preset).to_lowercase(),
-            args.seed
-        ))
+        root.join("runs/parity")
+            .join(format!("hrem-{}-seed{}", args.preset.name(), args.seed))
     });
     if !args.compare_only {
         let Some(authors) = &args.authors_code else {

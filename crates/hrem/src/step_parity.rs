@@ -184,7 +184,7 @@ pub fn write_case(
         write_npy(npy("uniforms.npy"), &[steps, per_step], &uniforms),
     )?;
     let spec = CaseSpec {
-        preset: format!("{preset:?}").to_lowercase(),
+        preset: preset.name().to_string(),
         seed,
         steps,
         variants: BTreeMap::from([
@@ -393,12 +393,38 @@ pub struct Spread {
     pub params_last: BTreeMap<String, f64>,
 }
 
+/// |got − want| / |want|.
+fn relative(got: f64, want: f64) -> f64 {
+    (got - want).abs() / want.abs().max(1e-12)
+}
+
+/// Per term of `want`, the relative difference of `got`'s (a term `got` lacks counts as 0).
+fn term_differences(
+    got: &BTreeMap<String, f64>,
+    want: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    want.iter()
+        .map(|(term, &w)| {
+            (
+                term.clone(),
+                relative(got.get(term).copied().unwrap_or(0.0), w),
+            )
+        })
+        .collect()
+}
+
+/// The largest of `values`.
+fn largest<'a>(values: impl IntoIterator<Item = &'a f64>) -> f64 {
+    values.into_iter().fold(0.0, |m: f64, &x| m.max(x))
+}
+
 /// The largest value of `params` over the parameters held to the target.
 fn worst_param(params: &BTreeMap<String, f64>) -> f64 {
     params
         .iter()
         .filter(|(p, _)| !zero_gradient(p))
-        .fold(0.0, |m, (_, &d)| m.max(d))
+        .map(|(_, d)| d)
+        .fold(0.0, |m: f64, &d| m.max(d))
 }
 
 fn read_reference(path: &Path) -> Result<Reference, HremError> {
@@ -410,18 +436,13 @@ impl VariantParity {
     /// The largest loss difference over every step after the first, and the largest parameter
     /// difference after the last step (zero-gradient parameters aside).
     pub fn worst(&self) -> (f64, f64) {
-        let later = self
-            .losses
-            .iter()
-            .skip(1)
-            .flat_map(|l| l.values())
-            .fold(0.0, |m: f64, &x| m.max(x));
+        let later = largest(self.losses.iter().skip(1).flat_map(|l| l.values()));
         (later, worst_param(&self.params_last))
     }
 
     /// The largest loss difference at `step` (0-based) over its terms.
     pub fn loss_at(&self, step: usize) -> f64 {
-        self.losses[step].values().fold(0.0, |m, &x| m.max(x))
+        largest(self.losses[step].values())
     }
 
     /// Every target missed, in words; empty when all are met.
@@ -459,7 +480,6 @@ impl VariantParity {
     }
 }
 
-/// Every float parameter of a module by its dotted path.
 /// Every float parameter of a module by its dotted path — or, with `grads`, its gradient
 /// (zeros where it has none).
 #[derive(Default)]
@@ -559,13 +579,11 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
             links_differ: Vec::new(),
         };
         let released_links = read_links(&reference_dir.join(format!("{name}_links.npy")))?;
+        let mut released_last = BTreeMap::new();
         for step in 0..steps {
             // The released draws' middles where recorded, else the case's numbers.
-            let pool = reference
-                .middles
-                .get(step)
-                .filter(|m| !m.is_empty())
-                .unwrap_or(&case.uniforms[step]);
+            let middles = reference.middles.get(step).filter(|m| !m.is_empty());
+            let pool = middles.unwrap_or(&case.uniforms[step]);
             let mut used = 0;
             let mut draw = || {
                 let u = pool.get(used).copied().unwrap_or(f64::NAN);
@@ -602,13 +620,9 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
                 "total".into(),
                 f64::from(total.clone().into_scalar::<f32>()),
             );
-            let mut differences = BTreeMap::new();
-            for (term, want) in &reference.losses[step] {
-                let got = terms.get(term).copied().unwrap_or(0.0);
-                differences.insert(term.clone(), (got - want).abs() / want.abs().max(1e-12));
-            }
+            let differences = term_differences(&terms, &reference.losses[step]);
             // (With the released middles, a different count is a miss, reported below.)
-            if used > pool.len() && std::ptr::eq(pool, &case.uniforms[step]) {
+            if used > pool.len() && middles.is_none() {
                 return Err(io(
                     &dir.join("uniforms.npy"),
                     format!(
@@ -640,22 +654,15 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
             };
             model = optimizer.apply(model, params, &clock).0;
             // The checked-in fixture keeps the last weights only.
-            let (first, last) = (step == 0, step + 1 == steps);
-            for (tag, wanted) in [
-                ("first", first && weights("first").is_file()),
-                ("last", last),
-            ] {
-                if !wanted {
-                    continue;
-                }
-                let released = load_weights(&skeleton, &weights(tag))?;
-                let d = param_differences(&values(&model), &values(&released))
-                    .map_err(|e| io(&weights(tag), e))?;
-                if tag == "first" {
-                    result.params_first = d;
-                } else {
-                    result.params_last = d;
-                }
+            if step == 0 && weights("first").is_file() {
+                let released = values(&load_weights(&skeleton, &weights("first"))?);
+                result.params_first = param_differences(&values(&model), &released)
+                    .map_err(|e| io(&weights("first"), e))?;
+            }
+            if step + 1 == steps {
+                released_last = values(&load_weights(&skeleton, &weights("last"))?);
+                result.params_last = param_differences(&values(&model), &released_last)
+                    .map_err(|e| io(&weights("last"), e))?;
             }
         }
         let control = dir.join("control");
@@ -665,17 +672,12 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
                 .losses
                 .iter()
                 .zip(&reference.losses)
-                .map(|(a, b)| {
-                    b.iter().fold(0.0, |m: f64, (term, want)| {
-                        let got = a.get(term).copied().unwrap_or(f64::NAN);
-                        m.max((got - want).abs() / want.abs().max(1e-12))
-                    })
-                })
+                .map(|(got, want)| largest(term_differences(got, want).values()))
                 .collect();
             let last = control.join(format!("{name}_last.pth"));
-            let theirs = values(&load_weights(&skeleton, &weights("last"))?);
-            let params_last = param_differences(&values(&load_weights(&skeleton, &last)?), &theirs)
-                .map_err(|e| io(&last, e))?;
+            let params_last =
+                param_differences(&values(&load_weights(&skeleton, &last)?), &released_last)
+                    .map_err(|e| io(&last, e))?;
             result.spread = Some(Spread {
                 losses,
                 params_last,
@@ -757,11 +759,7 @@ pub fn markdown(results: &[VariantParity]) -> String {
         }
         if let Some(spread) = &r.spread {
             let (loss, params) = r.worst();
-            let own = spread
-                .losses
-                .iter()
-                .skip(1)
-                .fold(0.0, |m: f64, &x| m.max(x));
+            let own = largest(spread.losses.iter().skip(1));
             s.push_str(&format!(
                 "\nrelata against the released code: losses up to {loss:.1e} after step 1, \
                  parameters up to {params:.1e} after the last step. The released code against \
