@@ -487,3 +487,51 @@ fn hrem_bad_arguments_say_what_to_do() {
     let (ok, _, err) = xtask(&["search", "hrem", "--run", &nope, "--text", "a cube"]);
     assert!(!ok && err.contains("config.json"), "{err}");
 }
+
+/// Copies the directory `from` (files and sub-directories) into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `parity hrem --compare-only` on a copy of the checked-in step-parity case prints the
+/// comparison and writes `report.md` / `report.json`; without `--authors-code` (and without
+/// `--compare-only`) it says what to pass, and a checkout without `graph_lib.py` is refused.
+#[test]
+fn parity_hrem_compares_a_case_and_names_what_is_missing() {
+    let root = tempfile::tempdir().unwrap();
+    let case = root.path().join("case");
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/hrem/steps"),
+        &case,
+    );
+    let case_arg = case.display().to_string();
+    let (ok, out, err) = xtask(&["parity", "hrem", "--compare-only", "--out", &case_arg]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("### full") && out.contains("Every target met"),
+        "{out}"
+    );
+    assert!(case.join("report.md").is_file() && case.join("report.json").is_file());
+
+    let (ok, _, err) = xtask(&["parity", "hrem", "--out", &case_arg]);
+    assert!(!ok && err.contains("--authors-code"), "{err}");
+    let nowhere = root.path().display().to_string();
+    let (ok, _, err) = xtask(&[
+        "parity",
+        "hrem",
+        "--authors-code",
+        &nowhere,
+        "--out",
+        &case_arg,
+    ]);
+    assert!(!ok && err.contains("graph_lib.py"), "{err}");
+}
