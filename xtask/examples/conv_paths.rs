@@ -3,8 +3,8 @@
 //! forward + backward under autodiff, at ResNet-18/50 shapes (batch 16, 112×112 input), on flex
 //! or on any compiled device named as the argument (`tch` needs xtask built with `--features tch`).
 //!
-//! - on flex, `relata_backbone::resnet::conv_forward` runs every kernel through relata's own
-//!   im2col + GEMM kernels with their backward (`relata_backbone::flex::conv`), training and
+//! - on flex, `relata_backbone::ops::conv2d` runs every kernel through relata's own
+//!   im2col + GEMM kernels with their backward (`relata-flex`), training and
 //!   inference;
 //! - on other backends it computes 1×1 kernels as a subsampling and one batched matrix product
 //!   when training, and leaves the rest (and inference) to `conv2d`, so those rows compare
@@ -23,7 +23,7 @@ use std::time::Instant;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2dConfig;
 use burn::tensor::{Distribution, Tensor};
-use relata_backbone::resnet::conv_forward;
+use relata_backbone::ops::conv2d;
 
 const CASES: [(usize, usize, usize, usize, usize); 12] = [
     (256, 64, 1, 1, 28),
@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
             .with_bias(false)
             .init(&ad);
         let x = Tensor::<4>::random([16, cin, hw, hw], Distribution::Normal(0.0, 1.0), &ad);
-        let diff = (conv.forward(x.clone()) - conv_forward(&conv, x.clone()))
+        let diff = (conv.forward(x.clone()) - conv2d(&conv, x.clone()))
             .abs()
             .max()
             .into_scalar::<f32>();
@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
         });
         let ib = best(5, || {
             let xg = x.clone().require_grad();
-            drop(conv_forward(&conv, xg).sum().backward());
+            drop(conv2d(&conv, xg).sum().backward());
         });
         let xi = Tensor::<4>::random([16, cin, hw, hw], Distribution::Normal(0.0, 1.0), &base);
         let convi = Conv2dConfig::new([cin, cout], [k, k])
@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
             let _ = convi.forward(xi.clone()).into_data();
         });
         let fi = best(5, || {
-            let _ = conv_forward(&convi, xi.clone()).into_data();
+            let _ = conv2d(&convi, xi.clone()).into_data();
         });
         println!(
             "| {cin}-{cout}-{k}/{s}-{hw} | {ff:.4} | {fi:.4} | {fb:.4} | {ib:.4} | {diff:.2e} |"

@@ -61,12 +61,12 @@ fn time_layer(spec: &str, backward: bool, device: &Device, reps: usize) -> Resul
                 .with_bias(false)
                 .init(&device);
             // What relata's ResNets call: on flex, relata's own kernels (`flex::conv`).
-            Box::new(move |x| relata_backbone::resnet::conv_forward(&conv, x))
+            Box::new(move |x| relata_backbone::ops::conv2d(&conv, x))
         }
         ("bn", [c, _]) => {
             let bn = BatchNormConfig::new(*c).init(&device);
             // What relata's ResNets call: on flex, relata's own kernels (`flex::norm`).
-            Box::new(move |x| relata_backbone::resnet::bn_forward(&bn, x))
+            Box::new(move |x| relata_backbone::ops::batch_norm(&bn, x))
         }
         ("maxpool", _) => {
             let pool = MaxPool2dConfig::new([3, 3])
@@ -74,10 +74,10 @@ fn time_layer(spec: &str, backward: bool, device: &Device, reps: usize) -> Resul
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init();
             // What relata's ResNets call: on flex, relata's own kernel (`flex::pool`).
-            Box::new(move |x| relata_backbone::resnet::pool_forward(&pool, x))
+            Box::new(move |x| relata_backbone::ops::max_pool2d(&pool, x))
         }
         // What relata's ResNets call: on flex, relata's own kernel (`flex::activation`).
-        _ => Box::new(relata_backbone::resnet::relu_forward),
+        _ => Box::new(relata_backbone::ops::relu),
     };
     let x = Tensor::<4>::random(
         [16, channels, hw, hw],

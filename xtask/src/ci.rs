@@ -72,6 +72,31 @@ pub fn run(args: CiArgs) -> Result<()> {
         ]),
     )?;
 
+    // The kernels crate as other architectures build it (no x86 kernels: `cfg`-gated code
+    // that slipped through fails here), and its tests on the portable paths this machine
+    // would otherwise skip for its AVX-512 ones.
+    step(
+        "relata-flex without x86 kernels",
+        cargo().args([
+            "clippy",
+            "-p",
+            "relata-flex",
+            "--no-default-features",
+            "--features",
+            "flex",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step(
+        "relata-flex tests, portable paths",
+        cargo()
+            .args(["test", "-p", "relata-flex", "--no-default-features"])
+            .args(["--features", "flex"]),
+    )?;
+
     // The libraries' documentation, with its intra-doc links resolved (a broken or private
     // link fails). Not xtask's: its doc comments are clap's help text, where `cuda[:N]` is not
     // a link.

@@ -8,25 +8,25 @@
 //! - [`gru`] and [`vocab`]: the BiGRU caption encoder with packed-sequence semantics and its
 //!   word vocabulary;
 //! - [`params`]: parameter identity — independent copies of a module, and a check that no two
-//!   parameters of a model are one.
+//!   parameters of a model are one;
+//! - [`ops`]: convolution, batch norm, max pooling and ReLU on burn's modules, by relata's CPU
+//!   kernels on `flex` (re-exported from `relata-flex`), for models built beside these encoders.
 
 #![recursion_limit = "256"]
 
 pub mod bert;
 pub mod error;
-#[cfg(feature = "flex")]
-pub mod flex;
 pub mod gru;
-mod memory;
 pub mod params;
 pub mod resnet;
 pub mod vocab;
 pub mod weights;
 
+pub use relata_flex::{ops, retain_freed_memory};
+
 pub use bert::{BertConfig, BertModel, BertTokenizer, TokenBatch};
 pub use error::BackboneError;
 pub use gru::{BiGruEncoder, BiGruEncoderConfig};
-pub use memory::retain_freed_memory;
 pub use params::{check_own_params, fresh_params, shared_param_ids};
 pub use resnet::{ResNet, ResNetConfig, ResNetDepth, ResNetFeatures, StageCost};
 pub use vocab::Vocab;

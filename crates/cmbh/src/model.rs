@@ -9,7 +9,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::{elu, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 use relata_backbone::ResNet;
-use relata_backbone::resnet::{bn_forward, conv_forward};
+use relata_backbone::ops::{batch_norm, conv2d};
 
 use crate::config::{CmbhConfig, STAGES};
 
@@ -63,14 +63,14 @@ impl SubNetwork {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self
             .relu
-            .forward(bn_forward(&self.bn1, conv_forward(&self.conv1, x)));
+            .forward(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
         let x = self
             .relu
-            .forward(bn_forward(&self.bn2, conv_forward(&self.conv2, x)));
+            .forward(batch_norm(&self.bn2, conv2d(&self.conv2, x)));
         let [n, c, _, _] = x.dims();
         let pooled = x.flatten::<3>(2, 3).max_dim(2).reshape([n, c]);
-        let f = self.fc.forward(bn_forward(&self.bn_pool, pooled));
-        elu(bn_forward(&self.bn_out, f), 1.0)
+        let f = self.fc.forward(batch_norm(&self.bn_pool, pooled));
+        elu(batch_norm(&self.bn_out, f), 1.0)
     }
 }
 

@@ -12,7 +12,7 @@ use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use relata_backbone::resnet::bn_forward;
+use relata_backbone::ops::batch_norm;
 use relata_backbone::{BertModel, BiGruEncoder, BiGruEncoderConfig};
 
 use crate::attention::{TransformerLayer, TransformerLayerConfig, key_padding_mask, zero_bias};
@@ -150,7 +150,7 @@ impl ImageEncoder {
     pub fn regions(&self, regions: Tensor<3>) -> Tensor<3> {
         let [b, l, c] = regions.dims();
         let flat = regions.reshape([b * l, c]);
-        let hidden = relu(bn_forward(&self.mlp_bn, self.mlp1.forward(flat.clone())));
+        let hidden = relu(batch_norm(&self.mlp_bn, self.mlp1.forward(flat.clone())));
         let out = self.fc.forward(flat) + self.mlp2.forward(hidden);
         let d = out.dims()[1];
         out.reshape([b, l, d])

@@ -176,7 +176,7 @@ fn same_model_trains_on_every_compiled_backend() {
     }
 }
 
-/// `relata_backbone::resnet::conv_forward` is relata's own code, not `conv2d`: on flex its
+/// `relata_backbone::ops::conv2d` is relata's own code, not `conv2d`: on flex its
 /// im2col and GEMM kernels with their backward, for every kernel size; elsewhere, when training,
 /// 1×1 convolutions as reshapes, a subsampling and matrix products, ops that must work on every
 /// backend, not only where the path was measured (burn-tch, for one, cannot take the backward of
@@ -186,7 +186,7 @@ fn same_model_trains_on_every_compiled_backend() {
 #[test]
 fn convolution_path_matches_conv2d_on_every_compiled_backend() {
     use burn::tensor::Distribution;
-    use relata_backbone::resnet::conv_path_deviation;
+    use relata_backbone::ops::conv_path_deviation;
     for choice in devices_under_test() {
         let device = choice
             .device()

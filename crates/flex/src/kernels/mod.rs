@@ -9,11 +9,11 @@
 //! are not f32 tensors on a flex device (autodiff without gradient checkpointing, or plain), and
 //! the caller falls back to burn's op.
 
-pub mod activation;
-pub mod conv;
+pub(crate) mod activation;
+pub(crate) mod conv;
 mod direct;
-pub mod norm;
-pub mod pool;
+pub(crate) mod norm;
+pub(crate) mod pool;
 
 use burn::backend::DispatchDevice;
 use burn::backend::flex::FlexTensor;
@@ -74,7 +74,7 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
 /// The f32 elements of a tensor made contiguous by [`contiguous`].
 fn elements(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
-        .expect("relata_backbone::flex: tensors are made contiguous f32 first")
+        .expect("relata_flex: tensors are made contiguous f32 first")
 }
 
 /// Runs `f` with `N` f32 work buffers of lengths `lens`, kept per thread between calls.

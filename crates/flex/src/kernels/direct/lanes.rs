@@ -60,7 +60,7 @@ const MAX_ROWS_STRIDE_2: usize = 9;
 
 /// A 3×3, padding-1 convolution at stride 1 or 2, as these kernels see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(in crate::flex) struct Layer {
+pub(in crate::kernels) struct Layer {
     pub batch: usize,
     pub c_in: usize,
     pub c_out: usize,
@@ -131,7 +131,7 @@ const MAX_PAIRS: usize = 256;
 /// and whole tiles of the product's output channels (the layer's `C_out` for the forward,
 /// `C_in` for the input gradient), stride 1 or 2, at most [`MAX_ROWS`] output rows at stride 1
 /// and [`MAX_ROWS_STRIDE_2`] at stride 2.
-pub(in crate::flex) fn applies(layer: &Layer, kernel: Kernel) -> bool {
+pub(in crate::kernels) fn applies(layer: &Layer, kernel: Kernel) -> bool {
     let (_, outs) = layer.channels(kernel);
     let max_rows = if layer.stride == 1 {
         MAX_ROWS
@@ -279,7 +279,7 @@ fn pack_tile(weights: &[f32], layer: &Layer, kernel: Kernel, tile: usize, packed
 /// gradient reads the output gradient at the output position and adds to the input planes at
 /// the tap's offset, with the weights transposed (not flipped: this is the adjoint written as
 /// a scatter, which needs no flipped-kernel identity and holds at stride 2).
-pub(in crate::flex) fn convolve(
+pub(in crate::kernels) fn convolve(
     input: &[f32],
     weights: &[f32],
     layer: &Layer,
@@ -296,7 +296,7 @@ pub(in crate::flex) fn convolve(
         applies(layer, kernel)
             && input.len() == layer.batch * ins * image_in
             && weights.len() == ins * outs * 9,
-        "flex::direct::lanes: buffers do not match the layer, or the layer is not taken"
+        "relata_flex::kernels::direct::lanes: buffers do not match the layer, or the layer is not taken"
     );
     let blocks = layer.batch / LANES;
     let plane_len = layer.out_size().0 * layer.out_size().1;
@@ -382,7 +382,7 @@ pub(in crate::flex) fn convolve(
 /// Can this machine and layer take [`weight_gradient`]? AVX-512F, whole tiles of output
 /// channels and whole vectors of input channels (any batch), stride 1 or 2, at most
 /// [`MAX_ROWS`] output rows.
-pub(in crate::flex) fn weight_gradient_applies(layer: &Layer) -> bool {
+pub(in crate::kernels) fn weight_gradient_applies(layer: &Layer) -> bool {
     layer.batch > 0
         && layer.c_out.is_multiple_of(TILE_CHANNELS)
         && layer.c_in > 0
@@ -402,7 +402,7 @@ pub(in crate::flex) fn weight_gradient_applies(layer: &Layer) -> bool {
 /// [`super::strided_tile`] multiplies 8 broadcast gradients by 48 input channels per pair, over
 /// at most [`MAX_PAIRS`] pairs per call. Each task writes its own rows of the result: no
 /// per-thread partial sums to add.
-pub(in crate::flex) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Layer) -> Vec<f32> {
+pub(in crate::kernels) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Layer) -> Vec<f32> {
     let (batch, ins, outs) = (layer.batch, layer.c_in, layer.c_out);
     let (from, plane_len) = (
         layer.input_planes(),
@@ -413,7 +413,7 @@ pub(in crate::flex) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Laye
         weight_gradient_applies(layer)
             && input.len() == batch * ins * image
             && grad.len() == batch * outs * plane_len,
-        "flex::direct::lanes: buffers do not match the layer, or the layer is not taken"
+        "relata_flex::kernels::direct::lanes: buffers do not match the layer, or the layer is not taken"
     );
     let pairs = from.positions() * batch;
     let taps: Vec<TapRuns> = (0..9).map(|t| TapRuns::new(t, layer)).collect();
@@ -520,7 +520,7 @@ mod tests {
     /// pairs of 0.1 × 1 in one running f32 sum per tap drifts ~1e-4 from the exact value.
     #[test]
     fn weight_gradient_sums_long_runs_in_pieces() {
-        if !avx512() {
+        if !crate::paths::avx512_or_skip("weight_gradient_sums_long_runs_in_pieces") {
             return;
         }
         let layer = Layer {

@@ -1,5 +1,5 @@
 //! 3×3, stride-1, padding-1 convolutions that neither the direct kernels nor the batch-lane
-//! kernels (`flex::direct::lanes`) take — channels not in tiles of 8, batches not in blocks of
+//! kernels (`kernels::direct::lanes`) take — channels not in tiles of 8, batches not in blocks of
 //! 16 images (forward and input gradient), no AVX-512 — as nine products, one per kernel tap,
 //! each over only the output positions where that tap lands inside the image.
 //!
@@ -102,7 +102,7 @@ pub(super) fn weights_by_tap(ws: &[f32], c_in: usize) -> Vec<f32> {
     let len = ws.len();
     assert!(
         c_in > 0 && len.is_multiple_of(9 * c_in),
-        "flex::conv::taps: weights of {len} floats are not [C_out, {c_in}, 3, 3]"
+        "relata_flex::kernels::conv::taps: weights of {len} floats are not [C_out, {c_in}, 3, 3]"
     );
     let mut by_tap = Vec::with_capacity(len);
     by_tap.spare_capacity_mut()[..len]

@@ -22,7 +22,7 @@
 //! keeps a zero column between rows instead of the masks ([`Columns`]), which throws away
 //! `(H+1)(W+1)/(H·W) − 1` (7% at 28², 15% at 14²).
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 use std::arch::x86_64::{
     __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
     _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
@@ -32,6 +32,7 @@ use rayon::prelude::*;
 
 use super::conv::{ChannelAffine, nchw_from_planes};
 use super::with_work_buffers;
+use crate::paths::avx512;
 
 pub(super) mod lanes;
 
@@ -142,14 +143,6 @@ pub(super) fn applies(shape: &Shape) -> bool {
         && avx512()
 }
 
-/// Can this machine run [`tile`]?
-fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    return false;
-}
-
 /// How the weights `[C_out, C_in, 3, 3]` enter the product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kernel {
@@ -250,7 +243,7 @@ fn column_masks(shape: &Shape, vectors: usize) -> Vec<[u16; 2]> {
 /// references against 29) and ran ~70% slower, 5% of a ResNet-18 training step. The assembly
 /// runs the same fused multiply-adds in the same order as the intrinsics did, so the results
 /// are bit-identical.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 macro_rules! asm_with_accumulators {
     ($acc:ident; $($template_and_operands:tt)*) => {
         std::arch::asm!(
@@ -273,7 +266,7 @@ macro_rules! asm_with_accumulators {
 /// (`zmm0`–`zmm2`, loaded by the caller) against the [`TILE_CHANNELS`] weights at `{a}`, each
 /// broadcast to `zmm3`, into the accumulators of [`asm_with_accumulators`]; then `{a}` moves on
 /// to the next row's weights.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 macro_rules! weight_rows {
     () => {
         concat!(
@@ -324,7 +317,7 @@ macro_rules! weight_rows {
 /// AVX-512F must be available; `a` holds `offsets.len() · TILE_CHANNELS` floats; every
 /// `b + offsets[k]` is followed by `TILE_POSITIONS` readable floats; `c` has `TILE_CHANNELS`
 /// rows of `TILE_POSITIONS` writable floats, `ldc` apart, initialised when `accumulate`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile(
     a: *const f32,
@@ -386,7 +379,7 @@ unsafe fn tile(
 /// # Safety
 /// AVX-512F must be available; `c` has `TILE_CHANNELS` rows of `16 · vectors` writable floats,
 /// `ldc` apart, initialised when `accumulate`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 #[target_feature(enable = "avx512f")]
 unsafe fn store_tile<const V: usize>(
     acc: &[[__m512; V]; TILE_CHANNELS],
@@ -422,7 +415,7 @@ unsafe fn store_tile<const V: usize>(
 /// AVX-512F must be available; `a` holds `len · TILE_CHANNELS` floats; `b + k·stride` is
 /// followed by 48 readable floats for every `k < len`; `c` has `TILE_CHANNELS` rows of
 /// `16 · vectors` writable floats, `ldc` apart, initialised when `accumulate`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn strided_tile(
@@ -475,7 +468,7 @@ unsafe fn strided_tile(
 ///
 /// # Safety
 /// As [`strided_tile`], with `16 · V` readable floats at `b + k·stride`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 #[target_feature(enable = "avx512f")]
 unsafe fn narrow_tile<const V: usize>(
     a: *const f32,
@@ -504,8 +497,8 @@ unsafe fn narrow_tile<const V: usize>(
     unsafe { store_tile(&acc, c, ldc, accumulate, V) };
 }
 
-/// Off x86-64 [`lanes::applies`] is always false and this is never called.
-#[cfg(not(target_arch = "x86_64"))]
+/// Without the x86 kernels [`lanes::applies`] is always false and this is never called.
+#[cfg(not(x86_kernels))]
 #[allow(clippy::too_many_arguments)]
 unsafe fn strided_tile(
     _: *const f32,
@@ -516,11 +509,11 @@ unsafe fn strided_tile(
     _: bool,
     _: usize,
 ) {
-    unreachable!("flex::direct::lanes runs only where applies() found AVX-512")
+    unreachable!("relata_flex::kernels::direct::lanes runs only where applies() found AVX-512")
 }
 
-/// Off x86-64 [`applies`] is always false and [`convolve`] never gets here.
-#[cfg(not(target_arch = "x86_64"))]
+/// Without the x86 kernels [`applies`] is always false and [`convolve`] never gets here.
+#[cfg(not(x86_kernels))]
 unsafe fn tile(
     _: *const f32,
     _: (*const f32, &[[u16; 2]]),
@@ -529,7 +522,7 @@ unsafe fn tile(
     _: usize,
     _: bool,
 ) {
-    unreachable!("flex::direct runs only where applies() found AVX-512")
+    unreachable!("relata_flex::kernels::direct runs only where applies() found AVX-512")
 }
 
 /// One weight-gradient tile: for [`TILE_CHANNELS`] rows of the packed output gradient (`dy`,
@@ -545,7 +538,7 @@ unsafe fn tile(
 /// # Safety
 /// AVX-512F must be available; `dy + m·ldy` has `len` readable floats for every `m`, and `x`
 /// has `len + 2`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 #[target_feature(enable = "avx512f")]
 unsafe fn weight_tile(
     dy: *const f32,
@@ -637,15 +630,15 @@ unsafe fn weight_tile(
     acc.map(|row| row.map(|sum| _mm512_reduce_add_ps(sum)))
 }
 
-/// Off x86-64 [`applies`] is always false and [`weight_gradient`] never gets here.
-#[cfg(not(target_arch = "x86_64"))]
+/// Without the x86 kernels [`applies`] is always false and [`weight_gradient`] never gets here.
+#[cfg(not(x86_kernels))]
 unsafe fn weight_tile(
     _: *const f32,
     _: usize,
     _: *const f32,
     _: usize,
 ) -> [[f32; 3]; TILE_CHANNELS] {
-    unreachable!("flex::direct runs only where applies() found AVX-512")
+    unreachable!("relata_flex::kernels::direct runs only where applies() found AVX-512")
 }
 
 /// The weight gradient of a 3×3, stride-1, padding-1 layer (`[C_out, C_in, 3, 3]`) from its
@@ -670,7 +663,7 @@ pub(super) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Shape) -> Vec
     let (ins, image) = (layer.c_in, layer.h * layer.w);
     assert!(
         input.len() == layer.batch * ins * image && grad.len() == layer.batch * layer.c_out * image,
-        "flex::direct: buffers do not match the shape"
+        "relata_flex::kernels::direct: buffers do not match the shape"
     );
     let mut dw = vec![0.0f32; layer.c_out * ins * 9];
     with_work_buffers(
@@ -685,7 +678,7 @@ pub(super) fn weight_gradient(input: &[f32], grad: &[f32], layer: &Shape) -> Vec
             assert!(
                 layer.c_out * plane < packed_dy.len()
                     && (ins - 1) * plane + 2 * s + 2 + positions <= packed_x.len(),
-                "flex::direct: packed buffers too short"
+                "relata_flex::kernels::direct: packed buffers too short"
             );
             dw.par_chunks_mut(TILE_CHANNELS * ins * 9)
                 .enumerate()
@@ -741,7 +734,7 @@ pub(super) fn convolve(
         offsets.last().map_or(0, |&o| o + ldc) <= shape.packed_len(columns)
             && input.len() == shape.batch * shape.c_in * shape.h * shape.w
             && weights.len() == shape.c_in * shape.c_out * 9,
-        "flex::direct: buffers do not match the shape"
+        "relata_flex::kernels::direct: buffers do not match the shape"
     );
     let block = (BLOCK_BYTES / (4 * shape.c_in * TILE_POSITIONS)).clamp(1, tiles);
     let masks = column_masks(&shape, ldc / 16);
@@ -810,7 +803,7 @@ mod tests {
     /// its vectors, and leaves the rest of the rows alone.
     #[test]
     fn partial_tiles_match_the_full_tile() {
-        if !avx512() {
+        if !crate::paths::avx512_or_skip("partial_tiles_match_the_full_tile") {
             return;
         }
         let (len, stride, ldc) = (37, 53, 50);

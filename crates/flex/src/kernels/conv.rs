@@ -15,11 +15,11 @@
 //!
 //! with the images spread over rayon's threads and each GEMM single-threaded (the same `gemm`
 //! crate flex uses). 3×3, stride-1, padding-1 layers take faster paths for all three products:
-//! where the machine has AVX-512, on maps above 14 rows `flex::direct` (no patch matrix) and up
-//! to 14 rows `flex::direct::lanes` for blocks of 16 images (the batch in the vector lanes, the
-//! padding skipped; `flex::direct` for other batches from 10 rows); elsewhere one product per
-//! kernel tap over the positions where it reads inside the image (`flex::conv::taps`). 3×3,
-//! stride-2, padding-1 layers with outputs below 10 rows take `flex::direct::lanes` too (up to
+//! where the machine has AVX-512, on maps above 14 rows `kernels::direct` (no patch matrix) and up
+//! to 14 rows `kernels::direct::lanes` for blocks of 16 images (the batch in the vector lanes, the
+//! padding skipped; `kernels::direct` for other batches from 10 rows); elsewhere one product per
+//! kernel tap over the positions where it reads inside the image (`kernels::conv::taps`). 3×3,
+//! stride-2, padding-1 layers with outputs below 10 rows take `kernels::direct::lanes` too (up to
 //! 14 rows for the weight gradient); im2col reads the others, and the stem, through phase
 //! planes (`Dims::phase_stride`). Gradients that autodiff does not ask for (the input
 //! image's) are not computed. Only plain convolutions take this path — f32, groups 1,
@@ -29,7 +29,7 @@
 //!
 //! For inference, [`try_conv2d_affine`] also applies a per-channel `scale·y + shift` (+ ReLU)
 //! to each output row right after its GEMM ([`ChannelAffine`]): a following batch norm with
-//! running statistics, folded in by `resnet::conv_bn_forward`.
+//! running statistics, folded in by `ops::conv_batch_norm`.
 
 use std::borrow::Cow;
 
@@ -428,7 +428,7 @@ fn product(dims: [usize; 3], lhs: (&[f32], [usize; 2]), rhs: (&[f32], [usize; 2]
     let [m, n, k] = dims;
     assert!(
         k > 0,
-        "flex::conv: an empty product would leave its result unwritten"
+        "relata_flex::kernels::conv: an empty product would leave its result unwritten"
     );
     let mut dst = Vec::with_capacity(m * n);
     // SAFETY: the capacity holds the m × n elements addressed at row stride n; gemm writes
@@ -467,7 +467,7 @@ unsafe fn matmul_raw(
         reach(m, n, dst_rs, 1) <= dst_len
             && reach(m, k, a_rs, a_cs) <= a.len()
             && reach(k, n, b_rs, b_cs) <= b.len(),
-        "flex::conv: matrix product out of bounds"
+        "relata_flex::kernels::conv: matrix product out of bounds"
     );
     // SAFETY: every element the strides address lies inside its buffer (checked above), the
     // caller guarantees the destination is writable and does not overlap the operands.
@@ -1260,8 +1260,14 @@ mod tests {
     /// The shapes above that should take the direct kernel do, wherever it can run.
     #[test]
     fn direct_kernel_takes_resnet_3x3_layers() {
+        check_direct_kernel_choice(crate::paths::avx512_enabled());
+        // Switched off, no layer takes the AVX-512 kernels.
+        crate::paths::portable(|| check_direct_kernel_choice(false));
+    }
+
+    /// `avx512`: whether the AVX-512 kernels can be taken (what the shapes' answers depend on).
+    fn check_direct_kernel_choice(avx512: bool) {
         let g = SAME_3X3;
-        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
         for (x, c_out, forward, input_gradient) in [
             ([2, 8, 12, 13], 16, true, true),
             ([3, 5, 11, 20], 8, true, false),
