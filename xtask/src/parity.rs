@@ -32,7 +32,7 @@ pub struct HremParityArgs {
     #[arg(long, default_value_t = 20)]
     steps: usize,
     /// Seed of the data, the batches and the draws.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = relata_train::DEFAULT_SEED)]
     seed: u64,
     /// The case directory (default: runs/parity/hrem-<preset>-seed<seed>).
     #[arg(long)]

@@ -37,7 +37,7 @@ pub struct CommonArgs {
     #[arg(long, default_value = "default")]
     preset: String,
     /// Seed.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = relata_train::DEFAULT_SEED)]
     seed: u64,
     /// Runs root.
     #[arg(long, default_value = "runs")]
@@ -73,17 +73,12 @@ impl CommonArgs {
 
     /// `None` for synth-fine (generated: no `--data-dir`), else the format named `name` among
     /// `formats` with its `--data-dir`; `known` lists the names for the error.
-    fn real_dataset(
-        &self,
-        name: &str,
-        formats: &[Format],
-        known: &str,
-    ) -> Result<Option<(Format, PathBuf)>> {
+    fn real_dataset(&self, name: &str, formats: &[Format], known: &str) -> Result<DataChoice> {
         if name == "synth-fine" {
             if self.data_dir.is_some() {
                 bail!("--data-dir is for real datasets; synth-fine is generated");
             }
-            return Ok(None);
+            return Ok(DataChoice::SynthFine);
         }
         let format = formats
             .iter()
@@ -93,7 +88,7 @@ impl CommonArgs {
         let dir = self.data_dir.clone().with_context(|| {
             format!("--dataset {name} needs --data-dir pointing at its root directory")
         })?;
-        Ok(Some((format, dir)))
+        Ok(DataChoice::Real { format, dir })
     }
 }
 
@@ -233,15 +228,15 @@ pub struct HremArgs {
 }
 
 fn hrem(args: HremArgs) -> Result<()> {
-    use relata_hrem::reproduce::{self as r, DataChoice};
+    use relata_hrem::reproduce::{self as r, CaptionData};
     let common = &args.common;
     let data = match (args.dataset.as_str(), &common.data_dir) {
-        ("synth-captions", None) => DataChoice::SynthCaptions,
+        ("synth-captions", None) => CaptionData::SynthCaptions,
         ("synth-captions", Some(_)) => {
             bail!("--data-dir is for real datasets; synth-captions is generated")
         }
-        ("f30k", Some(d)) => DataChoice::Flickr30k(d.clone()),
-        ("coco", Some(d)) => DataChoice::Coco(d.clone()),
+        ("f30k", Some(d)) => CaptionData::Flickr30k(d.clone()),
+        ("coco", Some(d)) => CaptionData::Coco(d.clone()),
         ("f30k" | "coco", None) => bail!(
             "--dataset {} needs --data-dir pointing at its SCAN precomp directory \
              ({{train,dev,test}}_ims.npy and _caps.txt)",
@@ -451,14 +446,11 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
         return Ok(());
     }
     let common = &args.common;
-    let data = match common.real_dataset(
+    let data = common.real_dataset(
         &args.dataset,
         &Format::ALL,
         "synth-fine, cub, aircraft, food101, nabirds, vegfru",
-    )? {
-        None => DataChoice::SynthFine,
-        Some((format, dir)) => DataChoice::Real { format, dir },
-    };
+    )?;
     let (choice, device) = select_device(common.device.as_deref())?;
     let options = ReproduceOptions {
         preset: common.preset.parse()?,
@@ -476,4 +468,44 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
     let outcome = reproduce(&options, &device)?;
     print_outcome(&outcome.results, &outcome.dir);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Common {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    /// A library run with default settings is the CLI's run: the command line's seed, each
+    /// method's `ReproduceOptions::new` and each method's configuration default to one seed.
+    #[test]
+    fn library_and_cli_default_to_one_seed() {
+        use relata_train::{DEFAULT_SEED, Preset};
+        let cli = Common::try_parse_from(["reproduce"]).unwrap().common.settings();
+        assert_eq!(cli.seed, DEFAULT_SEED);
+        let library = [
+            relata_cmbh::reproduce::ReproduceOptions::new(Preset::Default).settings,
+            relata_csrms::reproduce::ReproduceOptions::new(Preset::Default).settings,
+            relata_hrem::reproduce::ReproduceOptions::new(Preset::Default).settings,
+            relata_isl::reproduce::ReproduceOptions::new(Preset::Default).settings,
+        ];
+        for settings in library {
+            assert_eq!(settings.seed, cli.seed);
+        }
+        let backbone = relata_backbone::ResNetConfig::new(ResNetDepth::ResNet18);
+        let configs = [
+            relata_cmbh::CmbhTrainingConfig::new(CmbhConfig::new(backbone.clone(), 2, 12)).seed,
+            relata_csrms::CsrmsConfig::new(backbone.clone(), 2).seed,
+            relata_hrem::HremConfig::new(relata_hrem::EncoderConfig::new(4)).seed,
+            relata_isl::IslConfig::new(backbone).seed,
+            relata_train::TrainerConfig::new(vec![], vec![]).seed,
+        ];
+        assert_eq!(configs, [DEFAULT_SEED; 5]);
+    }
 }

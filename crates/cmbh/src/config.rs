@@ -236,7 +236,7 @@ pub struct CmbhTrainingConfig {
     #[config(default = true)]
     pub flip: bool,
     /// Seed of every random stream (weights, order, augmentation, initial codes).
-    #[config(default = 42)]
+    #[config(default = "relata_train::DEFAULT_SEED")]
     pub seed: u64,
 }
 

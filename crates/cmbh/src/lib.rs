@@ -38,7 +38,7 @@
 //!     .with_lr(0.05).with_lr_milestones(vec![]).with_resize(36).with_crop(32);
 //!
 //! let runs = std::env::temp_dir().join(format!("relata-cmbh-doc-{}", std::process::id()));
-//! let mut options = FitOptions::new("synth-fine");
+//! let mut options = FitOptions::new("cmbh", "synth-fine");
 //! options.run = RunOptions::new("cmbh", "synth-fine").with_runs_root(&runs);
 //! options.verbosity = Verbosity::Quiet;
 //! let trained = fit(&config, data.split("train")?, &device, &options)?;
@@ -78,7 +78,8 @@ pub use encoder::CmbhEncoder;
 pub use error::CmbhError;
 pub use eval::{Evaluation, encode_samples, evaluate};
 pub use model::CmbhModel;
-pub use train::{FitOptions, TrainedCmbh, fit};
+pub use relata_train::{FitOptions, Trained};
+pub use train::{TrainedCmbh, fit};
 
 /// Backends and datasets a downstream crate needs, re-exported so that depending on
 /// `relata-cmbh` alone is enough.

@@ -13,41 +13,19 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
-use relata_dataset::{Format, ImageDataset, Pipeline, ReadOptions, Sample, SynthFineConfig};
+use relata_dataset::{ImageDataset, Pipeline, ReadOptions, Sample, SynthFineConfig};
 use relata_train::{Results, RunDir, RunSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::FitOptions;
 use crate::config::{Ablation, CmbhConfig, CmbhTrainingConfig};
 use crate::error::CmbhError;
 use crate::eval::evaluate;
-use crate::train::{FitOptions, fit};
+use crate::train::fit;
 
+pub use relata_dataset::DataChoice;
 pub use relata_train::Preset;
-
-/// Which data.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DataChoice {
-    /// The embedded fine-grained set (generated; sized by the preset).
-    SynthFine,
-    /// A real dataset in its official layout.
-    Real {
-        /// cub, aircraft, food101, nabirds, vegfru (or any image format).
-        format: Format,
-        /// Its root directory.
-        dir: PathBuf,
-    },
-}
-
-impl DataChoice {
-    /// The dataset's name in run paths and results.
-    pub fn name(&self) -> &'static str {
-        match self {
-            DataChoice::SynthFine => "synth-fine",
-            DataChoice::Real { format, .. } => format.name(),
-        }
-    }
-}
 
 /// Everything `reproduce cmbh` takes.
 #[derive(Debug, Clone)]
@@ -88,7 +66,7 @@ impl ReproduceOptions {
             from_scratch: false,
             epochs: None,
             batch_size: None,
-            settings: RunSettings::new(42),
+            settings: RunSettings::default(),
         }
     }
 }
@@ -403,12 +381,9 @@ fn run_one(
     {
         return Ok(map);
     }
-    let common = options.settings.fit_in("cmbh", options.data.name(), dir);
     let fit_options = FitOptions {
-        run: common.run,
-        verbosity: common.verbosity,
-        stop_after_epochs: None,
         weights: options.weights.clone(),
+        ..options.settings.fit_in("cmbh", options.data.name(), dir)
     };
     let trained = fit(config, train, device, &fit_options)?;
     let encoder = trained.model.into_encoder();

@@ -3,15 +3,13 @@
 //! Algorithm 1 and the region crops' forward, the loss terms of Eq. 15, and [`fit`] for library
 //! use.
 
-use std::path::PathBuf;
-
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Pipeline, Sample};
 use relata_train::{
-    EpochContext, EpochRecord, Loss, LrSchedule, OptimizerConfig, OptimizerKind, PhaseConfig,
-    PhaseControl, RunDir, RunOptions, SeededRng, StepContext, TrainError, TrainTask, Trainer,
-    TrainerConfig, Verbosity, seed_device,
+    EpochContext, EpochRecord, FitOptions, Loss, LrSchedule, OptimizerConfig, OptimizerKind,
+    PhaseConfig, PhaseControl, SeededRng, StepContext, TrainError, TrainTask, Trained,
+    TrainerConfig, Verbosity, fit_task,
 };
 
 use crate::config::{CmbhConfig, CmbhTrainingConfig};
@@ -390,48 +388,12 @@ impl TrainTask for CmbhTask<'_> {
     }
 }
 
-/// A trained model and where its run lives.
-pub struct TrainedCmbh {
-    /// The model after the last epoch, in inference mode.
-    pub model: CmbhModel,
-    /// The run directory (checkpoints, curves, metrics.jsonl).
-    pub run_dir: PathBuf,
-    /// Per-epoch records.
-    pub epochs: Vec<EpochRecord>,
-    /// Whether every epoch ran (false when stopped early with `stop_after_epochs`).
-    pub completed: bool,
-    /// Wall-clock seconds of this invocation.
-    pub seconds: f64,
-}
-
-/// How [`fit`] reports and where it writes.
-#[derive(Debug, Clone)]
-pub struct FitOptions {
-    /// Run directory options (`runs/cmbh/<dataset>/<time>` by default; resume, overwrite).
-    pub run: RunOptions,
-    /// Progress display.
-    pub verbosity: Verbosity,
-    /// Stop after this many epochs of this invocation (resume later).
-    pub stop_after_epochs: Option<usize>,
-    /// Optional backbone weights (torchvision state dict, `.pth` / `.safetensors`).
-    pub weights: Option<PathBuf>,
-}
-
-impl FitOptions {
-    /// Defaults for `dataset`: a new run under `runs/`, automatic progress display.
-    pub fn new(dataset: &str) -> Self {
-        Self {
-            run: RunOptions::new("cmbh", dataset),
-            verbosity: Verbosity::Auto,
-            stop_after_epochs: None,
-            weights: None,
-        }
-    }
-}
+/// A trained CMBH model and where its run lives.
+pub type TrainedCmbh = Trained<CmbhModel>;
 
 /// The scaffold's configuration for a CMBH run: one phase, SGD with momentum and weight decay,
 /// the learning rate ÷ 10 at each milestone.
-pub fn trainer_config(config: &CmbhTrainingConfig, verbosity: Verbosity) -> TrainerConfig {
+pub(crate) fn trainer_config(config: &CmbhTrainingConfig, verbosity: Verbosity) -> TrainerConfig {
     let sgd = OptimizerConfig::new(
         "sgd",
         OptimizerKind::sgd(config.momentum, config.weight_decay),
@@ -448,7 +410,8 @@ pub fn trainer_config(config: &CmbhTrainingConfig, verbosity: Verbosity) -> Trai
 }
 
 /// Trains CMBH on `train` (a labelled split) on `device` (a plain device; autodiff is added
-/// here). Writes checkpoints and curves to the run directory; resumes when asked.
+/// here), starting the backbone from `options.weights` when given. Writes checkpoints and
+/// curves to the run directory; resumes when asked.
 pub fn fit(
     config: &CmbhTrainingConfig,
     train: &[Sample],
@@ -456,32 +419,19 @@ pub fn fit(
     options: &FitOptions,
 ) -> Result<TrainedCmbh, CmbhError> {
     config.check()?;
-    let autodiff = device.clone().autodiff();
-    let config_json = serde_json::to_value(config)
-        .map_err(|e| CmbhError::Config(format!("serialising the configuration: {e}")))?;
-    let run = RunDir::open(&options.run, &config_json)?;
-    let run_dir = run.path().to_path_buf();
-    seed_device(&autodiff, config.seed);
-    let mut model = config.model.init(&autodiff);
-    if let Some(weights) = &options.weights {
-        let report = relata_backbone::import_state_dict(&mut model.backbone, weights, &["fc."])?;
-        tracing::info!(
-            "backbone weights from {}: {} tensors",
-            weights.display(),
-            report.applied
-        );
-    }
-    let mut task = CmbhTask::new(config.clone(), train)?;
-    let mut trainer = Trainer::new(trainer_config(config, options.verbosity), &autodiff, run)?;
-    if let Some(n) = options.stop_after_epochs {
-        trainer = trainer.stop_after_epochs(n);
-    }
-    let outcome = trainer.fit(&mut task, model)?;
-    Ok(TrainedCmbh {
-        model: outcome.model.valid(),
-        run_dir,
-        epochs: outcome.epochs,
-        completed: outcome.completed,
-        seconds: outcome.seconds,
-    })
+    let trainer = trainer_config(config, options.verbosity);
+    let fitted = fit_task(config, trainer, device, options, |autodiff| {
+        let mut model = config.model.init(autodiff);
+        if let Some(weights) = &options.weights {
+            let report =
+                relata_backbone::import_state_dict(&mut model.backbone, weights, &["fc."])?;
+            tracing::info!(
+                "backbone weights from {}: {} tensors",
+                weights.display(),
+                report.applied
+            );
+        }
+        Ok::<_, CmbhError>((CmbhTask::new(config.clone(), train)?, model))
+    })?;
+    Ok(fitted.trained(fitted.outcome.model.clone().valid(), ()))
 }

@@ -5,8 +5,8 @@
 use burn::tensor::Device;
 use relata_cmbh::reproduce::{Preset, ReproduceOptions, preset_config, reproduce, synth_config};
 use relata_cmbh::search::SearchRun;
-use relata_cmbh::train::{FitOptions, fit};
 use relata_cmbh::{Ablation, CmbhTrainingConfig, evaluate};
+use relata_cmbh::{FitOptions, fit};
 use relata_dataset::{Pipeline, SeededRng, SynthFineConfig};
 use relata_metrics::{Labels, PackedCodes, mean_average_precision};
 use relata_train::{RunOptions, Verbosity};

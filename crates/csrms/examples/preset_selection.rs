@@ -96,6 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             run: RunOptions::new("csrms", name).with_runs_root(&runs),
             verbosity: Verbosity::Lines,
             stop_after_epochs: None,
+            weights: None,
         };
         let trained = fit(&config, &held.train, &device, &options)?;
         let eval = evaluate(

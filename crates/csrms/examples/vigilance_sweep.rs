@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         run: RunOptions::new("csrms", "synth-fine").with_runs_root(&runs),
         verbosity: Verbosity::Lines,
         stop_after_epochs: None,
+        weights: None,
     };
     let trained = fit(&config, train, &device, &options)?;
     let loader = BatchLoader::new(train, config.test_pipeline(), 0)?;

@@ -28,6 +28,9 @@ pub enum CsrmsError {
     /// From the training scaffold.
     #[error(transparent)]
     Train(#[from] relata_train::TrainError),
+    /// From the backbone crate (weight import).
+    #[error(transparent)]
+    Backbone(#[from] relata_backbone::BackboneError),
 }
 
 impl CsrmsError {

@@ -89,7 +89,7 @@ pub struct CsrmsModel {
 
 impl CsrmsConfig {
     /// Builds the network.
-    pub fn init_model(&self, device: &Device) -> CsrmsModel {
+    pub fn init(&self, device: &Device) -> CsrmsModel {
         let backbone = self.backbone.clone().with_num_classes(None);
         let dim = backbone.out_channels();
         let vector = |v: f64| Param::from_tensor(Tensor::<1>::ones([dim], device).mul_scalar(v));
@@ -148,7 +148,7 @@ impl CsrmsModel {
         let config: CsrmsConfig =
             relata_train::export::load_config(dir, STEM, "a CSRMS run's `model` directory")?;
         config.check()?;
-        let model = relata_train::export::load_module(config.init_model(device), dir, STEM)?;
+        let model = relata_train::export::load_module(config.init(device), dir, STEM)?;
         Ok((model, config))
     }
 }

@@ -10,9 +10,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
-use relata_dataset::{
-    Format, ImageDataset, ReadOptions, Sample, SynthFineConfig, hold_out_per_class,
-};
+use relata_dataset::{ImageDataset, ReadOptions, Sample, SynthFineConfig, hold_out_per_class};
 use relata_train::{Results, RunDir, RunSettings};
 use serde_json::{Map, Value, json};
 
@@ -22,6 +20,7 @@ use crate::error::CsrmsError;
 use crate::eval::{CsrmsEval, evaluate};
 use crate::train::fit;
 
+pub use relata_dataset::DataChoice;
 pub use relata_train::Preset;
 
 /// Everything `reproduce csrms` takes.
@@ -29,8 +28,8 @@ pub use relata_train::Preset;
 pub struct ReproduceOptions {
     /// Preset.
     pub preset: Preset,
-    /// `None`: synth-fine; else a format and its root.
-    pub data: Option<(Format, PathBuf)>,
+    /// Data.
+    pub data: DataChoice,
     /// Override the preset's epochs (warm-up included).
     pub epochs: Option<usize>,
     /// Override the clustering (`art` / `kmeans`).
@@ -47,17 +46,17 @@ impl ReproduceOptions {
     pub fn new(preset: Preset) -> Self {
         Self {
             preset,
-            data: None,
+            data: DataChoice::SynthFine,
             epochs: None,
             clustering: None,
             validation: None,
-            settings: RunSettings::new(1),
+            settings: RunSettings::default(),
         }
     }
 
     /// The dataset name in paths and results.
     pub fn dataset(&self) -> &'static str {
-        self.data.as_ref().map_or("synth-fine", |(f, _)| f.name())
+        self.data.name()
     }
 }
 
@@ -152,7 +151,7 @@ pub struct ReproduceOutcome {
 }
 
 fn load(options: &ReproduceOptions) -> Result<ImageDataset, CsrmsError> {
-    match &options.data {
+    match options.data.real() {
         None => Ok(synth_config(options.preset, options.settings.seed)
             .generate()?
             .dataset),

@@ -18,8 +18,8 @@ use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Sample};
 use relata_metrics::{KMeansConfig, kmeans};
 use relata_train::{
     EpochContext, EpochRecord, FitOptions, Loss, OptimizerConfig, OptimizerKind, PhaseConfig,
-    PhaseControl, StepContext, TrainError, TrainTask, Trained, Trainer, TrainerConfig, Verbosity,
-    mix_seed, seed_device,
+    PhaseControl, StepContext, TrainError, TrainTask, Trained, TrainerConfig, Verbosity, fit_task,
+    mix_seed,
 };
 use serde::{Deserialize, Serialize};
 
@@ -433,7 +433,7 @@ impl TrainTask for CsrmsTask<'_> {
 /// The scaffold's configuration: the phases of the variant, one SGD with the backbone (and
 /// its classifier) at `lr` and the GCN, smoothing and GCN classifier at `gcn_lr`, both on
 /// [`CsrmsConfig::schedule`] over the whole run.
-pub fn trainer_config(config: &CsrmsConfig, verbosity: Verbosity) -> TrainerConfig {
+pub(crate) fn trainer_config(config: &CsrmsConfig, verbosity: Verbosity) -> TrainerConfig {
     let phases = match config.variant {
         Variant::Baseline => vec![PhaseConfig::new(BASELINE, config.epochs)],
         Variant::Full => {
@@ -463,7 +463,8 @@ pub fn trainer_config(config: &CsrmsConfig, verbosity: Verbosity) -> TrainerConf
 pub type TrainedCsrms = Trained<CsrmsModel>;
 
 /// Trains CSRMS (or its baseline, by `config.variant`) on the labelled `train` split on
-/// `device` (a plain device; autodiff is added here). A completed run saves `model/`.
+/// `device` (a plain device; autodiff is added here), starting the backbone from
+/// `options.weights` when given. A completed run saves `model/`.
 pub fn fit(
     config: &CsrmsConfig,
     train: &[Sample],
@@ -471,28 +472,17 @@ pub fn fit(
     options: &FitOptions,
 ) -> Result<TrainedCsrms, CsrmsError> {
     config.check()?;
-    let autodiff = device.clone().autodiff();
-    let config_json = serde_json::to_value(config)
-        .map_err(|e| CsrmsError::Config(format!("serialising the configuration: {e}")))?;
-    let run = relata_train::RunDir::open(&options.run, &config_json)?;
-    let run_dir = run.path().to_path_buf();
-    seed_device(&autodiff, config.seed);
-    let model = config.init_model(&autodiff);
-    let mut task = CsrmsTask::new(config.clone(), train)?;
-    let mut trainer = Trainer::new(trainer_config(config, options.verbosity), &autodiff, run)?;
-    if let Some(n) = options.stop_after_epochs {
-        trainer = trainer.stop_after_epochs(n);
+    let trainer = trainer_config(config, options.verbosity);
+    let fitted = fit_task(config, trainer, device, options, |autodiff| {
+        let mut model = config.init(autodiff);
+        if let Some(weights) = &options.weights {
+            relata_backbone::import_state_dict(&mut model.backbone, weights, &["fc."])?;
+        }
+        Ok::<_, CsrmsError>((CsrmsTask::new(config.clone(), train)?, model))
+    })?;
+    let model = fitted.outcome.model.clone().valid();
+    if fitted.outcome.completed {
+        model.save(config, &fitted.run_dir.join("model"))?;
     }
-    let outcome = trainer.fit(&mut task, model)?;
-    let model = outcome.model.valid();
-    if outcome.completed {
-        model.save(config, &run_dir.join("model"))?;
-    }
-    Ok(TrainedCsrms {
-        model,
-        run_dir,
-        epochs: outcome.epochs,
-        completed: outcome.completed,
-        seconds: outcome.seconds,
-    })
+    Ok(fitted.trained(model, ()))
 }

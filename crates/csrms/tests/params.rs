@@ -14,7 +14,7 @@ fn every_training_network_owns_each_parameter() {
         for variant in [Variant::Full, Variant::Baseline] {
             let model = preset_config(preset, 10)
                 .with_variant(variant)
-                .init_model(&device);
+                .init(&device);
             if let Err(shared) = check_own_params(&model) {
                 panic!("{preset:?} {}: {shared}", variant.name());
             }

@@ -111,6 +111,7 @@ impl FixtureImages {
 }
 
 /// Writes a tiny sample of every supported format under `root` (deterministic).
+#[doc(hidden)] // `cargo xtask data fixtures` regenerates `fixtures/` with it; not a user API
 pub fn write_fixtures(root: &Path) -> Result<Vec<String>, DatasetError> {
     let imgs = FixtureImages::new()?;
     let mut written = Vec::new();

@@ -11,6 +11,7 @@
 //! - [`rng`]: deterministic random streams shared with the training scaffold.
 
 pub mod batch;
+pub mod choice;
 pub mod error;
 pub mod export;
 pub mod formats;
@@ -23,6 +24,7 @@ pub mod synth;
 pub mod transform;
 
 pub use batch::{BatchLoader, HostBatch, ImageBatch};
+pub use choice::DataChoice;
 pub use error::DatasetError;
 pub use formats::Format;
 pub use formats::precomp::{PrecompDataset, PrecompSplit};

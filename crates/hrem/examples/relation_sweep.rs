@@ -16,7 +16,7 @@
 
 use burn::tensor::Device;
 use relata_hrem::config::{FragmentSlots, Interaction, Negatives};
-use relata_hrem::reproduce::{DataChoice, preset_config, synth_config};
+use relata_hrem::reproduce::{CaptionData, preset_config, synth_config};
 use relata_hrem::training::{FitOptions, Verbosity};
 use relata_hrem::{evaluate, fit};
 use relata_train::Preset;
@@ -51,8 +51,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         data.split("dev")?,
         data.split("test")?,
     );
-    let mut config =
-        preset_config(Preset::Default, &DataChoice::SynthCaptions, train.dim, None).with_seed(seed);
+    let mut config = preset_config(
+        Preset::Default,
+        &CaptionData::SynthCaptions,
+        train.dim,
+        None,
+    )
+    .with_seed(seed);
     for (k, v) in &args {
         match k.as_str() {
             "lambda" => config.relation.lambda = v.parse()?,
@@ -100,7 +105,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     options.verbosity = Verbosity::Lines;
     let device = Device::flex();
     let trained = fit(&config, train, Some(dev), &device, &options)?;
-    let r = evaluate(&trained.model, &trained.tokenizer, test, None, &device)?;
+    let r = evaluate(
+        &trained.model,
+        &trained.extra.tokenizer,
+        test,
+        None,
+        &device,
+    )?;
     println!(
         "{args:?}: i2t {:.1}/{:.1}/{:.1} t2i {:.1}/{:.1}/{:.1} rSum {:.1}",
         r.i2t.r1, r.i2t.r5, r.i2t.r10, r.t2i.r1, r.t2i.r5, r.t2i.r10, r.rsum

@@ -208,7 +208,7 @@ pub struct HremConfig {
     #[config(default = 128)]
     pub batch_size: usize,
     /// Seed.
-    #[config(default = 0)]
+    #[config(default = "relata_train::DEFAULT_SEED")]
     pub seed: u64,
 }
 

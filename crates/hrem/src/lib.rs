@@ -45,7 +45,7 @@
 //! options.run = options.run.with_runs_root(root.join("runs"));
 //! options.verbosity = Verbosity::Quiet;
 //! let trained = fit(&config, train, data.split("dev").ok(), &device, &options)?;
-//! let recall = evaluate(&trained.model, &trained.tokenizer, test, None, &device)?;
+//! let recall = evaluate(&trained.model, &trained.extra.tokenizer, test, None, &device)?;
 //! println!("rSum {:.1}", recall.rsum);
 //!
 //! // The run saved the encoders and the vocabulary; load them and embed.
@@ -84,7 +84,7 @@ pub use error::HremError;
 pub use eval::{SplitEmbeddings, embed_split, evaluate};
 pub use model::HremModel;
 pub use relata_train::FitOptions;
-pub use train::{HremTask, TrainedHrem, fit};
+pub use train::{HremExtra, HremTask, TrainedHrem, fit};
 
 /// Backends and datasets a downstream crate needs, re-exported so that depending on
 /// `relata-hrem` alone is enough.

@@ -54,7 +54,7 @@ impl HremConfig {
     }
 
     /// Builds the model; BERT weights come from the checkpoint directory when `load_bert`.
-    pub fn init_model(
+    pub fn init(
         &self,
         tokenizer: &TextTokenizer,
         load_bert: bool,
@@ -153,7 +153,7 @@ impl HremModel {
                 TextTokenizer::Bert(Box::new(bert_parts(path, *max_len)?.1))
             }
         };
-        let skeleton = config.init_model(&tokenizer, false, device)?;
+        let skeleton = config.init(&tokenizer, false, device)?;
         let model = relata_train::export::load_module(skeleton, dir, STEM)?;
         Ok((model, config, tokenizer))
     }

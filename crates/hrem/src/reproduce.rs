@@ -26,9 +26,9 @@ use crate::train::fit;
 
 pub use relata_train::Preset;
 
-/// Which data a reproduction uses.
+/// Which captions and region features a reproduction uses.
 #[derive(Debug, Clone, PartialEq)]
-pub enum DataChoice {
+pub enum CaptionData {
     /// The embedded synth-captions.
     SynthCaptions,
     /// Flickr30K precomp (`train`, `dev`, `test`).
@@ -37,13 +37,13 @@ pub enum DataChoice {
     Coco(PathBuf),
 }
 
-impl DataChoice {
+impl CaptionData {
     /// Name in paths and results.
     pub fn name(&self) -> &'static str {
         match self {
-            DataChoice::SynthCaptions => "synth-captions",
-            DataChoice::Flickr30k(_) => "f30k",
-            DataChoice::Coco(_) => "coco",
+            CaptionData::SynthCaptions => "synth-captions",
+            CaptionData::Flickr30k(_) => "f30k",
+            CaptionData::Coco(_) => "coco",
         }
     }
 }
@@ -89,7 +89,7 @@ pub struct ReproduceOptions {
     /// Preset.
     pub preset: Preset,
     /// Data.
-    pub data: DataChoice,
+    pub data: CaptionData,
     /// A Hugging Face BERT checkpoint directory (default: the BiGRU text encoder).
     pub bert: Option<PathBuf>,
     /// Override the preset's epochs.
@@ -115,13 +115,13 @@ impl ReproduceOptions {
     pub fn new(preset: Preset) -> Self {
         Self {
             preset,
-            data: DataChoice::SynthCaptions,
+            data: CaptionData::SynthCaptions,
             bert: None,
             epochs: None,
             train_scenes: None,
             dev_scenes: None,
             variants: Variant::ALL.to_vec(),
-            settings: RunSettings::new(0),
+            settings: RunSettings::default(),
         }
     }
 
@@ -130,7 +130,7 @@ impl ReproduceOptions {
     /// split of no scenes (model selection needs one).
     fn synth(&self) -> Result<SynthCaptionsConfig, HremError> {
         let sized = self.train_scenes.is_some() || self.dev_scenes.is_some();
-        if sized && self.data != DataChoice::SynthCaptions {
+        if sized && self.data != CaptionData::SynthCaptions {
             return Err(HremError::Config(format!(
                 "train_scenes / dev_scenes (--train-scenes / --dev-scenes) size the generated \
                  synth-captions; {} brings its own splits: leave them unset",
@@ -195,7 +195,7 @@ pub fn synth_config(preset: Preset, seed: u64) -> SynthCaptionsConfig {
 /// encoder.
 pub fn preset_config(
     preset: Preset,
-    data: &DataChoice,
+    data: &CaptionData,
     region_dim: usize,
     bert: Option<&Path>,
 ) -> HremConfig {
@@ -208,7 +208,7 @@ pub fn preset_config(
         },
         None => TextEncoderKind::BiGru { word_dim: 300 },
     };
-    let coco = matches!(data, DataChoice::Coco(_));
+    let coco = matches!(data, CaptionData::Coco(_));
     match preset {
         Preset::Paper => {
             let mut c = HremConfig::new(EncoderConfig::new(region_dim).with_text(text));
@@ -298,14 +298,14 @@ pub fn table_notes(rows: &[Map<String, Value>], with_paper: bool) -> Vec<String>
 }
 
 /// The released checkpoints' numbers (spec "Evaluation"; R@10 not published).
-pub fn paper_rows(data: &DataChoice) -> Vec<Map<String, Value>> {
+pub fn paper_rows(data: &CaptionData) -> Vec<Map<String, Value>> {
     let rows: &[(&str, [f64; 4])] = match data {
-        DataChoice::Flickr30k(_) => &[("full", [84.4, 96.7, 62.4, 86.6])],
-        DataChoice::Coco(_) => &[
+        CaptionData::Flickr30k(_) => &[("full", [84.4, 96.7, 62.4, 86.6])],
+        CaptionData::Coco(_) => &[
             ("full 1K", [81.9, 96.9, 65.9, 91.4]),
             ("full 5K", [62.5, 87.4, 44.0, 73.9]),
         ],
-        DataChoice::SynthCaptions => &[],
+        CaptionData::SynthCaptions => &[],
     };
     rows.iter()
         .map(|(variant, [a, b, c, d])| {
@@ -363,9 +363,9 @@ pub fn reproduce(
     // A real dataset is opened before the run directory exists, so a wrong `--data-dir` leaves
     // nothing behind; synth-captions is written into the run directory.
     let real = match &options.data {
-        DataChoice::SynthCaptions => None,
-        DataChoice::Flickr30k(dir) => Some((PrecompDataset::open(dir)?, "test")),
-        DataChoice::Coco(dir) => Some((PrecompDataset::open(dir)?, "testall")),
+        CaptionData::SynthCaptions => None,
+        CaptionData::Flickr30k(dir) => Some((PrecompDataset::open(dir)?, "test")),
+        CaptionData::Coco(dir) => Some((PrecompDataset::open(dir)?, "testall")),
     };
     let top = RunDir::open(
         &options.settings.top_run("hrem", dataset),
@@ -375,11 +375,11 @@ pub fn reproduce(
             "preset": options.preset.name(),
             "bert": options.bert,
             "data_dir": match &options.data {
-                DataChoice::SynthCaptions => None,
-                DataChoice::Flickr30k(d) | DataChoice::Coco(d) => Some(d),
+                CaptionData::SynthCaptions => None,
+                CaptionData::Flickr30k(d) | CaptionData::Coco(d) => Some(d),
             },
             "test_split": match &options.data {
-                DataChoice::Coco(_) => "testall",
+                CaptionData::Coco(_) => "testall",
                 _ => "test",
             },
             "epochs": options.epochs,
@@ -422,13 +422,19 @@ pub fn reproduce(
         let fit_options = options.settings.fit_in("hrem", dataset, &dir);
         let trained = fit(&config, train, dev, device, &fit_options)?;
         let mut variant_rows = Vec::new();
-        if matches!(options.data, DataChoice::Coco(_)) {
-            let one_k = evaluate(&trained.model, &trained.tokenizer, test, Some(5), device)?;
-            let five_k = evaluate(&trained.model, &trained.tokenizer, test, None, device)?;
+        if matches!(options.data, CaptionData::Coco(_)) {
+            let one_k = evaluate(
+                &trained.model,
+                &trained.extra.tokenizer,
+                test,
+                Some(5),
+                device,
+            )?;
+            let five_k = evaluate(&trained.model, &trained.extra.tokenizer, test, None, device)?;
             variant_rows.push(row(&format!("{variant} 1K"), &one_k));
             variant_rows.push(row(&format!("{variant} 5K"), &five_k));
         } else {
-            let r = evaluate(&trained.model, &trained.tokenizer, test, None, device)?;
+            let r = evaluate(&trained.model, &trained.extra.tokenizer, test, None, device)?;
             variant_rows.push(row(variant, &r));
         }
         for r in &variant_rows {
@@ -506,7 +512,7 @@ mod tests {
         assert!(options.synth().is_err());
 
         options.train_scenes = Some(30_000);
-        options.data = DataChoice::Flickr30k(PathBuf::from("f30k"));
+        options.data = CaptionData::Flickr30k(PathBuf::from("f30k"));
         let err = options.synth().unwrap_err().to_string();
         assert!(
             err.contains("train_scenes") && err.contains("f30k"),

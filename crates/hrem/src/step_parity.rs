@@ -34,7 +34,7 @@ use crate::data::TextTokenizer;
 use crate::error::HremError;
 use crate::model::HremModel;
 use crate::relation::Connections;
-use crate::reproduce::{DataChoice, preset_config, synth_config};
+use crate::reproduce::{CaptionData, preset_config, synth_config};
 use crate::train::{HremTask, StepInputs, step_loss, trainer_config};
 
 /// Uniform numbers written per step, per caption of the batch: a step draws one per positive
@@ -67,7 +67,7 @@ fn io(path: &Path, e: impl std::fmt::Display) -> HremError {
 /// feed-forward width (= the embedding), no dropout or augmentation, relations from the first
 /// step, Fusion, and the released code's fragment slots and sampler arithmetic.
 pub fn parity_config(preset: Preset, region_dim: usize, relations: bool) -> HremConfig {
-    let mut c = preset_config(preset, &DataChoice::SynthCaptions, region_dim, None);
+    let mut c = preset_config(preset, &CaptionData::SynthCaptions, region_dim, None);
     c.encoder.ff = c.encoder.embed;
     c.encoder.dropout = 0.0;
     c.region_drop = 0.0;
@@ -699,7 +699,7 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
 fn skeleton(config: &HremConfig, vocab: &Vocab, device: &Device) -> HremModel {
     let tokenizer = TextTokenizer::Vocab(vocab.clone());
     config
-        .init_model(&tokenizer, false, device)
+        .init(&tokenizer, false, device)
         .expect("a BiGRU model builds without files")
 }
 

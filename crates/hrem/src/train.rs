@@ -6,7 +6,6 @@
 //! selected on the dev split's rSum, never on test.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -14,9 +13,8 @@ use relata_dataset::rng::SeededRng;
 use relata_dataset::{BatchComposer, EpochSampler, PrecompSplit};
 use relata_metrics::{KMeansConfig, kmeans};
 use relata_train::{
-    EpochContext, EpochRecord, FitOptions, Goal, Loss, LrSchedule, OptimizerConfig, OptimizerKind,
-    PhaseConfig, Selection, StepContext, TrainError, TrainTask, Trainer, TrainerConfig, Verbosity,
-    seed_device,
+    EpochContext, FitOptions, Goal, Loss, LrSchedule, OptimizerConfig, OptimizerKind, PhaseConfig,
+    Selection, StepContext, TrainError, TrainTask, Trained, TrainerConfig, Verbosity, fit_task,
 };
 
 use crate::config::HremConfig;
@@ -300,6 +298,7 @@ impl TrainTask for HremTask<'_> {
 
 /// The scaffold's configuration: one phase, AdamW (BERT at `bert_lr_factor`), global-norm
 /// clip, lr × 0.1 at the milestones, selection on the dev rSum when there is a dev split.
+#[doc(hidden)] // public for the tests that drive the scaffold with a task of their own
 pub fn trainer_config(config: &HremConfig, has_dev: bool, verbosity: Verbosity) -> TrainerConfig {
     let mut adamw = OptimizerConfig::new(
         "adamw",
@@ -329,21 +328,16 @@ pub fn trainer_config(config: &HremConfig, has_dev: bool, verbosity: Verbosity) 
     t
 }
 
-/// A trained model and where its run lives.
-pub struct TrainedHrem {
-    /// The selected model (best dev rSum; the last one without a dev split), inference mode.
-    pub model: HremModel,
-    /// The caption tokeniser it was trained with.
+/// What HREM's `fit` returns beside the model.
+pub struct HremExtra {
+    /// The caption tokeniser the model was trained with (embedding captions needs it).
     pub tokenizer: TextTokenizer,
-    /// The run directory (`model/` holds the saved encoders once the run is complete).
-    pub run_dir: PathBuf,
-    /// Per-epoch records.
-    pub epochs: Vec<EpochRecord>,
-    /// Whether every epoch ran.
-    pub completed: bool,
-    /// Wall-clock seconds of this invocation.
-    pub seconds: f64,
 }
+
+/// A trained HREM model — the selected one (best dev rSum; the last one without a dev split),
+/// in inference mode — with its tokeniser. `model/` in the run directory holds the saved
+/// encoders once the run is complete.
+pub type TrainedHrem = Trained<HremModel, HremExtra>;
 
 /// Trains HREM (or the baseline, `relations = false`) on `train`, selecting on `dev`, on
 /// `device` (plain; autodiff is added here). A completed run saves `model/`.
@@ -355,35 +349,28 @@ pub fn fit(
     options: &FitOptions,
 ) -> Result<TrainedHrem, HremError> {
     config.check()?;
+    if let Some(weights) = &options.weights {
+        return Err(HremError::Config(format!(
+            "backbone weights ({}) do not apply to HREM: its images arrive as precomputed region \
+             features; a BERT text encoder comes from the configuration's checkpoint directory",
+            weights.display()
+        )));
+    }
     let tokenizer = config.tokenizer(train.captions.iter().map(String::as_str))?;
-    let autodiff = device.clone().autodiff();
-    let config_json = serde_json::to_value(config)
-        .map_err(|e| HremError::Config(format!("serialising the configuration: {e}")))?;
-    let run = relata_train::RunDir::open(&options.run, &config_json)?;
-    let run_dir = run.path().to_path_buf();
-    seed_device(&autodiff, config.seed);
-    let model = config.init_model(&tokenizer, true, &autodiff)?;
-    let mut task = HremTask::new(config.clone(), train, dev, &tokenizer)?;
-    let mut trainer = Trainer::new(
-        trainer_config(config, dev.is_some(), options.verbosity),
-        &autodiff,
-        run,
-    )?;
-    if let Some(n) = options.stop_after_epochs {
-        trainer = trainer.stop_after_epochs(n);
+    let trainer = trainer_config(config, dev.is_some(), options.verbosity);
+    let fitted = fit_task(config, trainer, device, options, |autodiff| {
+        let model = config.init(&tokenizer, true, autodiff)?;
+        Ok::<_, HremError>((
+            HremTask::new(config.clone(), train, dev, &tokenizer)?,
+            model,
+        ))
+    })?;
+    let model = fitted.outcome.selected().clone().valid();
+    if fitted.outcome.completed {
+        model.save(config, &tokenizer, &fitted.run_dir.join("model"))?;
     }
-    let outcome = trainer.fit(&mut task, model)?;
-    let model = outcome.selected().clone().valid();
-    if outcome.completed {
-        model.save(config, &tokenizer, &run_dir.join("model"))?;
-    }
-    drop(task);
-    Ok(TrainedHrem {
-        model,
-        tokenizer,
-        run_dir,
-        epochs: outcome.epochs,
-        completed: outcome.completed,
-        seconds: outcome.seconds,
-    })
+    let trained = fitted.trained(model, ());
+    // The task borrows the tokeniser; the tokeniser goes out once the run is done with.
+    drop(fitted);
+    Ok(trained.with_extra(HremExtra { tokenizer }))
 }

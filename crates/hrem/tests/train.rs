@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 use relata_dataset::{PrecompDataset, PrecompSplit};
 use relata_hrem::config::{Interaction, RelationConfig, TextEncoderKind};
 use relata_hrem::relation::RelevanceMlp;
-use relata_hrem::reproduce::{DataChoice, preset_config, synth_config};
+use relata_hrem::reproduce::{CaptionData, preset_config, synth_config};
 use relata_hrem::train::trainer_config;
 use relata_hrem::training::{Clock, NamedOptimizer, RunOptions, Verbosity};
 use relata_hrem::{FitOptions, HremConfig, HremModel, TrainedHrem, embed_split, evaluate, fit};
@@ -26,6 +26,7 @@ fn options(root: &Path, name: &str) -> FitOptions {
         run: RunOptions::new("hrem", "synth-captions").with_dir(root.join(name)),
         verbosity: Verbosity::Quiet,
         stop_after_epochs: None,
+        weights: None,
     }
 }
 
@@ -35,7 +36,7 @@ fn train_run(config: &HremConfig, train: &PrecompSplit, root: &Path) -> TrainedH
 }
 
 fn smoke(dim: usize) -> HremConfig {
-    preset_config(Preset::Smoke, &DataChoice::SynthCaptions, dim, None)
+    preset_config(Preset::Smoke, &CaptionData::SynthCaptions, dim, None)
 }
 
 /// With relations on (after a 10-step warm-up), a stopped and resumed run ends with the same
@@ -79,8 +80,8 @@ fn resume_is_exact_with_relations_on() {
         last.loss.contains_key("cross") && last.loss.contains_key("reg"),
         "{last:?}"
     );
-    let a = embed_split(&whole.model, &whole.tokenizer, test, &device).unwrap();
-    let b = embed_split(&resumed.model, &resumed.tokenizer, test, &device).unwrap();
+    let a = embed_split(&whole.model, &whole.extra.tokenizer, test, &device).unwrap();
+    let b = embed_split(&resumed.model, &resumed.extra.tokenizer, test, &device).unwrap();
     assert_eq!(a, b);
 }
 
@@ -103,7 +104,7 @@ fn saved_model_loads_back() {
     );
     assert_eq!(loaded_config.encoder, config.encoder);
     assert_eq!(
-        embed_split(&trained.model, &trained.tokenizer, test, &device).unwrap(),
+        embed_split(&trained.model, &trained.extra.tokenizer, test, &device).unwrap(),
         embed_split(&model, &tokenizer, test, &device).unwrap()
     );
     let e = HremModel::load(&root.path().join("nowhere"), &device)
@@ -124,7 +125,7 @@ fn learns_on_synth_captions() {
     let device = Device::flex();
     let config = smoke(train.dim).with_relations(false);
     let untrained = config
-        .init_model(
+        .init(
             &config
                 .tokenizer(train.captions.iter().map(String::as_str))
                 .unwrap(),
@@ -138,7 +139,14 @@ fn learns_on_synth_captions() {
     let before = evaluate(&untrained, &tokenizer, test, None, &device).unwrap();
     let config = config.with_epochs(12).with_lr_milestones(vec![9]);
     let trained = train_run(&config, train, root.path());
-    let after = evaluate(&trained.model, &trained.tokenizer, test, None, &device).unwrap();
+    let after = evaluate(
+        &trained.model,
+        &trained.extra.tokenizer,
+        test,
+        None,
+        &device,
+    )
+    .unwrap();
     assert!(
         after.rsum > before.rsum + 60.0 && after.rsum > 250.0,
         "rSum {:.1} → {:.1}",
@@ -183,7 +191,7 @@ fn bert_text_encoder_trains_and_reloads() {
     let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
     let config = preset_config(
         Preset::Smoke,
-        &DataChoice::SynthCaptions,
+        &CaptionData::SynthCaptions,
         train.dim,
         Some(&bert_dir()),
     )
@@ -193,7 +201,7 @@ fn bert_text_encoder_trains_and_reloads() {
     let trained = train_run(&config, train, root.path());
     let (model, _, tokenizer) = HremModel::load(&trained.run_dir.join("model"), &device).unwrap();
     assert_eq!(
-        embed_split(&trained.model, &trained.tokenizer, test, &device).unwrap(),
+        embed_split(&trained.model, &trained.extra.tokenizer, test, &device).unwrap(),
         embed_split(&model, &tokenizer, test, &device).unwrap()
     );
     // A missing checkpoint directory names what is missing.
@@ -248,7 +256,7 @@ fn relevance_mlps_are_two_sets_of_parameters() {
     let device = Device::flex().autodiff();
     let config = smoke(16);
     let tokenizer = config.tokenizer(["a red cube"]).unwrap();
-    let model = config.init_model(&tokenizer, false, &device).unwrap();
+    let model = config.init(&tokenizer, false, &device).unwrap();
     let before = model.relation.clone().unwrap();
     let q = Tensor::<3>::ones([2, 3, config.relation.top_k], &device);
     let loss = model.relation.as_ref().unwrap().i2t.forward(q).sum();
@@ -290,7 +298,7 @@ fn relevance_mlps_train_independently() {
     let tokenizer = config
         .tokenizer(train.captions.iter().map(String::as_str))
         .unwrap();
-    let initial = config.init_model(&tokenizer, true, &autodiff).unwrap();
+    let initial = config.init(&tokenizer, true, &autodiff).unwrap();
     let initial = initial.relation.unwrap();
     assert_eq!(weights(&initial.t2i), weights(&initial.i2t));
 

@@ -95,7 +95,7 @@ pub struct IslConfig {
     #[config(default = 200)]
     pub knn_k: usize,
     /// Seed.
-    #[config(default = 42)]
+    #[config(default = "relata_train::DEFAULT_SEED")]
     pub seed: u64,
 }
 

@@ -18,4 +18,7 @@ pub enum IslError {
     /// From the training scaffold.
     #[error(transparent)]
     Train(#[from] relata_train::TrainError),
+    /// From the backbone crate (weight import).
+    #[error(transparent)]
+    Backbone(#[from] relata_backbone::BackboneError),
 }

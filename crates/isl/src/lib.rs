@@ -40,11 +40,12 @@
 //!     .with_max_mining_epochs(1).with_batch_size(16);
 //!
 //! let runs = std::env::temp_dir().join(format!("relata-isl-doc-{}", std::process::id()));
-//! let run = RunOptions::new("isl", "synth-fine").with_runs_root(&runs);
-//! let trained = fit(&config, train, test, &Pipeline::isl_test(), &device, &run,
-//!     Verbosity::Quiet, None)?;
+//! let mut options = FitOptions::new("isl", "synth-fine");
+//! options.run = RunOptions::new("isl", "synth-fine").with_runs_root(&runs);
+//! options.verbosity = Verbosity::Quiet;
+//! let trained = fit(&config, train, test, &device, &options)?;
 //! println!("kNN top-1 {:.1}% after round 0, {:.1}% at the end",
-//!     trained.round0.map_or(f64::NAN, |e| e.knn_top1), trained.last.knn_top1);
+//!     trained.extra.round0.map_or(f64::NAN, |e| e.knn_top1), trained.extra.last.knn_top1);
 //!
 //! // The run saved its encoder; load it back and embed three test images.
 //! let (net, config) = IslNet::load(&trained.run_dir.join("encoder"), &device)?;
@@ -77,7 +78,8 @@ pub use memory::MemoryBank;
 pub use mining::{MiningConfig, Proposal, apply_proposals, mine_batch};
 pub use model::{IslModel, IslNet};
 pub use positives::{MiningReport, PositiveSets};
-pub use train::{IslTask, TrainedIsl, fit};
+pub use relata_train::{FitOptions, Trained};
+pub use train::{IslExtra, IslTask, TrainedIsl, fit, test_pipeline};
 
 /// Backends and datasets a downstream crate needs, re-exported so that depending on
 /// `relata-isl` alone is enough.

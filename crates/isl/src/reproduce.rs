@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
-use relata_dataset::{Format, ImageDataset, Pipeline, ReadOptions, SynthFineConfig, Transform};
-use relata_train::{Results, RunDir, RunOptions, RunSettings};
+use relata_dataset::{ImageDataset, ReadOptions, SynthFineConfig};
+use relata_train::{FitOptions, Results, RunDir, RunOptions, RunSettings};
 use serde_json::{Map, Value, json};
 
 use crate::config::{GanStop, IslConfig};
@@ -17,6 +17,7 @@ use crate::gan::GanConfig;
 use crate::mining::MiningConfig;
 use crate::train::fit;
 
+pub use relata_dataset::DataChoice;
 pub use relata_train::Preset;
 
 /// Everything `reproduce isl` takes.
@@ -24,8 +25,8 @@ pub use relata_train::Preset;
 pub struct ReproduceOptions {
     /// Preset.
     pub preset: Preset,
-    /// `None`: synth-fine; else a format (cifar10, cifar100, svhn, imagefolder) and its root.
-    pub data: Option<(Format, PathBuf)>,
+    /// Data: synth-fine, or cifar10, cifar100, svhn, imagefolder and its root.
+    pub data: DataChoice,
     /// Override the preset's backbone epochs per round.
     pub epochs: Option<usize>,
     /// Override the number of mining rounds.
@@ -39,16 +40,16 @@ impl ReproduceOptions {
     pub fn new(preset: Preset) -> Self {
         Self {
             preset,
-            data: None,
+            data: DataChoice::SynthFine,
             epochs: None,
             rounds: None,
-            settings: RunSettings::new(42),
+            settings: RunSettings::default(),
         }
     }
 
     /// The dataset name in paths and results.
     pub fn dataset(&self) -> &'static str {
-        self.data.as_ref().map_or("synth-fine", |(f, _)| f.name())
+        self.data.name()
     }
 }
 
@@ -134,7 +135,7 @@ pub struct ReproduceOutcome {
 }
 
 fn load(options: &ReproduceOptions) -> Result<ImageDataset, IslError> {
-    match &options.data {
+    match options.data.real() {
         None => Ok(synth_config(options.preset, options.settings.seed)
             .generate()?
             .dataset),
@@ -158,46 +159,29 @@ pub fn reproduce(
     if let Some(r) = options.rounds {
         config.rounds = r;
     }
-    // The test transform: normalisation, after resizing when the images are not the training
-    // size (synth-fine at 64 px for a 32 px model, ImageFolder).
-    let mut test_pipeline = Pipeline::isl_test();
-    let size = train
-        .first()
-        .map(|s| s.image.dimensions())
-        .transpose()?
-        .unwrap_or((config.image_size, config.image_size));
-    if size != (config.image_size, config.image_size) {
-        test_pipeline.transforms.insert(
-            0,
-            Transform::ResizeExact {
-                width: config.image_size,
-                height: config.image_size,
-            },
-        );
-    }
     let run = options.settings.top_run("isl", options.dataset());
-    let trained = fit(
-        &config,
-        train,
-        test,
-        &test_pipeline,
-        device,
-        &run,
-        options.settings.verbosity,
-        None,
-    )?;
+    let fit_options = FitOptions {
+        run,
+        verbosity: options.settings.verbosity,
+        stop_after_epochs: None,
+        weights: None,
+    };
+    let trained = fit(&config, train, test, device, &fit_options)?;
     let mut rows = Vec::new();
-    if let Some(r0) = &trained.round0 {
+    if let Some(r0) = &trained.extra.round0 {
         rows.push(row("baseline", r0));
     }
     // The full row says how much was mined and how well (hidden labels): without mined pairs,
     // "full" is only longer instance discrimination.
-    let mut full = row("full", &trained.last);
+    let mut full = row("full", &trained.extra.last);
     full.insert(
         "mined_per_instance".into(),
-        json!(trained.mining.mined_per_instance),
+        json!(trained.extra.mining.mined_per_instance),
     );
-    full.insert("mining_precision".into(), json!(trained.mining.precision));
+    full.insert(
+        "mining_precision".into(),
+        json!(trained.extra.mining.precision),
+    );
     rows.push(full);
     let results = Results {
         method: "isl".into(),

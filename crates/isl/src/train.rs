@@ -10,8 +10,9 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Pipeline, Sample, Transform};
 use relata_train::{
-    EpochContext, EpochRecord, Loss, LrSchedule, OptimizerConfig, OptimizerKind, PhaseConfig,
-    PhaseControl, ScheduleClock, StepContext, TrainError, TrainTask, TrainerConfig, Verbosity,
+    EpochContext, EpochRecord, FitOptions, Loss, LrSchedule, OptimizerConfig, OptimizerKind,
+    PhaseConfig, PhaseControl, ScheduleClock, StepContext, TrainError, TrainTask, Trained,
+    TrainerConfig, Verbosity, fit_task,
 };
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +93,7 @@ pub fn phases(config: &IslConfig) -> Vec<PhaseConfig> {
 }
 
 /// The scaffold configuration: SGD for the encoder (cosine per phase), Adam for G and for D.
+#[doc(hidden)] // public for the tests that drive the scaffold with a task of their own
 pub fn trainer_config(config: &IslConfig, verbosity: Verbosity) -> TrainerConfig {
     let sgd = OptimizerConfig::new(
         "sgd",
@@ -524,71 +526,74 @@ impl From<IslError> for TrainError {
     }
 }
 
-/// A trained ISL model and its evaluations.
-pub struct TrainedIsl {
-    /// The model after the last phase, in inference mode.
-    pub model: IslModel,
+/// What ISL's `fit` returns beside the model: its evaluations and what it mined.
+pub struct IslExtra {
     /// After round 0 (instance discrimination alone): the baseline.
     pub round0: Option<IslEval>,
     /// After the last round.
     pub last: IslEval,
     /// Mined positives at the end, with their precision against the hidden labels.
     pub mining: crate::positives::MiningReport,
-    /// The run directory (`encoder/` in it holds the trained encoder once every phase ran).
-    pub run_dir: std::path::PathBuf,
-    /// Per-epoch records.
-    pub epochs: Vec<EpochRecord>,
-    /// Whether every phase ran.
-    pub completed: bool,
 }
 
-/// Trains ISL on `train` (labels hidden) and evaluates on `test`; `device` is a plain device.
-#[allow(clippy::too_many_arguments)]
+/// A trained ISL model (after the last phase, in inference mode) and its evaluations;
+/// `encoder/` in the run directory holds the trained encoder once every phase ran.
+pub type TrainedIsl = Trained<IslModel, IslExtra>;
+
+/// The transform the kNN evaluation applies to `train`'s and the test split's images:
+/// normalisation, after resizing to the model's input size when the images have another size
+/// (synth-fine at 64 px for a 32 px model, an image folder).
+pub fn test_pipeline(config: &IslConfig, train: &[Sample]) -> Result<Pipeline, IslError> {
+    let mut pipeline = Pipeline::isl_test();
+    let size = train
+        .first()
+        .map(|s| s.image.dimensions())
+        .transpose()?
+        .unwrap_or((config.image_size, config.image_size));
+    if size != (config.image_size, config.image_size) {
+        pipeline.transforms.insert(
+            0,
+            Transform::ResizeExact {
+                width: config.image_size,
+                height: config.image_size,
+            },
+        );
+    }
+    Ok(pipeline)
+}
+
+/// Trains ISL on `train` (labels hidden) and evaluates it by kNN on `test` (with
+/// [`test_pipeline`]); `device` is a plain device (autodiff is added here). The backbone starts
+/// from `options.weights` when given.
 pub fn fit(
     config: &IslConfig,
     train: &[Sample],
     test: &[Sample],
-    test_pipeline: &Pipeline,
     device: &Device,
-    run: &relata_train::RunOptions,
-    verbosity: Verbosity,
-    stop_after_epochs: Option<usize>,
+    options: &FitOptions,
 ) -> Result<TrainedIsl, IslError> {
     config.check()?;
-    let autodiff = device.clone().autodiff();
-    let json = serde_json::to_value(config)
-        .map_err(|e| IslError::Config(format!("serialising the configuration: {e}")))?;
-    let run_dir = relata_train::RunDir::open(run, &json)?;
-    let path = run_dir.path().to_path_buf();
-    relata_train::seed_device(&autodiff, config.seed);
-    let model = config.init(&autodiff);
-    let mut task = IslTask::new(
-        config.clone(),
-        train,
-        test,
-        test_pipeline.clone(),
-        &autodiff,
-    )?;
-    let mut trainer =
-        relata_train::Trainer::new(trainer_config(config, verbosity), &autodiff, run_dir)?;
-    if let Some(n) = stop_after_epochs {
-        trainer = trainer.stop_after_epochs(n);
+    let pipeline = test_pipeline(config, train)?;
+    let trainer = trainer_config(config, options.verbosity);
+    let fitted = fit_task(config, trainer, device, options, |autodiff| {
+        let mut model = config.init(autodiff);
+        if let Some(weights) = &options.weights {
+            relata_backbone::import_state_dict(&mut model.net.backbone, weights, &["fc."])?;
+        }
+        let task = IslTask::new(config.clone(), train, test, pipeline.clone(), autodiff)?;
+        Ok::<_, IslError>((task, model))
+    })?;
+    let model = fitted.outcome.model.clone().valid();
+    if fitted.outcome.completed {
+        model.net.save(config, &fitted.run_dir.join("encoder"))?;
     }
-    let outcome = trainer.fit(&mut task, model)?;
-    let model = outcome.model.valid();
-    if outcome.completed {
-        model.net.save(config, &path.join("encoder"))?;
-    }
-    let last = evaluate(&model.net, train, test, test_pipeline, config, device)?;
-    Ok(TrainedIsl {
-        mining: task.sets.report(&task.labels),
-        round0: task.round0,
+    let last = evaluate(&model.net, train, test, &pipeline, config, device)?;
+    let extra = IslExtra {
+        mining: fitted.task.sets.report(&fitted.task.labels),
+        round0: fitted.task.round0,
         last,
-        model,
-        run_dir: path,
-        epochs: outcome.epochs,
-        completed: outcome.completed,
-    })
+    };
+    Ok(fitted.trained(model, extra))
 }
 
 #[cfg(test)]

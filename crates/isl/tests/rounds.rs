@@ -8,7 +8,8 @@ use relata_dataset::{ImageDataset, Pipeline};
 use relata_isl::reproduce::{Preset, synth_config};
 use relata_isl::train::trainer_config;
 use relata_isl::{
-    GanConfig, GanStop, IslConfig, IslNet, IslTask, MiningConfig, TrainedIsl, evaluate, fit,
+    FitOptions, GanConfig, GanStop, IslConfig, IslNet, IslTask, MiningConfig, TrainedIsl, evaluate,
+    fit,
 };
 use relata_train::{RunOptions, Verbosity};
 
@@ -54,17 +55,13 @@ fn run(tiny: &Tiny, options: &RunOptions, stop_after: Option<usize>) -> TrainedI
         tiny.data.split("train").unwrap(),
         tiny.data.split("test").unwrap(),
     );
-    fit(
-        &tiny.config,
-        train,
-        test,
-        &tiny.test_pipeline,
-        &Device::flex(),
-        options,
-        Verbosity::Quiet,
-        stop_after,
-    )
-    .unwrap()
+    let options = FitOptions {
+        run: options.clone(),
+        verbosity: Verbosity::Quiet,
+        stop_after_epochs: stop_after,
+        weights: None,
+    };
+    fit(&tiny.config, train, test, &Device::flex(), &options).unwrap()
 }
 
 #[test]
@@ -83,9 +80,9 @@ fn a_round_of_backbone_gan_and_mining() {
     let backbone = &trained.epochs[0];
     assert!(backbone.loss["inst"].is_finite() && backbone.loss["hard"] >= 0.0);
     // With the threshold and radius lowered every anchor mines: the sets grew.
-    assert!(trained.mining.pairs > 0, "{:?}", trained.mining);
-    let round0 = trained.round0.expect("round-0 evaluation");
-    for e in [round0, trained.last] {
+    assert!(trained.extra.mining.pairs > 0, "{:?}", trained.extra.mining);
+    let round0 = trained.extra.round0.expect("round-0 evaluation");
+    for e in [round0, trained.extra.last] {
         assert!((0.0..=100.0).contains(&e.knn_top1));
         assert!((0.0..=1.0).contains(&e.acc) && e.nmi.is_finite() && e.ari.is_finite());
     }
@@ -126,7 +123,7 @@ fn mining_patience_ends_a_barren_phase() {
         assert_eq!(e.loss["above_threshold"], 0.0);
         assert!(e.loss["mean_score"] < 1.0 && e.loss["proxy_nearest_cosine"].is_finite());
     }
-    assert_eq!(trained.mining.pairs, 0);
+    assert_eq!(trained.extra.mining.pairs, 0);
 }
 
 /// Interrupted in the GAN phase and resumed, a run ends exactly where an uninterrupted one does:
@@ -163,9 +160,9 @@ fn resume_mid_round_is_exact() {
             .collect()
     };
     assert_eq!(losses(&whole), losses(&resumed));
-    assert_eq!(whole.mining, resumed.mining);
-    assert_eq!(whole.round0, resumed.round0);
-    assert_eq!(whole.last, resumed.last);
+    assert_eq!(whole.extra.mining, resumed.extra.mining);
+    assert_eq!(whole.extra.round0, resumed.extra.round0);
+    assert_eq!(whole.extra.last, resumed.extra.last);
     // The exported encoders are the same network.
     let device = Device::flex();
     let (a, _) = IslNet::load(&whole.run_dir.join("encoder"), &device).unwrap();

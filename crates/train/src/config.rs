@@ -68,7 +68,7 @@ pub struct TrainerConfig {
     /// Optimisers; the first is the default one of `StepContext::minimize`.
     pub optimizers: Vec<OptimizerConfig>,
     /// Seed of every random stream (sampling, augmentation, backend RNG).
-    #[config(default = 42)]
+    #[config(default = "crate::DEFAULT_SEED")]
     pub seed: u64,
     /// Run the evaluator every this many epochs (0: never); it also runs after the last epoch.
     #[config(default = 1)]

@@ -1,10 +1,19 @@
-//! What a method's `fit` takes besides its configuration and data, and what it returns: the
-//! run directory options, progress display and an optional early stop (resume later).
+//! The edges every method's `fit` shares: what it takes besides its configuration and data
+//! ([`FitOptions`]), how it opens a run ([`fit_task`]) and what it returns ([`Trained`]).
 
 use std::path::PathBuf;
 
-use crate::config::Verbosity;
-use crate::run::{EpochRecord, RunOptions};
+use burn::tensor::Device;
+use serde::Serialize;
+
+use crate::config::{TrainerConfig, Verbosity};
+use crate::error::TrainError;
+use crate::run::{EpochRecord, RunDir, RunOptions};
+use crate::trainer::{FitOutcome, TrainTask, Trainer, seed_device};
+
+/// The seed of every library default and of the command line (`cargo xtask reproduce`), so that
+/// a library run with default settings reproduces the CLI's.
+pub const DEFAULT_SEED: u64 = 42;
 
 /// How a method's `fit` reports and where it writes.
 #[derive(Debug, Clone)]
@@ -15,6 +24,10 @@ pub struct FitOptions {
     pub verbosity: Verbosity,
     /// Stop after this many epochs of this invocation (resume later).
     pub stop_after_epochs: Option<usize>,
+    /// Weights for the method's image backbone to start from (a torchvision ResNet state dict,
+    /// `.pth` / `.safetensors`; its `fc.` is left out). CMBH, CSRMS and ISL take them; HREM,
+    /// whose images arrive as region features, refuses them.
+    pub weights: Option<PathBuf>,
 }
 
 impl FitOptions {
@@ -24,12 +37,20 @@ impl FitOptions {
             run: RunOptions::new(method, dataset),
             verbosity: Verbosity::Auto,
             stop_after_epochs: None,
+            weights: None,
         }
+    }
+
+    /// These options with backbone `weights` to start from.
+    pub fn with_weights(mut self, weights: impl Into<PathBuf>) -> Self {
+        self.weights = Some(weights.into());
+        self
     }
 }
 
-/// A trained model and where its run lives.
-pub struct Trained<M> {
+/// A trained model, where its run lives, and what the method returns beside it (`X`: HREM's
+/// tokeniser, ISL's evaluations; nothing for CMBH and CSRMS).
+pub struct Trained<M, X = ()> {
     /// The model after the last epoch (or the selected one), in inference mode.
     pub model: M,
     /// The run directory (checkpoints, curves, metrics.jsonl, the saved model when complete).
@@ -40,6 +61,82 @@ pub struct Trained<M> {
     pub completed: bool,
     /// Wall-clock seconds of this invocation.
     pub seconds: f64,
+    /// The method's own results beside the model.
+    pub extra: X,
+}
+
+impl<M, X> Trained<M, X> {
+    /// The same run with `extra` beside the model instead.
+    pub fn with_extra<Y>(self, extra: Y) -> Trained<M, Y> {
+        Trained {
+            model: self.model,
+            run_dir: self.run_dir,
+            epochs: self.epochs,
+            completed: self.completed,
+            seconds: self.seconds,
+            extra,
+        }
+    }
+}
+
+/// A run opened and trained by [`fit_task`]: the scaffold's outcome, the task after training
+/// (for what a method reads back from it) and the run directory.
+pub struct Fitted<T: TrainTask> {
+    /// What [`Trainer::fit`] returned.
+    pub outcome: FitOutcome<T::Model>,
+    /// The task, after its last epoch.
+    pub task: T,
+    /// The run directory.
+    pub run_dir: PathBuf,
+}
+
+impl<T: TrainTask> Fitted<T> {
+    /// [`Trained`] with `model` (the outcome's, as the method chose it) and `extra`.
+    pub fn trained<M, X>(&self, model: M, extra: X) -> Trained<M, X> {
+        Trained {
+            model,
+            run_dir: self.run_dir.clone(),
+            epochs: self.outcome.epochs.clone(),
+            completed: self.outcome.completed,
+            seconds: self.outcome.seconds,
+            extra,
+        }
+    }
+}
+
+/// The opening and the loop every method's `fit` shares: opens (or resumes) the run directory
+/// with `config` recorded in it, seeds the backend with the trainer's seed, lets `build` make
+/// the task and the model on the autodiff device (after seeding, so that initial weights are
+/// the seed's), and trains with `trainer`, stopping early where `options` say. `device` is a
+/// plain device; autodiff is added here.
+pub fn fit_task<T, E>(
+    config: &impl Serialize,
+    trainer: TrainerConfig,
+    device: &Device,
+    options: &FitOptions,
+    build: impl FnOnce(&Device) -> Result<(T, T::Model), E>,
+) -> Result<Fitted<T>, E>
+where
+    T: TrainTask,
+    E: From<TrainError>,
+{
+    let autodiff = device.clone().autodiff();
+    let config_json = serde_json::to_value(config)
+        .map_err(|e| TrainError::Config(format!("serialising the configuration: {e}")))?;
+    let run = RunDir::open(&options.run, &config_json)?;
+    let run_dir = run.path().to_path_buf();
+    seed_device(&autodiff, trainer.seed);
+    let (mut task, model) = build(&autodiff)?;
+    let mut trainer = Trainer::new(trainer.with_verbosity(options.verbosity), &autodiff, run)?;
+    if let Some(n) = options.stop_after_epochs {
+        trainer = trainer.stop_after_epochs(n);
+    }
+    let outcome = trainer.fit(&mut task, model)?;
+    Ok(Fitted {
+        outcome,
+        task,
+        run_dir,
+    })
 }
 
 /// What every reproduction takes besides its method's own options: the seed, the runs root,
@@ -56,6 +153,14 @@ pub struct RunSettings {
     pub overwrite: bool,
     /// Progress display.
     pub verbosity: Verbosity,
+}
+
+impl Default for RunSettings {
+    /// A new run under `runs/` with [`DEFAULT_SEED`] (the command line's default), automatic
+    /// progress display.
+    fn default() -> Self {
+        Self::new(DEFAULT_SEED)
+    }
 }
 
 impl RunSettings {
@@ -98,6 +203,7 @@ impl RunSettings {
                 .with_overwrite(self.overwrite),
             verbosity: self.verbosity,
             stop_after_epochs: None,
+            weights: None,
         }
     }
 }

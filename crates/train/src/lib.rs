@@ -6,7 +6,8 @@
 //! - [`optim`] and [`schedule`]: burn's optimisers with per-group learning rates, schedules as
 //!   pure functions of progress, global-norm gradient clipping;
 //! - [`checkpoint`]: atomic, checksummed checkpoint directories;
-//! - [`fit`]: what a method's `fit` takes ([`FitOptions`]) and returns ([`Trained`]);
+//! - [`fit`]: what a method's `fit` takes ([`FitOptions`]), its opening ([`fit_task`]) and what
+//!   it returns ([`Trained`]);
 //! - [`export`]: a trained model as `<stem>.json` + `<stem>.bpk`, with loaders that name the file
 //!   at fault;
 //! - [`run`]: run directories, `metrics.jsonl` / `metrics.json` / `report.md`;
@@ -32,7 +33,7 @@ pub mod trainer;
 pub use config::{Goal, PhaseConfig, Selection, TrainerConfig, Verbosity};
 pub use device::{DeviceChoice, DeviceError, compiled_devices, select_device};
 pub use error::TrainError;
-pub use fit::{FitOptions, RunSettings, Trained};
+pub use fit::{DEFAULT_SEED, FitOptions, Fitted, RunSettings, Trained, fit_task};
 pub use optim::{LrGroup, NamedOptimizer, OptimizerConfig, OptimizerKind, clip_global_norm};
 pub use preset::Preset;
 /// The deterministic random streams live in relata-dataset (samplers and augmentation need them).
