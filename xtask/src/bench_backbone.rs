@@ -1,4 +1,4 @@
-//! `cargo xtask bench backbone` (issue 5, point 7): ResNet-18/50 forward and forward+backward
+//! `cargo xtask bench backbone`: ResNet-18/50 forward and forward+backward
 //! at batch 16 on every CPU backend this build has (`flex`; `tch` when xtask is built with
 //! `--features tch`), beside PyTorch CPU with the same thread count, in one run. Best of `reps`
 //! after one warm-up, each side, over several rounds ([`best_over_rounds`]); the ratios are

@@ -1,4 +1,4 @@
-//! `cargo xtask bench data` (issue 4, point 7): the image pipeline's throughput against
+//! `cargo xtask bench data`: the image pipeline's throughput against
 //! torchvision's, on the same JPEG files, in one run.
 //!
 //! Files: `n` JPEGs of 500×375 (quality 90, the size of a typical CUB image), rendered from

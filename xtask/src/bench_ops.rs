@@ -1,4 +1,4 @@
-//! `cargo xtask bench ops` (issue 5, point 7: "profile by op"): the layers a ResNet-18 training
+//! `cargo xtask bench ops` ("profile by op"): the layers a ResNet-18 training
 //! step is made of, one at a time, at the shapes of a 112×112 batch of 16 — convolutions of the
 //! stem and of each stage, batch norm (inference mode forward, training mode forward +
 //! backward), max pool, ReLU — forward and forward +

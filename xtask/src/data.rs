@@ -1,4 +1,4 @@
-//! `cargo xtask data inspect|synth` and `cargo xtask fixtures` (issue 4, points 5 and 6).
+//! `cargo xtask data inspect|synth` and `cargo xtask fixtures`.
 
 use std::path::{Path, PathBuf};
 

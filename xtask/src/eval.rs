@@ -1,4 +1,4 @@
-//! `cargo xtask eval map|recall|knn|cluster`: the stable evaluation contract of design §7.
+//! `cargo xtask eval map|recall|knn|cluster`: the stable evaluation contract (docs/design.md, Evaluation contract).
 //! NumPy `.npy` files in, one JSON object on stdout. The work is `relata_metrics::eval`.
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! `cargo xtask features` (issue 5, point 6): feature extraction a user can script, and the
+//! `cargo xtask features`: feature extraction a user can script, and the
 //! black-box contract for parity checks: `.npy` in (N×3×H×W float32, already normalised),
 //! `.npy` out (the chosen stage's output, float32).
 

@@ -1,8 +1,8 @@
-//! `cargo xtask`: relata's orchestration entry point (design §2).
+//! `cargo xtask`: relata's orchestration entry point (docs/design.md, Workspace).
 //!
 //! Subcommands are added only once they work end to end: `ci` (the full check CI runs),
 //! `devices` (which backends this build has, and whether the chosen one comes up), `eval`
-//! (the metrics contract of design §7), `bench` (side-by-side comparisons), `data` (inspect a
+//! (the metrics contract (docs/design.md, Evaluation contract)), `bench` (side-by-side comparisons), `data` (inspect a
 //! dataset on disk, export an embedded one) and `fixtures`.
 
 mod bench;
@@ -33,7 +33,7 @@ enum Command {
     Ci(ci::CiArgs),
     /// Side-by-side benchmarks against the reference implementations (FAISS, numpy, PyTorch).
     Bench(bench::BenchArgs),
-    /// Evaluate saved outputs: `.npy` in, one JSON object out (design §7).
+    /// Evaluate saved outputs: `.npy` in, one JSON object out (docs/design.md, Evaluation contract).
     #[command(subcommand)]
     Eval(eval::EvalCommand),
     /// Inspect datasets on disk and export the embedded ones (`data inspect`, `data synth`).

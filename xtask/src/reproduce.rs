@@ -487,7 +487,10 @@ mod tests {
     #[test]
     fn library_and_cli_default_to_one_seed() {
         use relata_train::{DEFAULT_SEED, Preset};
-        let cli = Common::try_parse_from(["reproduce"]).unwrap().common.settings();
+        let cli = Common::try_parse_from(["reproduce"])
+            .unwrap()
+            .common
+            .settings();
         assert_eq!(cli.seed, DEFAULT_SEED);
         let library = [
             relata_cmbh::reproduce::ReproduceOptions::new(Preset::Default).settings,

@@ -1,5 +1,5 @@
 //! `cargo xtask eval` as a user runs it: the binary, `.npy` fixtures in, one JSON object out,
-//! and a non-zero exit with the offending file named on bad input (design §7).
+//! and a non-zero exit with the offending file named on bad input (docs/design.md, Evaluation contract).
 
 use std::path::PathBuf;
 use std::process::Command;

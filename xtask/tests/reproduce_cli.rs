@@ -328,8 +328,8 @@ fn hrem_smoke_then_search_both_ways() {
     );
     let metrics = read_metrics(&dir);
     assert_eq!(metrics["rows"][1], full_row);
-    // HREM trained alone is HREM trained after the baseline: the check of issue 8 trains the
-    // two side by side.
+    // HREM trained alone is HREM trained after the baseline (a reproduction trains the two one
+    // after the other in one process: nothing of the first may leak into the second).
     let after_baseline = tempfile::tempdir().unwrap();
     let (_, _, plain) = smoke("hrem", &sized, after_baseline.path());
     assert_eq!(read_metrics(&plain)["rows"], metrics["rows"]);

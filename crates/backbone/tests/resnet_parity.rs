@@ -1,4 +1,4 @@
-//! ResNet parity with PyTorch/torchvision (issue 5, point 5): random-weight torchvision
+//! ResNet parity with PyTorch/torchvision: random-weight torchvision
 //! ResNets (small base width) saved with `torch.save(state_dict)` by
 //! `fixtures/backbone/make_resnet.py`, loaded here through `import_state_dict`; every stage's
 //! output in eval mode, the pooled vector and the logits within 1e-4 relative, and one

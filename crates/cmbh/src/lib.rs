@@ -2,7 +2,7 @@
 //! fine-grained image retrieval. A hash code says how well an image matches k learned
 //! characteristic vectors (C-vectors) per class; cross-layer fusion and multi-region crops
 //! shape those vectors in training only, so inference is backbone-to-stage-l → N_sub-l →
-//! cosine matching → hash head → sign. Spec: `shared/specs/cmbh.md`; usage: `docs/cmbh.md`.
+//! cosine matching → hash head → sign. Usage and design choices: `docs/cmbh.md`.
 //!
 //! | file | what | paper |
 //! | --- | --- | --- |

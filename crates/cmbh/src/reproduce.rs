@@ -1,6 +1,6 @@
 //! `cargo xtask reproduce cmbh` as a library call: presets, datasets, one training run per
 //! (variant, bits), evaluation, the encoder + Hamming index saved per run, and the results table
-//! (design §5) with the paper's Table 2 / Table 4 numbers beside the measured ones.
+//! (docs/design.md, Training and results) with the paper's Table 2 / Table 4 numbers beside the measured ones.
 //!
 //! Layout: `<out>/cmbh/<dataset>/<time>/` holds `config.json`, `metrics.json`, `report.md`, and
 //! one sub-directory per run, `<variant>-<bits>bits/` (checkpoints, curves, `encoder/`,

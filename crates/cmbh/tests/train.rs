@@ -88,8 +88,8 @@ fn train_and_map(
 /// is well above random codes (measured 2026-11-26: 0.296 — seeds 0.199, 0.320, 0.370 — against
 /// 0.188; over seeds 0–7 the mean is 0.315, and seeds 0 and 5 stay at random-code level).
 ///
-/// It no longer compares the full model with the B-only ablation: on 144 images that gap is
-/// seed noise. Over seeds 0–7 B-only scored 0.306 and B+L 0.308 against the full model's 0.315;
+/// It does not compare the full model with the B-only ablation: on 144 images that gap is seed
+/// noise. Over seeds 0–7 B-only scored 0.306 and B+L 0.308 against the full model's 0.315;
 /// over seeds 3–10 the gap was 0.015 with relata's batch-norm kernels and 0.022 with burn's.
 /// Seeds 0–2 had shown 0.368 against 0.237 with burn's batch norm, which was a lucky draw (details in
 /// docs/cmbh.md). The comparison is made on the default preset in

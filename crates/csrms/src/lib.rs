@@ -2,7 +2,7 @@
 //! and smoothing for supervised visual representations. Training features are clustered
 //! offline (Fuzzy ART), class-level relations are read off the clusters, batches are sampled
 //! along them, and a GCN over each batch's sub-graph regularises the representation.
-//! Spec: `shared/specs/csrms.md`; usage: `docs/csrms.md`.
+//! Usage and design choices: `docs/csrms.md`.
 //!
 //! | file | what | spec section |
 //! | --- | --- | --- |

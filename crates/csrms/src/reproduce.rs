@@ -1,5 +1,5 @@
 //! `cargo xtask reproduce csrms` as a library call: presets, data, the CE baseline and CSRMS
-//! trained with the same backbone, epochs, data and seed, and the results table (design §5).
+//! trained with the same backbone, epochs, data and seed, and the results table (docs/design.md, Training and results).
 //!
 //! Layout: `runs/csrms/<dataset>/<time>/{baseline,full}/` (each a training run with its
 //! checkpoints, curves and `model/`), `metrics.json` and `report.md` at the top.

@@ -1,5 +1,5 @@
 //! relata-dataset: dataset formats, the image pipeline, samplers and the embedded synthetic
-//! datasets (design §4).
+//! datasets (docs/design.md, Data).
 //!
 //! - [`formats`]: readers for CUB-200-2011, FGVC-Aircraft, Food-101, NABirds, VegFru,
 //!   CIFAR-10/100 (binary), SVHN (format 2), ImageFolder and SCAN precomp features;

@@ -1,4 +1,4 @@
-//! Batch composition (issue 4, point 3): which sample indices make up each batch of an epoch.
+//! Batch composition: which sample indices make up each batch of an epoch.
 //!
 //! [`BatchComposer`] is the hook: the epoch sampler and the class-balanced P×K sampler
 //! implement it, and a method with its own batch structure (CSRMS's anchors + positives +

@@ -1,4 +1,4 @@
-//! The image pipeline (issue 4, point 2): decode → geometric transforms on 8-bit RGB →
+//! The image pipeline: decode → geometric transforms on 8-bit RGB →
 //! normalise into CHW `f32`, with torchvision's semantics and every random choice drawn from a
 //! per-sample stream `SeededRng::derive(seed, [epoch, sample])`, so a batch is the same
 //! whichever thread prepares which image.

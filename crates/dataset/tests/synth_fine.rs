@@ -1,4 +1,4 @@
-//! `synth-fine` is genuinely fine-grained (issue 4, point 4): a linear classifier on raw pixels
+//! `synth-fine` is genuinely fine-grained: a linear classifier on raw pixels
 //! reaches clearly less accuracy than the same classifier on the true attributes, and sibling
 //! classes (same family) are closer in pixel space than classes of different families.
 //!

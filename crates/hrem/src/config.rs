@@ -41,8 +41,8 @@ pub enum Interaction {
     Standalone,
 }
 
-/// Which fragment slots the fragment scores read (spec "Instance-level relation modelling";
-/// `shared/notes/official-code.md`, "Cross-modal scores").
+/// Which fragment slots the fragment scores read (the paper's instance-level relation
+/// modelling, and what the released code reads: docs/hrem.md, Design choices).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FragmentSlots {

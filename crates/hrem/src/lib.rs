@@ -2,7 +2,7 @@
 //! modelling. Region features and captions are embedded into one space; during training a
 //! relation module lets the embeddings of a batch's images and captions attend to each other
 //! along learned connections and relevance, while inference stays a dot product of the two
-//! encoders' outputs. Spec: `shared/specs/hrem.md`; usage: `docs/hrem.md`.
+//! encoders' outputs. Usage and design choices: `docs/hrem.md`.
 //!
 //! | file | what | spec section |
 //! | --- | --- | --- |

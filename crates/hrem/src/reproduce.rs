@@ -1,7 +1,7 @@
 //! `cargo xtask reproduce hrem` as a library call: presets, data (the embedded
 //! `synth-captions`, written in the SCAN precomp layout and read back by the real loader, or a
 //! Flickr30K / COCO precomp directory), the baseline (encoders + L_tri(v, u) only) and HREM,
-//! each selected on dev and evaluated on test, and the results table (design §5) with the
+//! each selected on dev and evaluated on test, and the results table (docs/design.md, Training and results) with the
 //! released checkpoints' numbers beside the measured ones on real data.
 //!
 //! Layout: `runs/hrem/<dataset>/<time>/{baseline,full}/` (each a training run with `model/`),

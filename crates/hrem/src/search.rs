@@ -80,7 +80,7 @@ impl SearchRun {
 
     fn top_k(scores: Vec<f32>, k: usize) -> Vec<(usize, f32)> {
         let mut order: Vec<usize> = (0..scores.len()).collect();
-        // Ties by index, ascending (design §7).
+        // Ties by index, ascending (docs/design.md, Evaluation contract).
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
         order.into_iter().take(k).map(|i| (i, scores[i])).collect()
     }

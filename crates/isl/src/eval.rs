@@ -11,7 +11,7 @@ use crate::config::IslConfig;
 use crate::error::IslError;
 use crate::model::IslNet;
 
-/// The five reported numbers (kNN in percent, clustering as fractions — design §7).
+/// The five reported numbers (kNN in percent, clustering as fractions — docs/design.md, Evaluation contract).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct IslEval {
     /// Weighted kNN top-1, %.

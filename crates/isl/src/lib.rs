@@ -1,6 +1,6 @@
 //! relata-isl: ISL (Wang et al., ICCV 2021), instance similarity learning for unsupervised
 //! features. A memory bank and instance discrimination are extended with positives mined by a
-//! GAN on the feature manifold, round after round. Spec: `shared/specs/isl.md`; usage:
+//! GAN on the feature manifold, round after round. Usage and design choices:
 //! `docs/isl.md`.
 //!
 //! | file | what | spec section |

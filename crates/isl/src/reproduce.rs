@@ -1,5 +1,5 @@
 //! `cargo xtask reproduce isl` as a library call: presets, data (labels hidden from training),
-//! one run, the results table (design §5) with the round-0 baseline beside the last round.
+//! one run, the results table (docs/design.md, Training and results) with the round-0 baseline beside the last round.
 
 use std::path::PathBuf;
 use std::time::Instant;

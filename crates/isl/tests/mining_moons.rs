@@ -1,4 +1,4 @@
-//! Mining on a toy manifold (issue 10, point 6): two interleaved half-moons, lifted onto the
+//! Mining on a toy manifold: two interleaved half-moons, lifted onto the
 //! unit sphere, serve as memory bank and (slightly perturbed) anchor features. A GAN trained on
 //! them as in ISL's GAN phase — own memory entry as positive, hardest of random non-members as
 //! negative, D and G alternating with Adam — proposes proxies whose neighbourhoods are mined. The

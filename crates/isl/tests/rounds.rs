@@ -262,7 +262,7 @@ fn round0_knn(tiny: &Tiny, oracle: bool, seed: u64) -> f64 {
 /// find (L₁ over same-class instances, L₂ towards the least similar one), six epochs lift the
 /// test kNN above instance discrimination's.
 ///
-/// Ignored since 2026-11-25: it measured noise. On 64 images the embedding stays close to one
+/// Ignored: it measures noise. On 64 images the embedding stays close to one
 /// direction either way (pairwise cosine ≈ 0.98 in the features and in the memory bank), and
 /// the test split has 32 images, 3.1 points each. Its first five seeds gave 35.0% vs 25.0%
 /// with burn's `conv2d`; seeds 5–9 do not follow (ten seeds: 31.9% vs 27.2%), and with

@@ -1,4 +1,4 @@
-//! Binary codes packed into `u64` words (design §6).
+//! Binary codes packed into `u64` words (docs/design.md, Retrieval).
 //!
 //! Bit `j` of a code lives in word `j / 64` at bit position `j % 64`; bits past `bits` in the
 //! last word are always zero, so Hamming distance is a plain popcount of the XOR of all words,

@@ -1,4 +1,4 @@
-//! The evaluation contract of design §7: `.npy` files in, one JSON object out.
+//! The evaluation contract (docs/design.md, Evaluation contract): `.npy` files in, one JSON object out.
 //!
 //! `cargo xtask eval <metric>` is a thin wrapper over these functions, so the contract is
 //! tested here without spawning processes. Every input error names the offending file.

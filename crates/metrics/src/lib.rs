@@ -7,7 +7,7 @@
 //! - Image–text R@K, median/mean rank, rSum and the COCO 5-fold 1K protocol ([`recall`]).
 //! - Weighted kNN (ISL) ([`knn`]), clustering ACC/NMI/ARI ([`cluster`]) and top-k
 //!   classification accuracy ([`classify`]).
-//! - `.npy` reading and the `cargo xtask eval` JSON contract of design §7 ([`eval`]).
+//! - `.npy` reading and the `cargo xtask eval` JSON contract (docs/design.md, Evaluation contract) ([`eval`]).
 //!
 //! Units follow the papers: mAP, ACC, NMI, ARI are fractions; recalls, rSum and kNN/top-k
 //! accuracies are percentages. Ties always rank by index.

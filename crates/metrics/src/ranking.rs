@@ -1,4 +1,4 @@
-//! Full Hamming ranking of a database for one query (design §6).
+//! Full Hamming ranking of a database for one query (docs/design.md, Retrieval).
 //!
 //! Distances are small integers (0..=bits), so the ranking is a counting sort: one pass builds
 //! a histogram of distances, a prefix sum turns it into bucket starts, a second pass scatters

@@ -1,4 +1,4 @@
-//! Run-time device choice (design §3).
+//! Run-time device choice (docs/design.md, Backends).
 //!
 //! burn 0.22 erases the backend from the type system: the backend is whatever the [`Device`]
 //! passed to `init` says, and Cargo features decide which constructors exist. relata never calls

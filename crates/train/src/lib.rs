@@ -1,4 +1,4 @@
-//! relata-train: the one training scaffold shared by relata's four methods (design §5).
+//! relata-train: the one training scaffold shared by relata's four methods (docs/design.md, Training and results).
 //!
 //! - [`device`]: the run-time device choice (`--device` / `BURN_DEVICE`);
 //! - [`trainer`]: the loop — phases of epochs over a method's [`TrainTask`], hooks, NaN guard,

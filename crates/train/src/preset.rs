@@ -1,11 +1,11 @@
-//! The reproduction presets every method's `reproduce` offers (design §5): what each preset
+//! The reproduction presets every method's `reproduce` offers (docs/design.md, Training and results): what each preset
 //! means is the method's business (its `preset_config`), the names and their parsing are shared.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 
-/// Reproduction presets (design §5).
+/// Reproduction presets (docs/design.md, Training and results).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {

@@ -1,4 +1,4 @@
-//! Run directories: `runs/<method>/<dataset>/<time>/` (design §5).
+//! Run directories: `runs/<method>/<dataset>/<time>/` (docs/design.md, Training and results).
 //!
 //! A run directory holds `config.json` (the method's full configuration), `metrics.jsonl` (one
 //! [`EpochRecord`] per epoch), `metrics.json` (the final [`Results`], one schema for all
@@ -103,7 +103,7 @@ pub struct EpochRecord {
     pub extra: BTreeMap<String, f64>,
 }
 
-/// `metrics.json`: the final results, one schema for every method (design §5).
+/// `metrics.json`: the final results, one schema for every method (docs/design.md, Training and results).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Results {
     /// Method name.

@@ -1,4 +1,4 @@
-//! The training loop every method runs (design §5): phases of epochs over a method's
+//! The training loop every method runs (docs/design.md, Training and results): phases of epochs over a method's
 //! [`TrainTask`], with hooks, schedules, the NaN guard, checkpoints, resume, evaluation and
 //! reporting.
 //!

@@ -1,4 +1,4 @@
-//! Backend smoke test (issue 2): the same backend-erased model code trains on every compiled
+//! Backend smoke test: the same backend-erased model code trains on every compiled
 //! backend.
 //!
 //! A tiny conv net (conv → BN → ReLU → 2×2 average pool → linear) is initialised once on `flex`;

@@ -1,4 +1,4 @@
-//! The training scaffold end to end on a toy classifier (issue 6, point 7): the loss falls,
+//! The training scaffold end to end on a toy classifier: the loss falls,
 //! a run stopped after epoch 2 of 4 and resumed ends with exactly the metrics of an
 //! uninterrupted run, a NaN loss stops the run naming the step, term and last good checkpoint,
 //! a checkpoint truncated mid-write is detected and the previous one used; plus per-group

@@ -1,4 +1,4 @@
-//! Readers for the official on-disk layouts (issue 4, point 1).
+//! Readers for the official on-disk layouts.
 //!
 //! Each reader returns an [`ImageDataset`] with the format's official train/test split. Text
 //! lists are parsed strictly: a missing file, a line that does not parse, a count that does not

@@ -1,4 +1,4 @@
-//! `synth-captions`: an embedded image–text dataset (design §4), written in the SCAN precomp
+//! `synth-captions`: an embedded image–text dataset (docs/design.md, Data), written in the SCAN precomp
 //! layout and read back through [`PrecompDataset`], the reader real data goes through.
 //!
 //! A scene holds 2–4 objects, each a (shape, colour, size, position). Its "region features"

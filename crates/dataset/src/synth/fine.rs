@@ -1,4 +1,4 @@
-//! `synth-fine`: an embedded fine-grained image dataset (design §4).
+//! `synth-fine`: an embedded fine-grained image dataset (docs/design.md, Data).
 //!
 //! Classes come in *families*. A family fixes an object's build — body proportions, head
 //! placement, tail shape, two body colours — so sibling classes share most of their

@@ -1,4 +1,4 @@
-//! The embedded datasets (design §4): generated deterministically from a seed, no files needed.
+//! The embedded datasets (docs/design.md, Data): generated deterministically from a seed, no files needed.
 
 pub mod captions;
 pub mod fine;
