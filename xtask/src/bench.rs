@@ -136,87 +136,94 @@ fn json_path(args: &BenchArgs, root: &Path, suite: &str) -> PathBuf {
     )
 }
 
-fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
-    let script = root.join("benches/python/metrics_reference.py");
-    let work = std::env::temp_dir().join(format!("relata-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let w = work.to_str().context("temp dir is not UTF-8")?;
-    let threads = rayon::current_num_threads();
-    let mut rows: Vec<Value> = Vec::new();
-    let kernel = relata_metrics::hamming::kernel();
-    eprintln!(
-        "popcount kernel: {} ({threads} rayon threads)",
-        kernel.name()
-    );
+/// The metrics suite's shared state: the arguments, the reference script, a scratch directory
+/// for the `.npy` files both sides read, and the thread count.
+struct MetricsBench<'a> {
+    args: &'a BenchArgs,
+    script: PathBuf,
+    work: PathBuf,
+    w: String,
+    threads: usize,
+}
 
-    // 1. Exhaustive exact top-k, 64-bit codes, single thread, vs FAISS IndexBinaryFlat.
-    let (n_db, n_q, k) = if args.quick {
-        (200_000, 200, 100)
-    } else {
-        (1_000_000, 1_000, 100)
-    };
-    let mut rng = Rng(0x5EED_1234_ABCD_0001);
-    let db_bytes: Vec<u8> = (0..n_db * 8).map(|_| rng.next() as u8).collect();
-    let q_bytes: Vec<u8> = (0..n_q * 8).map(|_| rng.next() as u8).collect();
-    write_npy(work.join("topk_db.npy"), &[n_db, 8], &db_bytes)?;
-    write_npy(work.join("topk_q.npy"), &[n_q, 8], &q_bytes)?;
-    let index = HammingIndex::new(PackedCodes::from_packbits(&db_bytes, n_db, 64)?)?;
-    let queries = PackedCodes::from_packbits(&q_bytes, n_q, 64)?;
-    eprintln!("top-k: {n_q} queries × {n_db} codes, k = {k} ...");
-    let (t_single, single) = best_of(3, || {
-        (0..n_q)
-            .map(|i| index.search(queries.code(i), k))
-            .collect::<Result<Vec<_>, _>>()
-    });
-    let single = single?;
-    let (t_batch1, _) = best_of(3, || single_thread(|| index.search_batch(&queries, k)));
-    let (t_batch, batch) = best_of(3, || index.search_batch(&queries, k));
-    ensure!(
-        batch? == single,
-        "batched search disagrees with single-query search"
-    );
-    let faiss = python(
-        &args.python,
-        &script,
-        &["faiss-topk", w, &k.to_string()],
-        NUMPY_FAISS,
-    )?;
-    let faiss_s = faiss["seconds"].as_f64().context("faiss seconds")?;
-    let faiss_dist = NpyArray::read(work.join("faiss_dist.npy"))?.to_i64()?;
-    let ours: Vec<i64> = single
-        .iter()
-        .flat_map(|r| r.distances.iter().map(|&d| d as i64))
-        .collect();
-    ensure!(ours == faiss_dist, "top-k distances differ from FAISS");
-    let per_q = |s: f64| 1e3 * s / n_q as f64;
-    let per_code = |s: f64| 1e9 * s / (n_q as f64 * n_db as f64);
-    rows.push(json!({
-        "case": format!("Hamming top-{k}, 64-bit, {n_db} codes, 1 thread"),
-        "relata": format!("{:.3} ms/query ({:.2} ns/code)", per_q(t_single), per_code(t_single)),
-        "reference": format!("FAISS IndexBinaryFlat {:.3} ms/query", per_q(faiss_s)),
-        "speedup": faiss_s / t_single,
-    }));
-    rows.push(json!({
-        "case": format!("Hamming top-{k}, batched (groups of {}), 1 thread", relata_metrics::index::QUERY_GROUP),
-        "relata": format!("{:.3} ms/query ({:.3} ns/code)", per_q(t_batch1), per_code(t_batch1)),
-        "reference": format!("FAISS IndexBinaryFlat {:.3} ms/query", per_q(faiss_s)),
-        "speedup": faiss_s / t_batch1,
-    }));
-    rows.push(json!({
-        "case": format!("Hamming top-{k}, batched, {threads} threads"),
-        "relata": format!("{:.3} ms/query ({:.3} ns/code)", per_q(t_batch), per_code(t_batch)),
-        "reference": format!("FAISS IndexBinaryFlat 1 thread {:.3} ms/query", per_q(faiss_s)),
-        "speedup": faiss_s / t_batch,
-    }));
+impl MetricsBench<'_> {
+    /// Exhaustive exact top-k over 64-bit codes (one query at a time, batched on one thread,
+    /// batched on every thread) against FAISS `IndexBinaryFlat`; three rows.
+    fn topk(&self) -> Result<Vec<Value>> {
+        let mut rows = Vec::new();
+        let (n_db, n_q, k) = if self.args.quick {
+            (200_000, 200, 100)
+        } else {
+            (1_000_000, 1_000, 100)
+        };
+        let mut rng = Rng(0x5EED_1234_ABCD_0001);
+        let db_bytes: Vec<u8> = (0..n_db * 8).map(|_| rng.next() as u8).collect();
+        let q_bytes: Vec<u8> = (0..n_q * 8).map(|_| rng.next() as u8).collect();
+        write_npy(self.work.join("topk_db.npy"), &[n_db, 8], &db_bytes)?;
+        write_npy(self.work.join("topk_q.npy"), &[n_q, 8], &q_bytes)?;
+        let index = HammingIndex::new(PackedCodes::from_packbits(&db_bytes, n_db, 64)?)?;
+        let queries = PackedCodes::from_packbits(&q_bytes, n_q, 64)?;
+        eprintln!("top-k: {n_q} queries × {n_db} codes, k = {k} ...");
+        let (t_single, single) = best_of(3, || {
+            (0..n_q)
+                .map(|i| index.search(queries.code(i), k))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let single = single?;
+        let (t_batch1, _) = best_of(3, || single_thread(|| index.search_batch(&queries, k)));
+        let (t_batch, batch) = best_of(3, || index.search_batch(&queries, k));
+        ensure!(
+            batch? == single,
+            "batched search disagrees with single-query search"
+        );
+        let faiss = python(
+            &self.args.python,
+            &self.script,
+            &["faiss-topk", &self.w, &k.to_string()],
+            NUMPY_FAISS,
+        )?;
+        let faiss_s = faiss["seconds"].as_f64().context("faiss seconds")?;
+        let faiss_dist = NpyArray::read(self.work.join("faiss_dist.npy"))?.to_i64()?;
+        let ours: Vec<i64> = single
+            .iter()
+            .flat_map(|r| r.distances.iter().map(|&d| d as i64))
+            .collect();
+        ensure!(ours == faiss_dist, "top-k distances differ from FAISS");
+        let per_q = |s: f64| 1e3 * s / n_q as f64;
+        let per_code = |s: f64| 1e9 * s / (n_q as f64 * n_db as f64);
+        rows.push(json!({
+            "case": format!("Hamming top-{k}, 64-bit, {n_db} codes, 1 thread"),
+            "relata": format!("{:.3} ms/query ({:.2} ns/code)", per_q(t_single), per_code(t_single)),
+            "reference": format!("FAISS IndexBinaryFlat {:.3} ms/query", per_q(faiss_s)),
+            "speedup": faiss_s / t_single,
+        }));
+        rows.push(json!({
+            "case": format!("Hamming top-{k}, batched (groups of {}), 1 thread", relata_metrics::index::QUERY_GROUP),
+            "relata": format!("{:.3} ms/query ({:.3} ns/code)", per_q(t_batch1), per_code(t_batch1)),
+            "reference": format!("FAISS IndexBinaryFlat {:.3} ms/query", per_q(faiss_s)),
+            "speedup": faiss_s / t_batch1,
+        }));
+        rows.push(json!({
+            "case": format!("Hamming top-{k}, batched, {} threads", self.threads),
+            "relata": format!("{:.3} ms/query ({:.3} ns/code)", per_q(t_batch), per_code(t_batch)),
+            "reference": format!("FAISS IndexBinaryFlat 1 thread {:.3} ms/query", per_q(faiss_s)),
+            "speedup": faiss_s / t_batch,
+        }));
 
-    // 2. mAP@all at CUB and VegFru sizes vs the per-query vectorised numpy protocol.
-    let mut map_case = |name: &str,
-                        nq: usize,
-                        nd: usize,
-                        classes: usize,
-                        bits: usize,
-                        ref_q: usize|
-     -> Result<()> {
+        Ok(rows)
+    }
+
+    /// mAP@all of `nq` queries against `nd` codes of `bits` bits in `classes` classes, against
+    /// the per-query vectorised numpy protocol (timed on `ref_q` queries and scaled).
+    fn map_case(
+        &self,
+        name: &str,
+        nq: usize,
+        nd: usize,
+        classes: usize,
+        bits: usize,
+        ref_q: usize,
+    ) -> Result<Value> {
         let mut rng = Rng(0xC0DE ^ (bits as u64) << 8 ^ nq as u64);
         let centers: Vec<u8> = (0..classes * bits)
             .map(|_| (rng.next() & 1) as u8)
@@ -235,10 +242,10 @@ fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
         };
         let (qc, ql) = make(nq);
         let (dc, dl) = make(nd);
-        write_npy(work.join("map_q.npy"), &[nq, bits], &qc)?;
-        write_npy(work.join("map_d.npy"), &[nd, bits], &dc)?;
-        write_npy(work.join("map_ql.npy"), &[nq], &ql)?;
-        write_npy(work.join("map_dl.npy"), &[nd], &dl)?;
+        write_npy(self.work.join("map_q.npy"), &[nq, bits], &qc)?;
+        write_npy(self.work.join("map_d.npy"), &[nd, bits], &dc)?;
+        write_npy(self.work.join("map_ql.npy"), &[nq], &ql)?;
+        write_npy(self.work.join("map_dl.npy"), &[nd], &dl)?;
         let q = PackedCodes::from_values(&qc, bits)?;
         let d = PackedCodes::from_values(&dc, bits)?;
         let (ql, dl) = (Labels::single(ql), Labels::single(dl));
@@ -253,9 +260,9 @@ fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
         });
         let sub = ref_q.min(nq);
         let reference = python(
-            &args.python,
-            &script,
-            &["numpy-map", w, &sub.to_string()],
+            &self.args.python,
+            &self.script,
+            &["numpy-map", &self.w, &sub.to_string()],
             NUMPY_FAISS,
         )?;
         let ref_s =
@@ -280,53 +287,83 @@ fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
         } else {
             String::new()
         };
-        rows.push(json!({
+        Ok(json!({
             "case": format!("mAP@all {name} ({nq} × {nd}, {bits} bits)"),
-            "relata": format!("{:.4} s ({threads} threads), {:.4} s (1 thread); mAP {:.4}", t_ours, t_ours1, m.map),
+            "relata": format!("{:.4} s ({} threads), {:.4} s (1 thread); mAP {:.4}", self.threads, t_ours, t_ours1, m.map),
             "reference": format!("numpy {:.2} s{scaled}", ref_s),
             "speedup": ref_s / t_ours,
-        }));
-        Ok(())
+        }))
+    }
+
+    /// Image–text R@K on COCO-5K-sized similarities against the VSE numpy evaluator.
+    fn recall(&self) -> Result<Value> {
+        let n_img = if self.args.quick { 1000 } else { 5000 };
+        let mut rng = Rng(0xFEED_5000);
+        let sims: Vec<f32> = (0..n_img * n_img * 5)
+            .map(|i| {
+                let (img, cap) = (i / (5 * n_img), i % (5 * n_img));
+                let noise = (rng.next() >> 40) as f32 / (1u64 << 24) as f32;
+                noise + if cap / 5 == img { 0.3 } else { 0.0 }
+            })
+            .collect();
+        write_npy(
+            self.work.join("recall_sims.npy"),
+            &[n_img, 5 * n_img],
+            &sims,
+        )?;
+        eprintln!("R@K: {n_img} × {} ...", 5 * n_img);
+        let (t_ours, r) = best_of(3, || recall_at_k(&sims, n_img, 5));
+        let r = r?;
+        let reference = python(
+            &self.args.python,
+            &self.script,
+            &["numpy-recall", &self.w],
+            NUMPY_FAISS,
+        )?;
+        let ref_s = reference["seconds"].as_f64().context("numpy seconds")?;
+        ensure!(
+            (reference["i2t_r1"].as_f64().unwrap_or(-1.0) - r.i2t.r1).abs() < 1e-9
+                && (reference["t2i_r1"].as_f64().unwrap_or(-1.0) - r.t2i.r1).abs() < 1e-9,
+            "R@1 differs from numpy: {reference} vs {r:?}"
+        );
+        Ok(json!({
+            "case": format!("R@K, {n_img} images × {} captions", 5 * n_img),
+            "relata": format!("{:.3} s ({} threads); rSum {:.1}", self.threads, t_ours, r.rsum),
+            "reference": format!("numpy (VSE evaluator) {:.2} s", ref_s),
+            "speedup": ref_s / t_ours,
+        }))
+    }
+}
+
+fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
+    let work = std::env::temp_dir().join(format!("relata-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let bench = MetricsBench {
+        args,
+        script: root.join("benches/python/metrics_reference.py"),
+        w: work.to_str().context("temp dir is not UTF-8")?.to_string(),
+        work,
+        threads: rayon::current_num_threads(),
     };
+    let kernel = relata_metrics::hamming::kernel();
+    eprintln!(
+        "popcount kernel: {} ({} rayon threads)",
+        kernel.name(),
+        bench.threads
+    );
+    let mut rows = bench.topk()?;
     let cub_ref = if args.quick { 300 } else { 5794 };
     for bits in [12, 32, 48] {
-        map_case("CUB", 5794, 5994, 200, bits, cub_ref)?;
+        rows.push(bench.map_case("CUB", 5794, 5994, 200, bits, cub_ref)?);
     }
-    if args.quick {
-        map_case("VegFru/10", 11_693, 29_200, 292, 48, 200)?;
+    rows.push(if args.quick {
+        bench.map_case("VegFru/10", 11_693, 29_200, 292, 48, 200)?
     } else {
-        map_case("VegFru", 116_931, 29_200, 292, 48, 1000)?;
-    }
+        bench.map_case("VegFru", 116_931, 29_200, 292, 48, 1000)?
+    });
+    rows.push(bench.recall()?);
 
-    // 3. Image–text R@K on COCO 5K-sized similarities vs the VSE numpy evaluator.
-    let n_img = if args.quick { 1000 } else { 5000 };
-    let mut rng = Rng(0xFEED_5000);
-    let sims: Vec<f32> = (0..n_img * n_img * 5)
-        .map(|i| {
-            let (img, cap) = (i / (5 * n_img), i % (5 * n_img));
-            let noise = (rng.next() >> 40) as f32 / (1u64 << 24) as f32;
-            noise + if cap / 5 == img { 0.3 } else { 0.0 }
-        })
-        .collect();
-    write_npy(work.join("recall_sims.npy"), &[n_img, 5 * n_img], &sims)?;
-    eprintln!("R@K: {n_img} × {} ...", 5 * n_img);
-    let (t_ours, r) = best_of(3, || recall_at_k(&sims, n_img, 5));
-    let r = r?;
-    let reference = python(&args.python, &script, &["numpy-recall", w], NUMPY_FAISS)?;
-    let ref_s = reference["seconds"].as_f64().context("numpy seconds")?;
-    ensure!(
-        (reference["i2t_r1"].as_f64().unwrap_or(-1.0) - r.i2t.r1).abs() < 1e-9
-            && (reference["t2i_r1"].as_f64().unwrap_or(-1.0) - r.t2i.r1).abs() < 1e-9,
-        "R@1 differs from numpy: {reference} vs {r:?}"
-    );
-    rows.push(json!({
-        "case": format!("R@K, {n_img} images × {} captions", 5 * n_img),
-        "relata": format!("{:.3} s ({threads} threads); rSum {:.1}", t_ours, r.rsum),
-        "reference": format!("numpy (VSE evaluator) {:.2} s", ref_s),
-        "speedup": ref_s / t_ours,
-    }));
-
-    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&bench.work);
     println!("| case | relata | reference | speed-up |\n| --- | --- | --- | --- |");
     for row in &rows {
         println!(
@@ -347,7 +384,7 @@ fn metrics(args: &BenchArgs, root: &Path) -> Result<()> {
             "suite": "metrics",
             "quick": args.quick,
             "kernel": kernel.name(),
-            "threads": threads,
+            "threads": bench.threads,
             "rows": rows,
         }))?,
     )?;

@@ -45,7 +45,69 @@ fn smoke(method: &str, args: &[&str], root: &Path) -> (String, String, PathBuf) 
     let (ok, out, err) = xtask(&all);
     assert!(ok, "{err}");
     let dir = run_dir(&out);
+    // One-epoch runs (`--epochs 1`, on the format fixtures) have no curve to check.
+    if !args.windows(2).any(|w| w == ["--epochs", "1"]) {
+        assert_losses_fall(&dir);
+    }
     (out, err, dir)
+}
+
+/// Every training run under `dir` learned: in each phase of two or more epochs, the epoch mean
+/// of its objective — `total`, or the one term of a single-term phase (`cls`, `tri`) — is lower
+/// at the phase's last epoch than at its first. Adversarial (GAN) and mining phases, which have
+/// no objective that must fall, are not checked. Asserts that at least one phase was.
+fn assert_losses_fall(dir: &Path) {
+    let mut checked = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.file_name().is_none_or(|n| n != "metrics.jsonl") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let records: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let mut phases: Vec<(String, Vec<&serde_json::Value>)> = Vec::new();
+            for r in &records {
+                let phase = r["phase"].as_str().unwrap().to_string();
+                match phases.last_mut() {
+                    Some((p, rs)) if *p == phase => rs.push(&r["loss"]),
+                    _ => phases.push((phase, vec![&r["loss"]])),
+                }
+            }
+            for (phase, losses) in phases {
+                let Some(key) = ["total", "cls", "tri"]
+                    .into_iter()
+                    .find(|k| losses.iter().all(|l| l.get(*k).is_some()))
+                else {
+                    continue;
+                };
+                if losses.len() < 2 {
+                    continue;
+                }
+                let value = |l: &serde_json::Value| l[key].as_f64().unwrap();
+                let (first, last) = (value(losses[0]), value(losses[losses.len() - 1]));
+                assert!(
+                    last < first,
+                    "{}: phase {phase}: {key} {first} → {last} did not fall",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked > 0,
+        "no phase of two epochs or more under {}",
+        dir.display()
+    );
 }
 
 /// A run directory's `metrics.json`.

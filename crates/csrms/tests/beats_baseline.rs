@@ -1,29 +1,34 @@
-//! CSRMS ≥ the CE baseline's test top-1 on synth-fine with the seed fixed: the default
-//! reproduction (about 2.5 minutes on 2 CPU cores since relata's flex kernels, 8 before; not part
-//! of the default test run):
+//! CSRMS against the cross-entropy baseline on synth-fine: the default reproduction at three
+//! seeds (42, the CLI's default, then 1 and 2), the claim on the mean top-1 gain with a margin.
+//! About 2.5 minutes a seed on 2 CPU cores, so not part of the default test run:
 //!
 //! ```text
-//! cargo test -p relata-csrms --test beats_baseline -- --ignored
+//! cargo test -p relata-csrms --test beats_baseline -- --ignored --nocapture
 //! ```
 //!
-//! docs/csrms.md records the measured rows and the spread over seeds.
+//! It prints the per-seed table, the mean and the spread. docs/csrms.md has the current numbers.
 
 use burn::tensor::Device;
 use relata_csrms::reproduce::{ReproduceOptions, reproduce};
-use relata_train::{Preset, RunSettings};
+use relata_train::{Preset, RunSettings, SeedComparison};
+
+/// Top-1 points the mean gain must clear: one test image of the 320 is 0.31 points, and single
+/// seeds have moved by ±6 points with the summation order alone.
+const MARGIN: f64 = 1.0;
 
 #[test]
-#[ignore = "the default reproduction: ~2.5 min on 2 cores"]
-fn csrms_top1_at_least_the_baseline_on_synth_fine() {
-    let root = tempfile::tempdir().unwrap();
-    let mut options = ReproduceOptions::new(Preset::Default);
-    // Seed 42: `cargo xtask reproduce`'s default, the run the docs report.
-    options.settings = RunSettings::lines_in(root.path(), 42);
-    let outcome = reproduce(&options, &Device::flex()).unwrap();
-    let top1 = |variant: &str| outcome.results.metric(variant, "top1").unwrap();
-    let (baseline, full) = (top1("baseline"), top1("full"));
-    assert!(
-        full >= baseline,
-        "CSRMS {full:.2}% < baseline {baseline:.2}%"
-    );
+#[ignore = "the default reproduction at three seeds: ~8 min on 2 cores"]
+fn csrms_top1_above_the_baseline_on_the_mean_of_three_seeds() {
+    let mut comparison = SeedComparison::new("top1");
+    for seed in [42u64, 1, 2] {
+        let root = tempfile::tempdir().unwrap();
+        let mut options = ReproduceOptions::new(Preset::Default);
+        options.settings = RunSettings::lines_in(root.path(), seed);
+        let outcome = reproduce(&options, &Device::flex()).unwrap();
+        let top1 = |variant: &str| outcome.results.metric(variant, "top1").unwrap();
+        comparison.push(seed, top1("baseline"), top1("full"));
+    }
+    let summary = comparison.summary(MARGIN);
+    eprintln!("{summary}");
+    assert!(comparison.holds(MARGIN), "{summary}");
 }

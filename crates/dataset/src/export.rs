@@ -110,261 +110,282 @@ impl FixtureImages {
     }
 }
 
-/// Writes a tiny sample of every supported format under `root` (deterministic).
+/// Writes a tiny sample of every supported format under `root` (deterministic); returns the
+/// formats written.
 #[doc(hidden)] // `cargo xtask data fixtures` regenerates `fixtures/` with it; not a user API
 pub fn write_fixtures(root: &Path) -> Result<Vec<String>, DatasetError> {
+    type Writer = fn(&Path, &FixtureImages) -> Result<(), DatasetError>;
+    const WRITERS: [(&str, Writer); 10] = [
+        ("cub", write_cub),
+        ("nabirds", write_nabirds),
+        ("aircraft", write_aircraft),
+        ("food101", write_food101),
+        ("vegfru", write_vegfru),
+        ("cifar10", write_cifar10),
+        ("cifar100", write_cifar100),
+        ("svhn", write_svhn),
+        ("imagefolder", write_imagefolder),
+        ("precomp", write_precomp),
+    ];
     let imgs = FixtureImages::new()?;
     let mut written = Vec::new();
-    let mut done = |name: &str| written.push(name.to_string());
-
-    // CUB-200-2011: 3 classes × (2 train + 1 test).
-    {
-        let dir = root.join("cub/CUB_200_2011");
-        let names = [
-            "001.Black_footed_Albatross",
-            "002.Laysan_Albatross",
-            "003.Sooty_Albatross",
-        ];
-        let (mut images, mut labels, mut split, mut classes) =
-            (String::new(), String::new(), String::new(), String::new());
-        let mut id = 1;
-        for (c, name) in names.iter().enumerate() {
-            let _ = writeln!(classes, "{} {name}", c + 1);
-            for k in 0..3 {
-                let rel = format!("{name}/{}_{:04}_{k}.jpg", &name[4..], 100 + id);
-                save_image(&imgs.get(id)?, &dir.join("images").join(&rel))?;
-                let _ = writeln!(images, "{id} {rel}");
-                let _ = writeln!(labels, "{id} {}", c + 1);
-                let _ = writeln!(split, "{id} {}", u8::from(k < 2));
-                id += 1;
-            }
-        }
-        write(&dir.join("images.txt"), images)?;
-        write(&dir.join("image_class_labels.txt"), labels)?;
-        write(&dir.join("train_test_split.txt"), split)?;
-        write(&dir.join("classes.txt"), classes)?;
-        done("cub");
+    for (name, write_format) in WRITERS {
+        write_format(root, &imgs)?;
+        written.push(name.to_string());
     }
+    Ok(written)
+}
 
-    // NABirds: a taxonomy with internal nodes (no images) and three leaves with images.
-    {
-        let dir = root.join("nabirds");
-        let taxonomy = [
-            (0, "Birds"),
-            (1, "Perching Birds"),
-            (295, "Blue Jay"),
-            (313, "Northern Cardinal (Adult Male)"),
-            (400, "American Robin"),
-            (401, "Song Sparrow"),
-        ];
-        let leaves = [295u32, 313, 400];
-        let (mut images, mut labels, mut split, mut classes) =
-            (String::new(), String::new(), String::new(), String::new());
-        for (id, name) in taxonomy {
-            let _ = writeln!(classes, "{id} {name}");
-        }
-        let mut n = 0;
-        for &leaf in &leaves {
-            for k in 0..3 {
-                let uuid = format!("{:08x}-0000-4000-8000-{:012x}", 0x1000 + n, n);
-                let rel = format!("{leaf:04}/{uuid}.jpg");
-                save_image(&imgs.get(n + 1)?, &dir.join("images").join(&rel))?;
-                let _ = writeln!(images, "{uuid} {rel}");
-                let _ = writeln!(labels, "{uuid} {leaf}");
-                let _ = writeln!(split, "{uuid} {}", u8::from(k != 1));
-                n += 1;
-            }
-        }
-        write(&dir.join("images.txt"), images)?;
-        write(&dir.join("image_class_labels.txt"), labels)?;
-        write(&dir.join("train_test_split.txt"), split)?;
-        write(&dir.join("classes.txt"), classes)?;
-        done("nabirds");
+/// One CIFAR binary record: the label bytes, then the image's red, green and blue planes.
+fn cifar_record(imgs: &FixtureImages, i: usize, labels: &[u8]) -> Vec<u8> {
+    let img = imgs.raw32(i);
+    let mut r = labels.to_vec();
+    for c in 0..3 {
+        r.extend(img.as_raw().chunks_exact(3).map(|p| p[c]));
     }
+    r
+}
 
-    // FGVC-Aircraft: variant names with spaces and slashes.
-    {
-        let dir = root.join("aircraft/fgvc-aircraft-2013b/data");
-        let variants = ["737-200", "F/A-18", "Cessna 172"];
-        write(&dir.join("variants.txt"), variants.join("\n") + "\n")?;
-        let (mut trainval, mut test) = (String::new(), String::new());
-        let mut n = 0;
-        for v in variants {
-            for k in 0..3 {
-                let id = format!("{:07}", 1_000_000 + n * 137);
-                save_image(
-                    &imgs.get(n + 2)?,
-                    &dir.join("images").join(format!("{id}.jpg")),
-                )?;
-                let list = if k < 2 { &mut trainval } else { &mut test };
-                let _ = writeln!(list, "{id} {v}");
-                n += 1;
-            }
+/// The `cub` fixture. CUB-200-2011: 3 classes × (2 train + 1 test).
+fn write_cub(root: &Path, imgs: &FixtureImages) -> Result<(), DatasetError> {
+    let dir = root.join("cub/CUB_200_2011");
+    let names = [
+        "001.Black_footed_Albatross",
+        "002.Laysan_Albatross",
+        "003.Sooty_Albatross",
+    ];
+    let (mut images, mut labels, mut split, mut classes) =
+        (String::new(), String::new(), String::new(), String::new());
+    let mut id = 1;
+    for (c, name) in names.iter().enumerate() {
+        let _ = writeln!(classes, "{} {name}", c + 1);
+        for k in 0..3 {
+            let rel = format!("{name}/{}_{:04}_{k}.jpg", &name[4..], 100 + id);
+            save_image(&imgs.get(id)?, &dir.join("images").join(&rel))?;
+            let _ = writeln!(images, "{id} {rel}");
+            let _ = writeln!(labels, "{id} {}", c + 1);
+            let _ = writeln!(split, "{id} {}", u8::from(k < 2));
+            id += 1;
         }
-        write(&dir.join("images_variant_trainval.txt"), trainval)?;
-        write(&dir.join("images_variant_test.txt"), test)?;
-        done("aircraft");
     }
+    write(&dir.join("images.txt"), images)?;
+    write(&dir.join("image_class_labels.txt"), labels)?;
+    write(&dir.join("train_test_split.txt"), split)?;
+    write(&dir.join("classes.txt"), classes)?;
+    Ok(())
+}
 
-    // Food-101.
-    {
-        let dir = root.join("food101/food-101");
-        let classes = ["apple_pie", "baby_back_ribs", "baklava"];
-        write(&dir.join("meta/classes.txt"), classes.join("\n") + "\n")?;
-        let (mut train, mut test) = (String::new(), String::new());
-        let mut n = 0;
-        for c in classes {
-            for k in 0..3 {
-                let id = 100_000 + n * 7919;
-                save_image(&imgs.get(n + 3)?, &dir.join(format!("images/{c}/{id}.jpg")))?;
-                let list = if k < 2 { &mut train } else { &mut test };
-                let _ = writeln!(list, "{c}/{id}");
-                n += 1;
-            }
-        }
-        write(&dir.join("meta/train.txt"), train)?;
-        write(&dir.join("meta/test.txt"), test)?;
-        done("food101");
+/// The `nabirds` fixture. NABirds: a taxonomy with internal nodes (no images) and three leaves with images.
+fn write_nabirds(root: &Path, imgs: &FixtureImages) -> Result<(), DatasetError> {
+    let dir = root.join("nabirds");
+    let taxonomy = [
+        (0, "Birds"),
+        (1, "Perching Birds"),
+        (295, "Blue Jay"),
+        (313, "Northern Cardinal (Adult Male)"),
+        (400, "American Robin"),
+        (401, "Song Sparrow"),
+    ];
+    let leaves = [295u32, 313, 400];
+    let (mut images, mut labels, mut split, mut classes) =
+        (String::new(), String::new(), String::new(), String::new());
+    for (id, name) in taxonomy {
+        let _ = writeln!(classes, "{id} {name}");
     }
-
-    // VegFru: vegetables and fruits in one label space, train/val/test lists.
-    {
-        let dir = root.join("vegfru");
-        let classes = [
-            ("veg200_images", "Chinese_artichoke"),
-            ("veg200_images", "bitter_gourd"),
-            ("fru92_images", "blood_orange"),
-        ];
-        let mut lists = [String::new(), String::new(), String::new()];
-        let mut n = 0;
-        for (label, (top, cls)) in classes.iter().enumerate() {
-            for k in 0..4 {
-                let rel = format!("{top}/{cls}/{}_{label:03}_{k:04}.jpg", &cls[..1]);
-                save_image(&imgs.get(n + 4)?, &dir.join(&rel))?;
-                let which = [0, 0, 1, 2][k];
-                let _ = writeln!(lists[which], "{rel} {label}");
-                n += 1;
-            }
+    let mut n = 0;
+    for &leaf in &leaves {
+        for k in 0..3 {
+            let uuid = format!("{:08x}-0000-4000-8000-{:012x}", 0x1000 + n, n);
+            let rel = format!("{leaf:04}/{uuid}.jpg");
+            save_image(&imgs.get(n + 1)?, &dir.join("images").join(&rel))?;
+            let _ = writeln!(images, "{uuid} {rel}");
+            let _ = writeln!(labels, "{uuid} {leaf}");
+            let _ = writeln!(split, "{uuid} {}", u8::from(k != 1));
+            n += 1;
         }
-        for (name, text) in ["train", "val", "test"].iter().zip(&lists) {
-            write(&dir.join(format!("vegfru_list/vegfru_{name}.txt")), text)?;
-        }
-        done("vegfru");
     }
+    write(&dir.join("images.txt"), images)?;
+    write(&dir.join("image_class_labels.txt"), labels)?;
+    write(&dir.join("train_test_split.txt"), split)?;
+    write(&dir.join("classes.txt"), classes)?;
+    Ok(())
+}
 
-    // CIFAR-10: two small training batches and a test batch.
-    {
-        let dir = root.join("cifar10/cifar-10-batches-bin");
-        let record = |i: usize, labels: &[u8]| -> Vec<u8> {
-            let img = imgs.raw32(i);
-            let mut r = labels.to_vec();
-            for c in 0..3 {
-                r.extend(img.as_raw().chunks_exact(3).map(|p| p[c]));
-            }
-            r
-        };
-        for (b, file) in ["data_batch_1.bin", "data_batch_2.bin", "test_batch.bin"]
-            .iter()
-            .enumerate()
-        {
-            let bytes: Vec<u8> = (0..4)
-                .flat_map(|k| record(b * 4 + k, &[((b * 4 + k) % 10) as u8]))
-                .collect();
-            write(&dir.join(file), bytes)?;
+/// The `aircraft` fixture. FGVC-Aircraft: variant names with spaces and slashes.
+fn write_aircraft(root: &Path, imgs: &FixtureImages) -> Result<(), DatasetError> {
+    let dir = root.join("aircraft/fgvc-aircraft-2013b/data");
+    let variants = ["737-200", "F/A-18", "Cessna 172"];
+    write(&dir.join("variants.txt"), variants.join("\n") + "\n")?;
+    let (mut trainval, mut test) = (String::new(), String::new());
+    let mut n = 0;
+    for v in variants {
+        for k in 0..3 {
+            let id = format!("{:07}", 1_000_000 + n * 137);
+            save_image(
+                &imgs.get(n + 2)?,
+                &dir.join("images").join(format!("{id}.jpg")),
+            )?;
+            let list = if k < 2 { &mut trainval } else { &mut test };
+            let _ = writeln!(list, "{id} {v}");
+            n += 1;
         }
-        write(
-            &dir.join("batches.meta.txt"),
-            "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n",
-        )?;
-        done("cifar10");
-
-        let dir = root.join("cifar100/cifar-100-binary");
-        for (b, file) in ["train.bin", "test.bin"].iter().enumerate() {
-            let n = if b == 0 { 6 } else { 3 };
-            let bytes: Vec<u8> = (0..n)
-                .flat_map(|k| {
-                    let fine = ((k * 37 + b * 11) % 100) as u8;
-                    record(k + b, &[fine / 5, fine])
-                })
-                .collect();
-            write(&dir.join(file), bytes)?;
-        }
-        let names: String = (0..100).map(|i| format!("fine_class_{i:02}\n")).collect();
-        write(&dir.join("fine_label_names.txt"), names)?;
-        let coarse: String = (0..20).map(|i| format!("coarse_class_{i:02}\n")).collect();
-        write(&dir.join("coarse_label_names.txt"), coarse)?;
-        done("cifar100");
     }
+    write(&dir.join("images_variant_trainval.txt"), trainval)?;
+    write(&dir.join("images_variant_test.txt"), test)?;
+    Ok(())
+}
 
-    // SVHN format 2 (uncompressed MATLAB v5, as scipy.io.savemat writes by default).
+/// The `food101` fixture. Food-101.
+fn write_food101(root: &Path, imgs: &FixtureImages) -> Result<(), DatasetError> {
+    let dir = root.join("food101/food-101");
+    let classes = ["apple_pie", "baby_back_ribs", "baklava"];
+    write(&dir.join("meta/classes.txt"), classes.join("\n") + "\n")?;
+    let (mut train, mut test) = (String::new(), String::new());
+    let mut n = 0;
+    for c in classes {
+        for k in 0..3 {
+            let id = 100_000 + n * 7919;
+            save_image(&imgs.get(n + 3)?, &dir.join(format!("images/{c}/{id}.jpg")))?;
+            let list = if k < 2 { &mut train } else { &mut test };
+            let _ = writeln!(list, "{c}/{id}");
+            n += 1;
+        }
+    }
+    write(&dir.join("meta/train.txt"), train)?;
+    write(&dir.join("meta/test.txt"), test)?;
+    Ok(())
+}
+
+/// The `vegfru` fixture. VegFru: vegetables and fruits in one label space, train/val/test lists.
+fn write_vegfru(root: &Path, imgs: &FixtureImages) -> Result<(), DatasetError> {
+    let dir = root.join("vegfru");
+    let classes = [
+        ("veg200_images", "Chinese_artichoke"),
+        ("veg200_images", "bitter_gourd"),
+        ("fru92_images", "blood_orange"),
+    ];
+    let mut lists = [String::new(), String::new(), String::new()];
+    let mut n = 0;
+    for (label, (top, cls)) in classes.iter().enumerate() {
+        for k in 0..4 {
+            let rel = format!("{top}/{cls}/{}_{label:03}_{k:04}.jpg", &cls[..1]);
+            save_image(&imgs.get(n + 4)?, &dir.join(&rel))?;
+            let which = [0, 0, 1, 2][k];
+            let _ = writeln!(lists[which], "{rel} {label}");
+            n += 1;
+        }
+    }
+    for (name, text) in ["train", "val", "test"].iter().zip(&lists) {
+        write(&dir.join(format!("vegfru_list/vegfru_{name}.txt")), text)?;
+    }
+    Ok(())
+}
+
+/// The `cifar10` fixture. CIFAR-10: two small training batches and a test batch.
+fn write_cifar10(root: &Path, imgs: &FixtureImages) -> Result<(), DatasetError> {
+    let dir = root.join("cifar10/cifar-10-batches-bin");
+    for (b, file) in ["data_batch_1.bin", "data_batch_2.bin", "test_batch.bin"]
+        .iter()
+        .enumerate()
     {
-        let dir = root.join("svhn");
-        for (s, (file, n)) in [("train_32x32.mat", 5usize), ("test_32x32.mat", 3)]
-            .into_iter()
-            .enumerate()
-        {
-            let mut x = vec![0u8; 32 * 32 * 3 * n];
-            for img in 0..n {
-                let src = imgs.raw32(img + s * 5);
-                for h in 0..32 {
-                    for w in 0..32 {
-                        for c in 0..3 {
-                            x[h + 32 * w + 1024 * c + 3072 * img] =
-                                src.as_raw()[(h * 32 + w) * 3 + c];
-                        }
+        let bytes: Vec<u8> = (0..4)
+            .flat_map(|k| cifar_record(imgs, b * 4 + k, &[((b * 4 + k) % 10) as u8]))
+            .collect();
+        write(&dir.join(file), bytes)?;
+    }
+    write(
+        &dir.join("batches.meta.txt"),
+        "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n",
+    )?;
+    Ok(())
+}
+
+/// The `cifar100` fixture. CIFAR-100: a training and a test file, fine and coarse labels.
+fn write_cifar100(root: &Path, imgs: &FixtureImages) -> Result<(), DatasetError> {
+    let dir = root.join("cifar100/cifar-100-binary");
+    for (b, file) in ["train.bin", "test.bin"].iter().enumerate() {
+        let n = if b == 0 { 6 } else { 3 };
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|k| {
+                let fine = ((k * 37 + b * 11) % 100) as u8;
+                cifar_record(imgs, k + b, &[fine / 5, fine])
+            })
+            .collect();
+        write(&dir.join(file), bytes)?;
+    }
+    let names: String = (0..100).map(|i| format!("fine_class_{i:02}\n")).collect();
+    write(&dir.join("fine_label_names.txt"), names)?;
+    let coarse: String = (0..20).map(|i| format!("coarse_class_{i:02}\n")).collect();
+    write(&dir.join("coarse_label_names.txt"), coarse)?;
+    Ok(())
+}
+
+/// The `svhn` fixture. SVHN format 2 (uncompressed MATLAB v5, as scipy.io.savemat writes by default).
+fn write_svhn(root: &Path, imgs: &FixtureImages) -> Result<(), DatasetError> {
+    let dir = root.join("svhn");
+    for (s, (file, n)) in [("train_32x32.mat", 5usize), ("test_32x32.mat", 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut x = vec![0u8; 32 * 32 * 3 * n];
+        for img in 0..n {
+            let src = imgs.raw32(img + s * 5);
+            for h in 0..32 {
+                for w in 0..32 {
+                    for c in 0..3 {
+                        x[h + 32 * w + 1024 * c + 3072 * img] = src.as_raw()[(h * 32 + w) * 3 + c];
                     }
                 }
             }
-            // Digits 1..10, 10 meaning 0.
-            let y: Vec<f64> = (0..n).map(|i| ((i + s * 3) % 10 + 1) as f64).collect();
-            write(
-                &dir.join(file),
-                mat5(&[
-                    ("X", MatData::U8(&x), &[32, 32, 3, n]),
-                    ("y", MatData::F64(&y), &[n, 1]),
-                ]),
+        }
+        // Digits 1..10, 10 meaning 0.
+        let y: Vec<f64> = (0..n).map(|i| ((i + s * 3) % 10 + 1) as f64).collect();
+        write(
+            &dir.join(file),
+            mat5(&[
+                ("X", MatData::U8(&x), &[32, 32, 3, n]),
+                ("y", MatData::F64(&y), &[n, 1]),
+            ]),
+        )?;
+    }
+    Ok(())
+}
+
+/// The `imagefolder` fixture. ImageFolder: PNG in train, JPEG in test.
+fn write_imagefolder(root: &Path, imgs: &FixtureImages) -> Result<(), DatasetError> {
+    let dir = root.join("imagefolder");
+    let mut n = 0;
+    for class in ["cat", "dog", "fox"] {
+        for k in 0..3 {
+            let (split, ext) = if k < 2 {
+                ("train", "png")
+            } else {
+                ("test", "jpg")
+            };
+            save_image(
+                &imgs.get(n + 5)?,
+                &dir.join(format!("{split}/{class}/{class}_{k}.{ext}")),
             )?;
+            n += 1;
         }
-        done("svhn");
     }
+    Ok(())
+}
 
-    // ImageFolder: PNG in train, JPEG in test.
-    {
-        let dir = root.join("imagefolder");
-        let mut n = 0;
-        for class in ["cat", "dog", "fox"] {
-            for k in 0..3 {
-                let (split, ext) = if k < 2 {
-                    ("train", "png")
-                } else {
-                    ("test", "jpg")
-                };
-                save_image(
-                    &imgs.get(n + 5)?,
-                    &dir.join(format!("{split}/{class}/{class}_{k}.{ext}")),
-                )?;
-                n += 1;
-            }
-        }
-        done("imagefolder");
+/// The `precomp` fixture. SCAN precomp: a miniature synth-captions.
+fn write_precomp(root: &Path, _: &FixtureImages) -> Result<(), DatasetError> {
+    SynthCaptionsConfig {
+        train: 4,
+        dev: 2,
+        test: 2,
+        regions: 4,
+        dim: 8,
+        noise: 0.3,
+        seed: 3,
+        ..Default::default()
     }
-
-    // SCAN precomp: a miniature synth-captions.
-    {
-        SynthCaptionsConfig {
-            train: 4,
-            dev: 2,
-            test: 2,
-            regions: 4,
-            dim: 8,
-            noise: 0.3,
-            seed: 3,
-            ..Default::default()
-        }
-        .write(&root.join("precomp"))?;
-        done("precomp");
-    }
-    Ok(written)
+    .write(&root.join("precomp"))?;
+    Ok(())
 }
 
 /// Data of one MATLAB array.

@@ -5,6 +5,7 @@
 //!   evaluation and model selection, checkpoints and `--resume`;
 //! - [`optim`] and [`schedule`]: burn's optimisers with per-group learning rates, schedules as
 //!   pure functions of progress, global-norm gradient clipping;
+//! - [`compare`]: a variant against its baseline over several seeds (the evidence a claim needs);
 //! - [`checkpoint`]: atomic, checksummed checkpoint directories;
 //! - [`fit`]: what a method's `fit` takes ([`FitOptions`]), its opening ([`fit_task`]) and what
 //!   it returns ([`Trained`]);
@@ -18,6 +19,7 @@
 //! A method implements [`TrainTask`] and calls [`Trainer::fit`]; it never writes loop plumbing.
 
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod device;
 pub mod error;
@@ -30,6 +32,7 @@ pub mod run;
 pub mod schedule;
 pub mod trainer;
 
+pub use compare::SeedComparison;
 pub use config::{Goal, PhaseConfig, Selection, TrainerConfig, Verbosity};
 pub use device::{DeviceChoice, DeviceError, compiled_devices, select_device};
 pub use error::TrainError;

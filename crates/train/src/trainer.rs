@@ -456,6 +456,14 @@ pub fn seed_device(device: &Device, seed: u64) {
     device.seed(seed);
 }
 
+/// Where a run starts: fresh, or from its newest checkpoint.
+struct Resumed<M> {
+    model: M,
+    state: TrainerState,
+    history: Vec<EpochRecord>,
+    resumed_from: Option<PathBuf>,
+}
+
 /// The training loop. See the module documentation.
 pub struct Trainer {
     config: TrainerConfig,
@@ -556,14 +564,16 @@ impl Trainer {
         }
     }
 
-    /// Runs (or resumes) training of `model` by `task`.
+    /// Runs (or resumes) training of `model` by `task`: the phases' epochs from where the run
+    /// stands, each trained ([`Self::train_epoch`]), evaluated ([`Self::evaluate`]),
+    /// checkpointed ([`Self::checkpoint`]) and logged, then the curves, the report and the
+    /// selected model.
     pub fn fit<T: TrainTask>(
         &self,
         task: &mut T,
         model: T::Model,
     ) -> Result<FitOutcome<T::Model>, TrainError> {
         let started = Instant::now();
-        let mut model = model;
         let mut optimizers: Vec<NamedOptimizer> = self
             .config
             .optimizers
@@ -571,75 +581,16 @@ impl Trainer {
             .cloned()
             .map(NamedOptimizer::new)
             .collect();
-        let ckpt_root = self.run.checkpoints();
-        let mut state = TrainerState {
-            format: 1,
-            seed: self.config.seed,
-            epochs_completed: 0,
-            next_phase: 0,
-            next_epoch_in_phase: 0,
-            counters: Counters::default(),
-            best: None,
-        };
-        let mut history: Vec<EpochRecord> = Vec::new();
-        let mut resumed_from = None;
-        let mut last_good: Option<PathBuf> = None;
-
-        if self.run.is_resumed() && !list_checkpoints(&ckpt_root, EPOCH_PREFIX).is_empty() {
-            let latest = latest_valid(&ckpt_root, EPOCH_PREFIX)?;
-            for skipped in &latest.skipped {
-                self.print_line(&format!("warning: {skipped}; using an older checkpoint"));
-            }
-            let dir = latest.dir;
-            let files = latest.files;
-            let get = |name: &str| {
-                files.get(name).ok_or_else(|| TrainError::Checkpoint {
-                    path: dir.clone(),
-                    reason: format!("{name} is missing"),
-                })
-            };
-            state =
-                serde_json::from_slice(get(STATE_FILE)?).map_err(|e| TrainError::Checkpoint {
-                    path: dir.join(STATE_FILE),
-                    reason: e.to_string(),
-                })?;
-            if state.seed != self.config.seed {
-                return Err(TrainError::Checkpoint {
-                    path: dir.clone(),
-                    reason: format!(
-                        "written with seed {}, the configuration says {}",
-                        state.seed, self.config.seed
-                    ),
-                });
-            }
-            model = load_model(model, get(MODEL_FILE)?, &dir.join(MODEL_FILE))?;
-            for o in &mut optimizers {
-                let file = format!("optim-{}.bpk", o.config().name);
-                o.load_state_bytes(get(&file)?)
-                    .map_err(|reason| TrainError::Record {
-                        path: dir.join(&file),
-                        reason,
-                    })?;
-            }
-            task.load_state(get(METHOD_FILE)?)?;
-            history = self.run.read_epochs()?;
-            history.retain(|r| r.epoch <= state.epochs_completed);
-            self.run.rewrite_epochs(&history)?;
-            self.print_line(&format!(
-                "resuming {} after epoch {}",
-                self.run.path().display(),
-                state.epochs_completed
-            ));
-            resumed_from = Some(dir.clone());
-            last_good = Some(dir);
-        } else if self.run.is_resumed() {
-            self.print_line(&format!(
-                "no checkpoint in {}; starting from epoch 1",
-                ckpt_root.display()
-            ));
-        }
+        let Resumed {
+            mut model,
+            mut state,
+            mut history,
+            resumed_from,
+        } = self.resume(model, &mut optimizers, task)?;
+        let mut last_good = resumed_from.clone();
 
         let phases: Vec<PhaseConfig> = self.config.phases.clone();
+        let total_epochs = self.config.total_epochs();
         let mut epochs_this_call = 0usize;
         let mut completed = true;
         'phases: for phase_index in state.next_phase..phases.len() {
@@ -661,100 +612,15 @@ impl Trainer {
                 self.device
                     .seed(mix_seed(self.config.seed, &[0xDE71CE, epoch as u64]));
                 task.on_epoch_start(&mut model, &mut ctx)?;
-                let batches = task.epoch_batches(&mut ctx)?;
-                let total_epochs = self.config.total_epochs();
-                let bar = self.progress_bar(
-                    batches.len() as u64,
-                    format!("{} {}/{}", phase.name, epoch + 1, total_epochs),
-                );
-                let mut meter = Meter::default();
-                let mut samples = 0usize;
-                let t0 = Instant::now();
-                let steps_in_epoch = batches.len();
-                for (step, batch) in batches.iter().enumerate() {
-                    let n = batch.num_samples();
-                    let mut step_ctx = StepContext {
-                        phase: &phase.name,
-                        epoch,
-                        epoch_in_phase,
-                        step,
-                        global_step: state.counters.global_step,
-                        rng: &mut ctx.rng,
-                        device: &self.device,
-                        optimizers: &mut optimizers,
-                        counters: state.counters,
-                        steps_in_epoch,
-                        weight: n.max(1) as f64,
-                        meter: &mut meter,
-                        last_good: last_good.as_deref(),
-                    };
-                    model = match task.step(model, batch, &mut step_ctx) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            bar.abandon();
-                            return Err(e);
-                        }
-                    };
-                    state.counters.global_step += 1;
-                    state.counters.phase_step += 1;
-                    samples += n;
-                    if !bar.is_hidden() {
-                        let elapsed = t0.elapsed().as_secs_f64().max(1e-9);
-                        let means = meter.means();
-                        let shown: Vec<String> = means
-                            .iter()
-                            .filter(|(k, _)| !k.starts_with("grad_norm"))
-                            .take(4)
-                            .map(|(k, v)| format!("{k} {v:.4}"))
-                            .collect();
-                        bar.set_message(format!(
-                            "{} · {:.0}/s",
-                            shown.join(" "),
-                            samples as f64 / elapsed
-                        ));
-                        bar.inc(1);
-                    }
-                }
-                bar.finish_and_clear();
-                let seconds = t0.elapsed().as_secs_f64();
-                // The counters as the epoch's last step saw them.
-                let last_step = Counters {
-                    global_step: state.counters.global_step.saturating_sub(1),
-                    phase_step: state.counters.phase_step.saturating_sub(1),
-                };
-                let mut record = EpochRecord {
-                    epoch: epoch + 1,
-                    phase: phase.name.clone(),
-                    epoch_in_phase: epoch_in_phase + 1,
-                    steps: steps_in_epoch,
-                    samples,
-                    seconds,
-                    samples_per_sec: samples as f64 / seconds.max(1e-9),
-                    lr: optimizers
-                        .iter()
-                        .map(|o| {
-                            let clock = schedule_clock(
-                                o.config().clock,
-                                epoch,
-                                epoch_in_phase,
-                                last_step,
-                                steps_in_epoch.saturating_sub(1),
-                                steps_in_epoch,
-                            );
-                            (o.config().name.clone(), o.lr(&clock))
-                        })
-                        .collect(),
-                    loss: BTreeMap::new(),
-                    val: BTreeMap::new(),
-                    extra: BTreeMap::new(),
-                };
-                for (k, v) in meter.means() {
-                    if k.starts_with("grad_norm") {
-                        record.extra.insert(k, v);
-                    } else {
-                        record.loss.insert(k, v);
-                    }
-                }
+                let (trained, mut record) = self.train_epoch(
+                    task,
+                    model,
+                    &mut ctx,
+                    &mut optimizers,
+                    &mut state.counters,
+                    last_good.as_deref(),
+                )?;
+                model = trained;
                 let control = task.on_epoch_end(&mut model, &mut ctx, &record)?;
                 for (k, (s, n)) in std::mem::take(&mut ctx.extra) {
                     record.extra.insert(k, s / n as f64);
@@ -762,74 +628,21 @@ impl Trainer {
                 let phase_over =
                     control == PhaseControl::EndPhase || epoch_in_phase + 1 == phase.epochs;
                 let last_epoch = phase_over && phase_index + 1 == phases.len();
-                let eval_due = self.config.eval_every > 0
-                    && ((epoch + 1).is_multiple_of(self.config.eval_every) || last_epoch);
-                let mut best_improved = false;
-                if eval_due {
-                    let inference = model.valid();
-                    record.val = task.validate(&inference, &mut ctx)?;
-                    if let Some(sel) = &self.config.selection {
-                        let value = *record.val.get(&sel.metric).ok_or_else(|| {
-                            TrainError::Config(format!(
-                                "selection metric `{}` is not among the validation metrics ({})",
-                                sel.metric,
-                                record.val.keys().cloned().collect::<Vec<_>>().join(", ")
-                            ))
-                        })?;
-                        let improved = value.is_finite()
-                            && state
-                                .best
-                                .as_ref()
-                                .is_none_or(|b| better(sel.goal, value, b.value));
-                        if improved {
-                            state.best = Some(BestState {
-                                epoch: epoch + 1,
-                                metric: sel.metric.clone(),
-                                value,
-                            });
-                            best_improved = true;
-                        }
-                    }
-                }
+                let best_improved =
+                    self.evaluate(task, &model, &mut ctx, &mut record, &mut state, last_epoch)?;
 
                 // Position after this epoch.
                 state.epochs_completed = epoch + 1;
-                if phase_over {
-                    state.next_phase = phase_index + 1;
-                    state.next_epoch_in_phase = 0;
+                (state.next_phase, state.next_epoch_in_phase) = if phase_over {
+                    (phase_index + 1, 0)
                 } else {
-                    state.next_phase = phase_index;
-                    state.next_epoch_in_phase = epoch_in_phase + 1;
-                }
-
+                    (phase_index, epoch_in_phase + 1)
+                };
                 if phase_over {
                     task.on_phase_end(&mut model, &mut ctx)?;
                 }
-
-                // Best model first, then the epoch checkpoint that refers to it (a crash in
-                // between leaves an unreferenced best directory, never a dangling reference).
-                if best_improved {
-                    let bytes = record_bytes(model.clone(), &ckpt_root.join(MODEL_FILE))?;
-                    write_checkpoint(
-                        &ckpt_root,
-                        &format!("{BEST_PREFIX}{:05}", epoch + 1),
-                        &[(MODEL_FILE.to_string(), bytes)],
-                    )?;
-                }
-                let dir = self.write_epoch_checkpoint(&model, &optimizers, task, &state)?;
-                last_good = Some(dir.clone());
-                prune(
-                    &ckpt_root,
-                    EPOCH_PREFIX,
-                    self.config.keep_checkpoints,
-                    Some(&dir),
-                );
-                prune(
-                    &ckpt_root,
-                    BEST_PREFIX,
-                    self.config.keep_checkpoints + 1,
-                    None,
-                );
+                last_good =
+                    Some(self.checkpoint(&model, &optimizers, task, &state, best_improved)?);
 
                 self.run.append_epoch(&record)?;
                 self.print_line(&epoch_line(&record, total_epochs));
@@ -838,17 +651,16 @@ impl Trainer {
                     self.plot(&history)?;
                 }
                 epochs_this_call += 1;
+                let stop = self.stop_after.is_some_and(|n| epochs_this_call >= n);
                 if phase_over {
-                    if self.stop_after.is_some_and(|n| epochs_this_call >= n)
-                        && state.next_phase < phases.len()
-                    {
+                    if stop && state.next_phase < phases.len() {
                         completed = false;
                         break 'phases;
                     }
                     continue 'phases;
                 }
                 epoch_in_phase += 1;
-                if self.stop_after.is_some_and(|n| epochs_this_call >= n) {
+                if stop {
                     completed = false;
                     break 'phases;
                 }
@@ -857,23 +669,7 @@ impl Trainer {
 
         self.plot(&history)?;
         self.run.write_report(None)?;
-        let best = match (&state.best, self.config.selection.is_some()) {
-            (Some(b), true) => {
-                let dir = ckpt_root.join(format!("{BEST_PREFIX}{:05}", b.epoch));
-                let files = read_checkpoint(&dir)?;
-                let bytes = files
-                    .get(MODEL_FILE)
-                    .ok_or_else(|| TrainError::Checkpoint {
-                        path: dir.clone(),
-                        reason: format!("{MODEL_FILE} is missing"),
-                    })?;
-                Some(BestModel {
-                    state: b.clone(),
-                    model: load_model(model.clone(), bytes, &dir.join(MODEL_FILE))?,
-                })
-            }
-            _ => None,
-        };
+        let best = self.load_best(&state, &model)?;
         Ok(FitOutcome {
             model,
             best,
@@ -882,6 +678,308 @@ impl Trainer {
             resumed_from,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Where the run stands: a fresh start, or — when resuming and a valid epoch checkpoint
+    /// exists — the model, optimisers, task state, position and history of the newest one
+    /// (the epoch log cut back to it).
+    fn resume<T: TrainTask>(
+        &self,
+        model: T::Model,
+        optimizers: &mut [NamedOptimizer],
+        task: &mut T,
+    ) -> Result<Resumed<T::Model>, TrainError> {
+        let ckpt_root = self.run.checkpoints();
+        let fresh = Resumed {
+            model,
+            state: TrainerState {
+                format: 1,
+                seed: self.config.seed,
+                epochs_completed: 0,
+                next_phase: 0,
+                next_epoch_in_phase: 0,
+                counters: Counters::default(),
+                best: None,
+            },
+            history: Vec::new(),
+            resumed_from: None,
+        };
+        if !self.run.is_resumed() {
+            return Ok(fresh);
+        }
+        if list_checkpoints(&ckpt_root, EPOCH_PREFIX).is_empty() {
+            self.print_line(&format!(
+                "no checkpoint in {}; starting from epoch 1",
+                ckpt_root.display()
+            ));
+            return Ok(fresh);
+        }
+        let latest = latest_valid(&ckpt_root, EPOCH_PREFIX)?;
+        for skipped in &latest.skipped {
+            self.print_line(&format!("warning: {skipped}; using an older checkpoint"));
+        }
+        let dir = latest.dir;
+        let files = latest.files;
+        let get = |name: &str| {
+            files.get(name).ok_or_else(|| TrainError::Checkpoint {
+                path: dir.clone(),
+                reason: format!("{name} is missing"),
+            })
+        };
+        let state: TrainerState =
+            serde_json::from_slice(get(STATE_FILE)?).map_err(|e| TrainError::Checkpoint {
+                path: dir.join(STATE_FILE),
+                reason: e.to_string(),
+            })?;
+        if state.seed != self.config.seed {
+            return Err(TrainError::Checkpoint {
+                path: dir.clone(),
+                reason: format!(
+                    "written with seed {}, the configuration says {}",
+                    state.seed, self.config.seed
+                ),
+            });
+        }
+        let model = load_model(fresh.model, get(MODEL_FILE)?, &dir.join(MODEL_FILE))?;
+        for o in optimizers.iter_mut() {
+            let file = format!("optim-{}.bpk", o.config().name);
+            o.load_state_bytes(get(&file)?)
+                .map_err(|reason| TrainError::Record {
+                    path: dir.join(&file),
+                    reason,
+                })?;
+        }
+        task.load_state(get(METHOD_FILE)?)?;
+        let mut history = self.run.read_epochs()?;
+        history.retain(|r| r.epoch <= state.epochs_completed);
+        self.run.rewrite_epochs(&history)?;
+        self.print_line(&format!(
+            "resuming {} after epoch {}",
+            self.run.path().display(),
+            state.epochs_completed
+        ));
+        Ok(Resumed {
+            model,
+            state,
+            history,
+            resumed_from: Some(dir),
+        })
+    }
+
+    /// One epoch's optimiser steps over the task's batches, with the progress bar; returns the
+    /// model and the epoch's record (loss means, learning rates, throughput; `extra` holds the
+    /// gradient norms).
+    fn train_epoch<T: TrainTask>(
+        &self,
+        task: &mut T,
+        mut model: T::Model,
+        ctx: &mut EpochContext<'_>,
+        optimizers: &mut [NamedOptimizer],
+        counters: &mut Counters,
+        last_good: Option<&Path>,
+    ) -> Result<(T::Model, EpochRecord), TrainError> {
+        let (phase, epoch, epoch_in_phase) = (ctx.phase, ctx.epoch, ctx.epoch_in_phase);
+        let batches = task.epoch_batches(ctx)?;
+        let bar = self.progress_bar(
+            batches.len() as u64,
+            format!("{phase} {}/{}", epoch + 1, self.config.total_epochs()),
+        );
+        let mut meter = Meter::default();
+        let mut samples = 0usize;
+        let t0 = Instant::now();
+        let steps_in_epoch = batches.len();
+        for (step, batch) in batches.iter().enumerate() {
+            let n = batch.num_samples();
+            let mut step_ctx = StepContext {
+                phase,
+                epoch,
+                epoch_in_phase,
+                step,
+                global_step: counters.global_step,
+                rng: &mut ctx.rng,
+                device: &self.device,
+                optimizers,
+                counters: *counters,
+                steps_in_epoch,
+                weight: n.max(1) as f64,
+                meter: &mut meter,
+                last_good,
+            };
+            model = match task.step(model, batch, &mut step_ctx) {
+                Ok(m) => m,
+                Err(e) => {
+                    bar.abandon();
+                    return Err(e);
+                }
+            };
+            counters.global_step += 1;
+            counters.phase_step += 1;
+            samples += n;
+            if !bar.is_hidden() {
+                let elapsed = t0.elapsed().as_secs_f64().max(1e-9);
+                let means = meter.means();
+                let shown: Vec<String> = means
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("grad_norm"))
+                    .take(4)
+                    .map(|(k, v)| format!("{k} {v:.4}"))
+                    .collect();
+                bar.set_message(format!(
+                    "{} · {:.0}/s",
+                    shown.join(" "),
+                    samples as f64 / elapsed
+                ));
+                bar.inc(1);
+            }
+        }
+        bar.finish_and_clear();
+        let seconds = t0.elapsed().as_secs_f64();
+        // The counters as the epoch's last step saw them.
+        let last_step = Counters {
+            global_step: counters.global_step.saturating_sub(1),
+            phase_step: counters.phase_step.saturating_sub(1),
+        };
+        let mut record = EpochRecord {
+            epoch: epoch + 1,
+            phase: phase.to_string(),
+            epoch_in_phase: epoch_in_phase + 1,
+            steps: steps_in_epoch,
+            samples,
+            seconds,
+            samples_per_sec: samples as f64 / seconds.max(1e-9),
+            lr: optimizers
+                .iter()
+                .map(|o| {
+                    let clock = schedule_clock(
+                        o.config().clock,
+                        epoch,
+                        epoch_in_phase,
+                        last_step,
+                        steps_in_epoch.saturating_sub(1),
+                        steps_in_epoch,
+                    );
+                    (o.config().name.clone(), o.lr(&clock))
+                })
+                .collect(),
+            loss: BTreeMap::new(),
+            val: BTreeMap::new(),
+            extra: BTreeMap::new(),
+        };
+        for (k, v) in meter.means() {
+            if k.starts_with("grad_norm") {
+                record.extra.insert(k, v);
+            } else {
+                record.loss.insert(k, v);
+            }
+        }
+        Ok((model, record))
+    }
+
+    /// The end-of-epoch evaluation, when due (every `eval_every` epochs and after the last):
+    /// the task's validation metrics into `record.val`, and the selection metric against the
+    /// best so far. Returns whether this epoch is the new best.
+    fn evaluate<T: TrainTask>(
+        &self,
+        task: &mut T,
+        model: &T::Model,
+        ctx: &mut EpochContext<'_>,
+        record: &mut EpochRecord,
+        state: &mut TrainerState,
+        last_epoch: bool,
+    ) -> Result<bool, TrainError> {
+        let epoch = ctx.epoch;
+        let due = self.config.eval_every > 0
+            && ((epoch + 1).is_multiple_of(self.config.eval_every) || last_epoch);
+        if !due {
+            return Ok(false);
+        }
+        record.val = task.validate(&model.valid(), ctx)?;
+        let Some(sel) = &self.config.selection else {
+            return Ok(false);
+        };
+        let value = *record.val.get(&sel.metric).ok_or_else(|| {
+            TrainError::Config(format!(
+                "selection metric `{}` is not among the validation metrics ({})",
+                sel.metric,
+                record.val.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let improved = value.is_finite()
+            && state
+                .best
+                .as_ref()
+                .is_none_or(|b| better(sel.goal, value, b.value));
+        if improved {
+            state.best = Some(BestState {
+                epoch: epoch + 1,
+                metric: sel.metric.clone(),
+                value,
+            });
+        }
+        Ok(improved)
+    }
+
+    /// Writes the epoch's checkpoint (and, when the epoch is the new best, the best model
+    /// first: a crash in between leaves an unreferenced best directory, never a dangling
+    /// reference), prunes old ones, and returns the epoch checkpoint's directory.
+    fn checkpoint<T: TrainTask>(
+        &self,
+        model: &T::Model,
+        optimizers: &[NamedOptimizer],
+        task: &T,
+        state: &TrainerState,
+        best_improved: bool,
+    ) -> Result<PathBuf, TrainError> {
+        let ckpt_root = self.run.checkpoints();
+        if best_improved {
+            let bytes = record_bytes(model.clone(), &ckpt_root.join(MODEL_FILE))?;
+            write_checkpoint(
+                &ckpt_root,
+                &format!("{BEST_PREFIX}{:05}", state.epochs_completed),
+                &[(MODEL_FILE.to_string(), bytes)],
+            )?;
+        }
+        let dir = self.write_epoch_checkpoint(model, optimizers, task, state)?;
+        prune(
+            &ckpt_root,
+            EPOCH_PREFIX,
+            self.config.keep_checkpoints,
+            Some(&dir),
+        );
+        prune(
+            &ckpt_root,
+            BEST_PREFIX,
+            self.config.keep_checkpoints + 1,
+            None,
+        );
+        Ok(dir)
+    }
+
+    /// The best model by the selection metric, read back from its checkpoint (`None` without
+    /// selection or before any evaluation).
+    fn load_best<M: Module>(
+        &self,
+        state: &TrainerState,
+        model: &M,
+    ) -> Result<Option<BestModel<M>>, TrainError> {
+        let (Some(b), true) = (&state.best, self.config.selection.is_some()) else {
+            return Ok(None);
+        };
+        let dir = self
+            .run
+            .checkpoints()
+            .join(format!("{BEST_PREFIX}{:05}", b.epoch));
+        let files = read_checkpoint(&dir)?;
+        let bytes = files
+            .get(MODEL_FILE)
+            .ok_or_else(|| TrainError::Checkpoint {
+                path: dir.clone(),
+                reason: format!("{MODEL_FILE} is missing"),
+            })?;
+        Ok(Some(BestModel {
+            state: b.clone(),
+            model: load_model(model.clone(), bytes, &dir.join(MODEL_FILE))?,
+        }))
     }
 
     fn epoch_context<'a>(

@@ -764,6 +764,71 @@ fn forward(
     (tensor(y, out_shape), None)
 }
 
+/// The weight gradient's share of one group of `count` images from `first`, whose output
+/// gradient `g_matrix` is `[C_out × count·HW]`: `dW += dY · colsᵀ`, or `dW = …` when `fresh`
+/// (the run's first group; `dw` is then replaced). `direct`: a 1×1, stride-1 layer one image at
+/// a time, whose input is its own patch matrix. `scratch` is `(cols, phases)`.
+fn weight_gradient_group(
+    xs: &[f32],
+    g_matrix: &[f32],
+    d: &Dims,
+    (first, count, direct): (usize, usize, bool),
+    (dw, fresh): (&mut Vec<f32>, bool),
+    (cols, phases): (&mut [f32], &mut [f32]),
+) {
+    let (patch, width, image) = (d.patch(), count * d.out_pixels(), d.image());
+    let patches: &[f32] = if direct {
+        &xs[first * image..(first + 1) * image]
+    } else {
+        group_patches(xs, d, (first, count), cols, phases);
+        cols
+    };
+    let (lhs, rhs) = ((g_matrix, [width, 1]), (patches, [1, width]));
+    if fresh {
+        *dw = product([d.c_out, patch, width], lhs, rhs);
+    } else {
+        matmul([d.c_out, patch, width], dw, patch, true, lhs, rhs);
+    }
+}
+
+/// The input gradient of one group of `count` images (`dx`: their `count` image gradients),
+/// from their output gradient `g_matrix` (`[C_out × count·HW]`): `Wᵀ · dY` straight into the
+/// image's gradient when `direct` (as for [`weight_gradient_group`]), else into the patch
+/// matrix and folded back onto each image (col2im). `scratch` is `(cols, phases)`.
+fn input_gradient_group(
+    ws: &[f32],
+    g_matrix: &[f32],
+    d: &Dims,
+    (count, direct): (usize, bool),
+    dx: &mut [f32],
+    (cols, phases): (&mut [f32], &mut [f32]),
+) {
+    let (patch, pixels, image) = (d.patch(), d.out_pixels(), d.image());
+    let width = count * pixels;
+    if direct {
+        matmul(
+            [patch, pixels, d.c_out],
+            dx,
+            pixels,
+            false,
+            (ws, [1, patch]),
+            (g_matrix, [pixels, 1]),
+        );
+        return;
+    }
+    matmul(
+        [patch, width, d.c_out],
+        cols,
+        width,
+        false,
+        (ws, [1, patch]),
+        (g_matrix, [width, 1]),
+    );
+    for (g, dx_n) in dx.chunks_mut(image).enumerate() {
+        col2im(&mut cols[g * pixels..], d, dx_n, width, phases);
+    }
+}
+
 /// `(dX, dW)`, each only when asked for; `fast_paths` as for [`forward`], `by_tap` the
 /// weights' per-tap layout when the forward made it.
 fn backward(
@@ -865,51 +930,22 @@ fn backward(
                         side_by_side
                     };
                     if want_w {
-                        let patches: &[f32] = if direct {
-                            &xs[first * image..(first + 1) * image]
-                        } else {
-                            group_patches(xs, d, (first, count), cols, phases);
-                            cols
-                        };
-                        // dW += dY · colsᵀ
-                        let (lhs, rhs) = ((g_matrix, [width, 1]), (patches, [1, width]));
-                        if j == 0 {
-                            dw = product([d.c_out, patch, width], lhs, rhs);
-                        } else {
-                            matmul([d.c_out, patch, width], &mut dw, patch, true, lhs, rhs);
-                        }
+                        let group_dw = (&mut dw, j == 0);
+                        let scratch = (&mut *cols, &mut *phases);
+                        weight_gradient_group(
+                            xs,
+                            g_matrix,
+                            d,
+                            (first, count, direct),
+                            group_dw,
+                            scratch,
+                        );
                     }
-                    if want_x && direct {
-                        // dX_n = Wᵀ · dY_n, straight into the image's gradient.
+                    if want_x {
                         let local = first - start;
-                        matmul(
-                            [patch, pixels, d.c_out],
-                            &mut dx_run[local * image..(local + 1) * image],
-                            pixels,
-                            false,
-                            (ws, [1, patch]),
-                            (g_matrix, [pixels, 1]),
-                        );
-                    } else if want_x {
-                        // cols = Wᵀ · dY, then folded back onto each image.
-                        matmul(
-                            [patch, width, d.c_out],
-                            cols,
-                            width,
-                            false,
-                            (ws, [1, patch]),
-                            (g_matrix, [width, 1]),
-                        );
-                        for g in 0..count {
-                            let local = first - start + g;
-                            col2im(
-                                &mut cols[g * pixels..],
-                                d,
-                                &mut dx_run[local * image..(local + 1) * image],
-                                width,
-                                phases,
-                            );
-                        }
+                        let dx_group = &mut dx_run[local * image..(local + count) * image];
+                        let scratch = (&mut *cols, &mut *phases);
+                        input_gradient_group(ws, g_matrix, d, (count, direct), dx_group, scratch);
                     }
                 }
             });
