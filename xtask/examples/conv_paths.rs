@@ -1,4 +1,4 @@
-//! Which convolution path is faster (docs/performance.md, "1×1 convolutions as matrix
+//! Which convolution path is faster (docs/notes/2026-11-performance-log.md, "1×1 convolutions as matrix
 //! products"): burn's `conv2d` against the same convolution built from tensor ops, forward and
 //! forward + backward under autodiff, at ResNet-18/50 shapes (batch 16, 112×112 input), on flex
 //! or on any compiled device named as the argument (`tch` needs xtask built with `--features tch`).
@@ -11,7 +11,7 @@
 //!   `conv2d` with itself.
 //!
 //! An earlier version of this example (git history, 2026-11-24) also timed an im2col built from
-//! k² strided tensor slices; docs/performance.md keeps its rows.
+//! k² strided tensor slices; docs/notes/2026-11-performance-log.md keeps its rows.
 //!
 //! ```text
 //! cargo run -p xtask --example conv_paths            # flex

@@ -4,7 +4,7 @@
 //! writes it as JSON.
 //!
 //! The criterion benches in `benches/` track relata's own numbers over time; this command is
-//! the comparison against the reference implementations that `docs/performance.md` reports.
+//! the comparison against the reference implementations that `docs/notes/2026-11-performance-log.md` reports.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

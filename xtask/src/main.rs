@@ -68,7 +68,7 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // Training and benchmarks free and re-allocate megabytes per op: keep that memory in the
-    // process (8–12% of a ResNet-18 step at 112², docs/performance.md).
+    // process (8–12% of a ResNet-18 step at 112², docs/notes/2026-11-performance-log.md).
     relata_backbone::retain_freed_memory();
     match cli.command {
         Command::Ci(args) => ci::run(args),

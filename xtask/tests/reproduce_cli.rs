@@ -221,6 +221,11 @@ fn real_dataset_prints_the_papers_numbers_beside() {
 fn isl_smoke_on_synth_fine_and_a_cifar_directory() {
     let out_root = tempfile::tempdir().unwrap();
     let (out, err, dir) = smoke("isl", &[], out_root.path());
+    // Under the table: which way this run went, and that round 0 trained for less.
+    assert!(
+        out.contains("on this run") && out.contains("trained longer"),
+        "{out}"
+    );
     assert!(
         out.contains("| baseline |") && out.contains("| full |"),
         "{out}"
@@ -271,6 +276,11 @@ fn isl_bad_arguments_say_what_to_do() {
 fn csrms_smoke_on_synth_fine_then_resume_and_a_cifar_directory() {
     let out_root = tempfile::tempdir().unwrap();
     let (out, err, dir) = smoke("csrms", &[], out_root.path());
+    // Under the table: which way this run went, and where several seeds are compared.
+    assert!(
+        out.contains("on this run") && out.contains("docs/csrms.md"),
+        "{out}"
+    );
     assert!(
         out.contains("| baseline |") && out.contains("| full |"),
         "{out}"

@@ -337,6 +337,7 @@ pub fn reproduce(
         }
     }
     let variant_names: Vec<String> = variants.iter().map(Ablation::variant).collect();
+    let notes = table_notes(&rows);
     let results = Results {
         method: "cmbh".into(),
         dataset: dataset.into(),
@@ -353,13 +354,44 @@ pub fn reproduce(
             &options.bits,
             &variant_names,
         ),
-        notes: Vec::new(),
+        notes,
     };
     top.write_results(&results)?;
     Ok(ReproduceOutcome {
         results,
         dir: top.path().to_path_buf(),
     })
+}
+
+/// What an ablation table does and does not show: at each code length with both rows, whether
+/// the full model's mAP is above the B-only ablation's on this one run. No notes without
+/// `--ablation` (no baseline row).
+pub fn table_notes(rows: &[Map<String, Value>]) -> Vec<String> {
+    let map = |variant: &str, bits: u64| {
+        rows.iter()
+            .find(|r| {
+                r.get("variant").and_then(Value::as_str) == Some(variant)
+                    && r.get("bits").and_then(Value::as_u64) == Some(bits)
+            })
+            .and_then(|r| r.get("map"))
+            .and_then(Value::as_f64)
+    };
+    let mut bits: Vec<u64> = rows
+        .iter()
+        .filter_map(|r| r.get("bits").and_then(Value::as_u64))
+        .collect();
+    bits.dedup();
+    bits.into_iter()
+        .filter_map(|b| {
+            let (full, b_only) = (map("full", b)?, map("B", b)?);
+            Some(relata_train::compare::single_run_note(
+                &format!("The full model ({b} bits)"),
+                "mAP (the baseline: B only)",
+                (full, b_only),
+                "docs/cmbh.md, \"Results\"",
+            ))
+        })
+        .collect()
 }
 
 /// One (variant, bits) run: train (or resume), evaluate, save encoder + index. A run that
@@ -425,6 +457,24 @@ fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ablation table says, per code length, which way the full model and B-only went on
+    /// this run; a table without the B row says nothing.
+    #[test]
+    fn ablation_tables_say_which_way_each_code_length_went() {
+        let rows = vec![
+            row("B", 12, 0.2506),
+            row("full", 12, 0.2574),
+            row("B", 24, 0.31),
+            row("full", 24, 0.30),
+        ];
+        let notes = table_notes(&rows);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("(12 bits)") && notes[0].contains("above the baseline's"));
+        assert!(notes[0].contains("0.2574 against 0.2506"), "{}", notes[0]);
+        assert!(notes[1].starts_with("**The full model (24 bits) does not beat"));
+        assert!(table_notes(&[row("full", 12, 0.3)]).is_empty());
+    }
 
     /// The paper's batch sizes follow the dataset, not its class count: Food-101 has 101
     /// classes and trains at 64 (a "more than 200 classes" rule gave it 16).

@@ -79,6 +79,26 @@ pub fn synth_config(preset: Preset, seed: u64) -> SynthFineConfig {
     }
 }
 
+/// What the table does and does not show: whether CSRMS's top-1 is above the baseline's on
+/// this one run (both rows needed).
+pub fn table_notes(rows: &[Map<String, Value>]) -> Vec<String> {
+    let top1 = |variant: &str| {
+        rows.iter()
+            .find(|r| r.get("variant").and_then(Value::as_str) == Some(variant))
+            .and_then(|r| r.get("top1"))
+            .and_then(Value::as_f64)
+    };
+    match (top1("full"), top1("baseline")) {
+        (Some(full), Some(base)) => vec![relata_train::compare::single_run_note(
+            "CSRMS",
+            "top-1",
+            (full, base),
+            "docs/csrms.md, \"Results\"",
+        )],
+        _ => Vec::new(),
+    }
+}
+
 /// The configuration of a preset for a dataset of `classes` classes.
 pub fn preset_config(preset: Preset, classes: usize) -> CsrmsConfig {
     match preset {
@@ -239,9 +259,9 @@ pub fn reproduce(
         preset: options.preset.name().into(),
         device: format!("{device:?}"),
         seconds: start.elapsed().as_secs_f64(),
+        notes: table_notes(&rows),
         rows,
         paper: Vec::new(),
-        notes: Vec::new(),
     };
     top.write_results(&results)?;
     Ok(ReproduceOutcome {

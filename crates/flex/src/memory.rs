@@ -1,5 +1,5 @@
 //! Process memory settings for CPU training: large tensors freed by one step are kept for the
-//! next instead of going back to the kernel (docs/performance.md, "glibc's malloc").
+//! next instead of going back to the kernel (docs/notes/2026-11-performance-log.md, "glibc's malloc").
 
 /// Keeps memory a CPU computation frees inside the process, for the next step to reuse,
 /// instead of handing it back to the kernel. Returns whether the allocator took the setting
@@ -9,7 +9,7 @@
 /// `malloc` serves large blocks with `mmap` and trims the heap's free top back to the kernel,
 /// so each step pays page faults on memory it freed a moment ago — and, with two threads, the
 /// inter-processor interrupts of the TLB flushes. That was 8–12% of a ResNet-18 training step at
-/// 112² on `flex` (docs/performance.md). With this, blocks up to 32 MiB (glibc's limit) come from the
+/// 112² on `flex` (docs/notes/2026-11-performance-log.md). With this, blocks up to 32 MiB (glibc's limit) come from the
 /// heap and the heap never shrinks: the process keeps its peak footprint, as PyTorch's caching
 /// allocators do on GPUs. It sets process-wide `mallopt` options, so it is the application's
 /// choice: `cargo xtask` makes it at start-up.

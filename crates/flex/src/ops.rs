@@ -19,7 +19,7 @@ use burn::tensor::Tensor;
 /// before the GEMM, and its backward through a transposed convolution (input gradient) and a
 /// swapped convolution with `H_out × W_out` kernels (weight gradient; docs/upstream/flex-conv.md).
 /// `kernels::conv` does each piece as one GEMM per image on NCHW data, forward and backward
-/// (1.5–3× faster on ResNet's layers; docs/performance.md). On other backends a 1×1 convolution
+/// (1.5–3× faster on ResNet's layers; docs/notes/2026-11-performance-log.md). On other backends a 1×1 convolution
 /// is still cheaper as what it is, `W[C_out × C_in] · X[C_in × HW]` per image, which autodiff
 /// differentiates with two more GEMMs (2–3× on tch's 28² maps). ResNet-50 has two 1×1
 /// convolutions in each bottleneck and every ResNet has them in `downsample.0`. A stride-s 1×1

@@ -86,6 +86,39 @@ impl SeedComparison {
     }
 }
 
+/// The note a single run's table prints under it about a claim: that `variant` is above its
+/// baseline on `metric` but one seed decides nothing, or — in bold — that the claim does not
+/// hold on this run. `name` is the variant's name ("CSRMS"), `evidence` where the several-seed
+/// comparison is ("docs/csrms.md, \"Results\"").
+pub fn single_run_note(
+    name: &str,
+    metric: &str,
+    (variant, baseline): (f64, f64),
+    evidence: &str,
+) -> String {
+    // Fractions (mAP) with four decimals, percentages and sums with two.
+    let digits = if variant.abs() <= 1.0 && baseline.abs() <= 1.0 {
+        4
+    } else {
+        2
+    };
+    let (v, b) = (
+        format!("{variant:.digits$}"),
+        format!("{baseline:.digits$}"),
+    );
+    if variant > baseline {
+        format!(
+            "{name}'s {metric} is above the baseline's on this run ({v} against {b}); one \
+             seed decides nothing: {evidence} compares several."
+        )
+    } else {
+        format!(
+            "**{name} does not beat the baseline on this run**: {metric} {v} against {b} \
+             ({evidence} compares several seeds)."
+        )
+    }
+}
+
 fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
@@ -117,5 +150,13 @@ mod tests {
         );
         assert!(table.contains("the claim does not hold"), "{table}");
         assert!(c.summary(1.0).contains("ahead by more than 1"));
+    }
+
+    #[test]
+    fn a_single_run_says_which_way_it_went() {
+        let ahead = single_run_note("CSRMS", "top-1", (70.0, 68.5), "docs/csrms.md");
+        assert!(ahead.contains("above the baseline's") && ahead.contains("70.00 against 68.50"));
+        let behind = single_run_note("CSRMS", "top-1", (68.5, 68.5), "docs/csrms.md");
+        assert!(behind.starts_with("**CSRMS does not beat the baseline on this run**"));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Why: burn-flex's element-wise kernels run on the calling thread, so in a ResNet training
 //! step every ReLU, residual add and ReLU backward is a serial pass over an activation while
-//! the other cores wait (1–3% of a ResNet-18 step at 112², docs/performance.md). Here each
+//! the other cores wait (1–3% of a ResNet-18 step at 112², docs/notes/2026-11-performance-log.md). Here each
 //! is one pass split over rayon's threads, and the block's add and ReLU are one pass forward
 //! and one backward (the same gradient goes to both summands). NaN behaves as in burn-flex and
 //! PyTorch: `relu(NaN) = NaN`, and its gradient passes where the output is NaN.

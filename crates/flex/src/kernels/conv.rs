@@ -214,7 +214,7 @@ fn phase_scratch(d: &Dims) -> usize {
 ///
 /// Where [`Dims::phase_stride`] applies, each patch-matrix row is one copy of a shifted phase
 /// plane and zeros in the padding; at stride 2 that replaced a strided copy per output row,
-/// which was a third of the stem's time (docs/performance.md).
+/// which was a third of the stem's time (docs/notes/2026-11-performance-log.md).
 fn im2col(x: &[f32], d: &Dims, cols: &mut [f32], row_stride: usize, phases: &mut [f32]) {
     let [k_h, k_w] = d.geometry.kernel;
     let (s, left) = (d.geometry.stride[1], d.geometry.padding[1]);

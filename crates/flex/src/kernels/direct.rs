@@ -6,7 +6,7 @@
 //! Why: with im2col the convolution's right-hand side is a `9·C_in × H·W` patch matrix,
 //! megabytes per image, written once and read back by the GEMM's packing from L3 — the
 //! `gemm` crate runs at ~82 GFLOP/s per thread on it against ~102 on cache-hot data, and
-//! oneDNN's direct convolution (PyTorch) at ~105 (docs/performance.md).
+//! oneDNN's direct convolution (PyTorch) at ~105 (docs/notes/2026-11-performance-log.md).
 //!
 //! Here the input is laid out once so that every kernel position reads it at one flat offset:
 //! per channel, one zero, then the batch's images stacked as rows of stride `S = W`, one zero

@@ -1,5 +1,5 @@
 //! relata's own kernels for the `flex` backend, for the ResNet ops where burn-flex 0.22 is
-//! slowest against PyTorch (docs/performance.md): [`conv`] (every convolution), [`pool`]
+//! slowest against PyTorch (docs/notes/2026-11-performance-log.md): [`conv`] (every convolution), [`pool`]
 //! (max pooling's backward) and [`norm`] (batch normalisation, training and inference).
 //!
 //! How they plug in: burn's `extension` feature exposes a tensor's backend primitive

@@ -7,7 +7,7 @@
 //! each of the mean, the variance and the two gradient sums, and about ten broadcast
 //! element-wise passes between them. On a ResNet-18 training step at 112² those copies alone
 //! were 5% of the time, and batch norm's inference forward took 4× PyTorch's
-//! (docs/performance.md). Here, for `x` of shape `[N, C, …]` with `M = N·Π(…)` values per
+//! (docs/notes/2026-11-performance-log.md). Here, for `x` of shape `[N, C, …]` with `M = N·Π(…)` values per
 //! channel:
 //!
 //! - statistics: one pass per channel, `Σx` and `Σx²` summed in f64 (the f32 values' squares

@@ -2,7 +2,7 @@
 //! adds the output gradient at those positions (see [`super`]).
 //!
 //! Why: burn-flex's max pool with its backward took 2.3× PyTorch's time on ResNet's stem pool
-//! (3×3/2 over 64 × 56², batch 16; docs/performance.md), about 5% of a ResNet-18 training step
+//! (3×3/2 over 64 × 56², batch 16; docs/notes/2026-11-performance-log.md), about 5% of a ResNet-18 training step
 //! at 112². Here one pass per channel plane computes maxima and their positions, and the
 //! backward is one scatter per plane (dilation 1, floor rounding of the output size). Ties go to the first position in row-major order, and a
 //! NaN wins over any number, as in PyTorch.

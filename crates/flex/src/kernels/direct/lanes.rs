@@ -25,7 +25,7 @@
 //! forward and input gradient, with the direct kernels (10 to 14 rows), the per-tap products
 //! (below) or im2col (stride 2).
 //!
-//! Measured (docs/performance.md), 16 images, forward + input gradient + weight gradient:
+//! Measured (docs/notes/2026-11-performance-log.md), 16 images, forward + input gradient + weight gradient:
 //! 512 → 512 at 4² 17.7 → 15.2 ms and 256 → 256 at 7² 14.3 → 13.0 ms against the per-tap
 //! products, 128 → 128 at 14² 14.5 → 13.4 ms against the direct kernels; at stride 2, 128 →
 //! 256 from 14² 8.6 → 7.4–7.6 ms and 256 → 512 from 7² 10.9–11.1 → 7.8–7.9 ms against im2col.
