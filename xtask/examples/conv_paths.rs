@@ -10,8 +10,8 @@
 //!   when training, and leaves the rest (and inference) to `conv2d`, so those rows compare
 //!   `conv2d` with itself.
 //!
-//! An earlier version of this example (git history, 2026-11-24) also timed an im2col built from
-//! k² strided tensor slices; docs/notes/2026-11-performance-log.md keeps its rows.
+//! An im2col built from k² strided tensor slices was slower than both (its rows:
+//! docs/notes/2026-11-performance-log.md).
 //!
 //! ```text
 //! cargo run -p xtask --example conv_paths            # flex

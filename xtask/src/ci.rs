@@ -60,34 +60,26 @@ pub fn run(args: CiArgs) -> Result<()> {
 
     step("fmt", cargo().args(["fmt", "--all", "--check"]))?;
     step("test (flex)", cargo().args(["test", "--workspace"]))?;
-    step(
-        "clippy",
-        cargo().args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    )?;
+    // Lints with warnings as errors, over `targets`.
+    let clippy = |targets: &[&str]| {
+        let mut c = cargo();
+        c.arg("clippy").args(targets).args(["--", "-D", "warnings"]);
+        c
+    };
+    step("clippy", &mut clippy(&["--workspace", "--all-targets"]))?;
 
     // The kernels crate as other architectures build it (no x86 kernels: `cfg`-gated code
     // that slipped through fails here), and its tests on the portable paths this machine
     // would otherwise skip for its AVX-512 ones.
     step(
         "relata-flex without x86 kernels",
-        cargo().args([
-            "clippy",
+        &mut clippy(&[
             "-p",
             "relata-flex",
             "--no-default-features",
             "--features",
             "flex",
             "--all-targets",
-            "--",
-            "-D",
-            "warnings",
         ]),
     )?;
     step(

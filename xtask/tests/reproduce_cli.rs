@@ -465,24 +465,38 @@ fn hrem_smoke_then_search_both_ways() {
     assert!(!ok && err.contains("--text"), "{err}");
 }
 
-/// Issue 8's check: HREM's test rSum above the baseline's (the same encoders with L_tri(v, u)
-/// alone) on synth-captions, seed 42 (the CLI's default). The relation terms need data: on the
-/// default reproduction's 1,000 training scenes HREM is 7.0 points behind its baseline over
-/// seeds 42, 1 and 2 (the authors' released code 15.8 behind over nine seeds), level at 10,000
-/// scenes and ahead at 30,000 (docs/hrem.md, "Thirty thousand scenes"). So this trains on
-/// 30,000 scenes with 500 dev scenes, the default schedule otherwise, as two processes
-/// (`--variant baseline` and `--variant full`) side by side: a training keeps little more than
-/// one core busy. About 70 minutes on 2 AVX-512 cores, 137 minutes on 2 AVX2-only ones (passed
-/// there on 2026-11-27: 468.5 against 459.9, before the relevance-MLP and connection fixes of
-/// 2026-12-07; not re-run since); the epochs of both print as they end:
+/// HREM's test rSum above the baseline's (the same encoders with L_tri(v, u) alone) on a large
+/// synth-captions, on the mean of three seeds with a margin. The relation terms need data: on
+/// the default reproduction's 1,000 training scenes HREM is behind its baseline (docs/hrem.md,
+/// "Results"). This trains on 30,000 scenes with 500 dev scenes, the default schedule
+/// otherwise, each seed's two variants as two processes side by side (a training keeps little
+/// more than one core busy): about 70 minutes a seed on 2 AVX-512 cores, 137 on 2 AVX2-only
+/// ones. Seed 42 alone was ahead there before the 2026-12-07 training fixes (468.5 against
+/// 459.9; docs/notes/hrem-results-log.md); three seeds with today's code have not been run.
+/// The epochs print as they end:
 ///
 /// ```text
 /// cargo test -p xtask --test reproduce_cli hrem_rsum_above -- --ignored --nocapture
 /// ```
 #[test]
-#[ignore = "30,000 training scenes: 70 to 140 min on 2 cores"]
+#[ignore = "30,000 training scenes at three seeds: 3.5 to 7 hours on 2 cores"]
 fn hrem_rsum_above_the_baseline_on_30000_synth_scenes() {
+    /// rSum points the mean gain must clear (the default reproduction's seeds spread by ±6).
+    const MARGIN: f64 = 2.0;
+    let mut comparison = relata_train::SeedComparison::new("rsum");
+    for seed in [42u64, 1, 2] {
+        let [baseline, full] = hrem_30000_scenes(seed);
+        comparison.push(seed, baseline, full);
+    }
+    let summary = comparison.summary(MARGIN);
+    eprintln!("{summary}");
+    assert!(comparison.holds(MARGIN), "{summary}");
+}
+
+/// Test rSum of the baseline and of HREM on 30,000 synth-captions training scenes at `seed`.
+fn hrem_30000_scenes(seed: u64) -> [f64; 2] {
     let root = tempfile::tempdir().unwrap();
+    let seed = seed.to_string();
     let runs = ["baseline", "full"].map(|variant| {
         let out = root.path().join(variant).display().to_string();
         let child = xtask_command(&[
@@ -492,6 +506,8 @@ fn hrem_rsum_above_the_baseline_on_30000_synth_scenes() {
             "30000",
             "--dev-scenes",
             "500",
+            "--seed",
+            &seed,
             "--variant",
             variant,
             "--quiet",
@@ -506,17 +522,13 @@ fn hrem_rsum_above_the_baseline_on_30000_synth_scenes() {
     // Both are waited for before either is judged, so a failure leaves no run behind (their
     // errors print on stderr as they happen).
     let outputs = runs.map(|(variant, child)| (variant, child.wait_with_output()));
-    let [baseline, full] = outputs.map(|(variant, out)| {
+    outputs.map(|(variant, out)| {
         let out = out.expect("xtask runs");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{variant}: {stdout}");
         let metrics = read_metrics(&run_dir(&stdout));
         metrics["rows"][0]["rsum"].as_f64().expect("an rSum")
-    });
-    assert!(
-        full > baseline,
-        "HREM rSum {full:.1} ≤ baseline {baseline:.1}"
-    );
+    })
 }
 
 /// `reproduce hrem --dataset f30k --data-dir DATA_DIR` with `extra` arguments.

@@ -82,12 +82,7 @@ pub fn synth_config(preset: Preset, seed: u64) -> SynthFineConfig {
 /// What the table does and does not show: whether CSRMS's top-1 is above the baseline's on
 /// this one run (both rows needed).
 pub fn table_notes(rows: &[Map<String, Value>]) -> Vec<String> {
-    let top1 = |variant: &str| {
-        rows.iter()
-            .find(|r| r.get("variant").and_then(Value::as_str) == Some(variant))
-            .and_then(|r| r.get("top1"))
-            .and_then(Value::as_f64)
-    };
+    let top1 = |variant: &str| relata_train::run::row_metric(rows, variant, "top1");
     match (top1("full"), top1("baseline")) {
         (Some(full), Some(base)) => vec![relata_train::compare::single_run_note(
             "CSRMS",

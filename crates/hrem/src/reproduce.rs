@@ -263,12 +263,7 @@ pub fn preset_config(
 /// What is printed under the results table: whether HREM's rSum is above the baseline's on this
 /// run, and (with the paper's rows) how the authors' numbers were obtained.
 pub fn table_notes(rows: &[Map<String, Value>], with_paper: bool) -> Vec<String> {
-    let rsum = |variant: &str| {
-        rows.iter()
-            .find(|r| r.get("variant").and_then(Value::as_str) == Some(variant))
-            .and_then(|r| r.get("rsum"))
-            .and_then(Value::as_f64)
-    };
+    let rsum = |variant: &str| relata_train::run::row_metric(rows, variant, "rsum");
     let mut notes = Vec::new();
     if let (Some(full), Some(base)) = (rsum("full"), rsum("baseline")) {
         notes.push(if full > base {

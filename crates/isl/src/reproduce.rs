@@ -118,12 +118,7 @@ pub fn preset_config(preset: Preset) -> IslConfig {
 /// What the table does and does not show: whether the last round's kNN top-1 is above round
 /// 0's on this one run, and what a gain would be due to at the default budget.
 pub fn table_notes(rows: &[Map<String, Value>]) -> Vec<String> {
-    let knn = |variant: &str| {
-        rows.iter()
-            .find(|r| r.get("variant").and_then(Value::as_str) == Some(variant))
-            .and_then(|r| r.get("knn_top1"))
-            .and_then(Value::as_f64)
-    };
+    let knn = |variant: &str| relata_train::run::row_metric(rows, variant, "knn_top1");
     let (Some(full), Some(base)) = (knn("full"), knn("baseline")) else {
         return Vec::new();
     };

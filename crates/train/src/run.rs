@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::checkpoint::write_atomic;
 use crate::error::TrainError;
@@ -103,6 +103,14 @@ pub struct EpochRecord {
     pub extra: BTreeMap<String, f64>,
 }
 
+/// `metric` of the first row of `variant` among result rows (`None` if either is missing).
+pub fn row_metric(rows: &[Map<String, Value>], variant: &str, metric: &str) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.get("variant").and_then(Value::as_str) == Some(variant))
+        .and_then(|r| r.get(metric))
+        .and_then(Value::as_f64)
+}
+
 /// `metrics.json`: the final results, one schema for every method (docs/design.md, Training and results).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Results {
@@ -143,11 +151,7 @@ impl Results {
     /// The measured `metric` of the first row whose `variant` is `variant` (e.g.
     /// `("full", "top1")`); `None` when there is no such row or the value is not a number.
     pub fn metric(&self, variant: &str, metric: &str) -> Option<f64> {
-        self.rows
-            .iter()
-            .find(|r| r.get("variant").and_then(Value::as_str) == Some(variant))
-            .and_then(|r| r.get(metric))
-            .and_then(Value::as_f64)
+        row_metric(&self.rows, variant, metric)
     }
 
     /// The rows as a Markdown table, every metric measured beside the paper's value.
