@@ -353,6 +353,15 @@ pub struct CmbhArgs {
     /// NABirds and VegFru).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// How the losses are reduced over a batch: `paper` (hash losses as means, the
+    /// classification losses summed over the batch, as the paper writes them) or `mean` (every
+    /// term a batch mean). The from-scratch presets adapt their step size to it.
+    #[arg(long, default_value = "paper")]
+    reduction: relata_cmbh::LossReduction,
+    /// Hold this many training images per class out and score on them instead of the test
+    /// split (queries against the rest of the training split): for choosing settings.
+    #[arg(long)]
+    validation: Option<usize>,
     /// Print the inference path's parameters and FLOPs beside the paper's Table 5 and exit.
     #[arg(long)]
     report_cost: bool,
@@ -462,6 +471,8 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
         from_scratch: args.from_scratch,
         epochs: args.epochs,
         batch_size: args.batch_size,
+        reduction: args.reduction,
+        validation: args.validation,
         settings: common.settings(),
     };
     eprintln!("reproduce cmbh on {} ({choice})", options.data.name());

@@ -137,6 +137,36 @@ fn report_cost_prints_table5_beside_ours() {
     );
 }
 
+/// `--validation N` scores on N training images per class held out (no paper rows beside a
+/// validation score), `--reduction mean` is recorded with the run, and the full and B-only
+/// rows of `--ablation` get their note; an unknown reduction is refused by name.
+#[test]
+fn cmbh_validation_reduction_and_ablation_notes() {
+    let out_root = tempfile::tempdir().unwrap();
+    let args = [
+        "--bits",
+        "8",
+        "--ablation",
+        "--validation",
+        "2",
+        "--reduction",
+        "mean",
+    ];
+    let (out, _, dir) = smoke("cmbh", &args, out_root.path());
+    let metrics = read_metrics(&dir);
+    assert_eq!(metrics["dataset"], "synth-fine, scored on validation");
+    assert_eq!(metrics["paper"], serde_json::json!([]));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (config["reduction"].as_str(), config["validation"].as_u64()),
+        (Some("mean"), Some(2))
+    );
+    assert!(out.contains("The full model (8 bits)"), "{out}");
+    let (ok, _, err) = xtask(&["reproduce", "cmbh", "--reduction", "sum"]);
+    assert!(!ok && err.contains("known: paper, mean"), "{err}");
+}
+
 #[test]
 fn smoke_on_synth_fine_then_search() {
     let out_root = tempfile::tempdir().unwrap();

@@ -132,6 +132,52 @@ pub struct CmbhConfig {
     /// Which training-only modules are on.
     #[config(default = "Ablation::FULL")]
     pub ablation: Ablation,
+    /// How the loss terms are reduced over a batch (the paper's mix of means and sums, or
+    /// means throughout).
+    #[config(default = "LossReduction::Paper")]
+    pub reduction: LossReduction,
+}
+
+/// How the terms of Eq. 15 are reduced over a batch.
+///
+/// The paper writes the two hash losses as means (Eq. 6–7: 1/n², 1/(n·y)) and the
+/// classification-type losses as sums over the samples (Σ_i in Eq. 10, 11 and 14). Taking batch
+/// means for all of them weights classification batch-size times less against hashing, whose
+/// terms grow as b² with the code length — enough that, from scratch, longer codes scored lower
+/// (docs/cmbh.md, "Design choices").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossReduction {
+    /// As written: L_hash-pair and L_hash-proxy are batch means; L_cls, L_trans and L_region
+    /// are sums over the batch's samples.
+    #[default]
+    Paper,
+    /// Every term a batch mean (PyTorch's default reduction).
+    Mean,
+}
+
+impl LossReduction {
+    /// The factor on a classification-type term computed as a batch mean of `batch` samples.
+    pub fn classification_scale(self, batch: usize) -> f64 {
+        match self {
+            LossReduction::Paper => batch as f64,
+            LossReduction::Mean => 1.0,
+        }
+    }
+}
+
+impl std::str::FromStr for LossReduction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "paper" => Ok(LossReduction::Paper),
+            "mean" => Ok(LossReduction::Mean),
+            other => Err(format!(
+                "unknown loss reduction `{other}`; known: paper, mean"
+            )),
+        }
+    }
 }
 
 /// The number of backbone stages tapped (the paper's L).

@@ -72,7 +72,7 @@ pub mod reproduce;
 pub mod search;
 pub mod train;
 
-pub use config::{Ablation, CmbhConfig, CmbhTrainingConfig};
+pub use config::{Ablation, CmbhConfig, CmbhTrainingConfig, LossReduction};
 pub use cost::InferenceCost;
 pub use encoder::CmbhEncoder;
 pub use error::CmbhError;

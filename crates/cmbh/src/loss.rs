@@ -212,6 +212,46 @@ mod tests {
         assert!((two - 2.0 * 0.287_682).abs() < 1e-5);
     }
 
+    /// Each loss at batch 2 under both reductions, by hand. The hash losses are means in both
+    /// readings; the classification-type losses are means in one and sums over the two
+    /// samples in the paper's.
+    #[test]
+    fn batch_of_two_under_both_readings() {
+        use crate::config::LossReduction::{Mean, Paper};
+        let both = |mean: f32| [Mean, Paper].map(|r| mean * r.classification_scale(2) as f32);
+        let close = |a: f32, b: f32| (a - b).abs() < 1e-5;
+        // CE((0, ln 3), 1) = −ln ¾ = 0.287682; CE((0, 0), 0) = ln 2 = 0.693147.
+        let logits = t2(&[0.0, 3f32.ln(), 0.0, 0.0], [2, 2]);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 0], [2]), &device());
+        let cls = scalar(classification_loss(std::slice::from_ref(&logits), &labels));
+        let [mean, paper] = both(cls);
+        assert!(
+            close(mean, 0.490_415) && close(paper, 0.980_829),
+            "{mean} {paper}"
+        );
+        // Teacher (0, 0) for both; students (0, ln 3) → 0.836988 and (0, 0) → ln 2.
+        let teacher = t2(&[0.0, 0.0, 0.0, 0.0], [2, 2]);
+        let trans = scalar(transfer_loss(teacher, logits));
+        let [mean, paper] = both(trans);
+        assert!(
+            close(mean, 0.765_068) && close(paper, 1.530_135),
+            "{mean} {paper}"
+        );
+        // Hash losses: u_0 = (0.5, −0.5), u_1 = (1, 1) against b_0 = (1, 1) (class 0) and
+        // b_1 = (1, −1) (class 1), S negative −1, b = 2. Sample 0 (class 0): inner (0, 1) →
+        // (0 − 2)² + (1 + 2)² = 13; sample 1 (class 1): inner (2, 0) → (2 + 2)² + (0 − 2)² =
+        // 20; mean over the 2 × 2 pairs 33/4 in both readings.
+        let u = t2(&[0.5, -0.5, 1.0, 1.0], [2, 2]);
+        let prev = t2(&[1.0, 1.0, 1.0, -1.0], [2, 2]);
+        let s = pair_similarity(&[0, 1], &[0, 1], -1.0, &device());
+        assert!(close(
+            scalar(hash_pair_loss(u.clone(), prev.clone(), s)),
+            8.25
+        ));
+        let s = proxy_similarity(&[0, 1], 2, -1.0, &device());
+        assert!(close(scalar(hash_proxy_loss(u, prev, s)), 8.25));
+    }
+
     /// The transfer loss's teacher is a constant: only the student gets a gradient.
     #[test]
     fn transfer_teacher_gets_no_gradient() {

@@ -183,18 +183,19 @@ pub fn training_loss(
         ),
     ];
     let ablation = config.ablation;
+    // The classification-type terms below are batch means; the paper sums them over the batch.
+    let scale = config.reduction.classification_scale(n);
     if ablation.cross_layer {
-        terms.push(("cls", classification_loss(&out.all_logits(), &labels)));
+        let cls = classification_loss(&out.all_logits(), &labels);
+        terms.push(("cls", cls.mul_scalar(scale)));
     }
     let ensemble = |o: &CmbhOutput| {
         o.ensemble()
             .ok_or_else(|| CmbhError::Config("+T needs +L (the fused class scores)".into()))
     };
     if ablation.transfer {
-        terms.push((
-            "trans",
-            transfer_loss(ensemble(&out)?, out.logits_hash.clone()),
-        ));
+        let trans = transfer_loss(ensemble(&out)?, out.logits_hash.clone());
+        terms.push(("trans", trans.mul_scalar(scale)));
     }
     if ablation.regions {
         let crops = region_crops(&out.maps, inputs, config.regions, device)?;
@@ -206,7 +207,7 @@ pub fn training_loss(
         if ablation.transfer {
             region = region + transfer_loss(ensemble(&crop_out)?, crop_out.logits_hash.clone());
         }
-        terms.push(("region", region.mul_scalar(config.regions as f64)));
+        terms.push(("region", region.mul_scalar(config.regions as f64 * scale)));
     }
     Ok((terms, out))
 }

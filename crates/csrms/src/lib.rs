@@ -78,7 +78,7 @@ pub use curriculum::{Curriculum, CurriculumConfig, curriculum_weights};
 pub use error::CsrmsError;
 pub use eval::{CsrmsEval, evaluate};
 pub use model::{CsrmsModel, Gcn, Smoothing};
-pub use relata_train::FitOptions;
+pub use relata_train::{FitOptions, Trained};
 pub use relation::{ClusterKind, Difficulty, RelationCounts, RelationGraph};
 pub use sampler::{SampledSets, batch_adjacency, sample_sets};
 pub use train::{CsrmsTask, TrainedCsrms, fit};

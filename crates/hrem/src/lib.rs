@@ -83,7 +83,7 @@ pub use config::{
 pub use error::HremError;
 pub use eval::{SplitEmbeddings, embed_split, evaluate};
 pub use model::HremModel;
-pub use relata_train::FitOptions;
+pub use relata_train::{FitOptions, Trained};
 pub use train::{HremExtra, HremTask, TrainedHrem, fit};
 
 /// Backends and datasets a downstream crate needs, re-exported so that depending on

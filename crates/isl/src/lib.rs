@@ -23,7 +23,7 @@
 //! use relata_isl::backbone::{ResNetConfig, ResNetDepth};
 //! use relata_isl::dataset::{BatchLoader, Pipeline, SynthFineConfig};
 //! use relata_isl::training::{RunOptions, Verbosity};
-//! use relata_isl::{GanConfig, GanStop, IslConfig, IslNet, MiningConfig, fit};
+//! use relata_isl::{FitOptions, GanConfig, GanStop, IslConfig, IslNet, MiningConfig, fit};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let device = Device::flex(); // or Device::wgpu(..), Device::tch(..) with that feature
