@@ -163,6 +163,12 @@ fn cmbh_validation_reduction_and_ablation_notes() {
         (Some("mean"), Some(2))
     );
     assert!(out.contains("The full model (8 bits)"), "{out}");
+    // The validation mAP after every epoch of every run: a curve in the reproduction's report.
+    assert!(dir.join("curves/val_map.png").is_file());
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("curves/val_map.png"), "{report}");
+    let run_report = std::fs::read_to_string(dir.join("full-8bits/report.md")).unwrap();
+    assert!(run_report.contains("val map"), "{run_report}");
     let (ok, _, err) = xtask(&["reproduce", "cmbh", "--reduction", "sum"]);
     assert!(!ok && err.contains("known: paper, mean"), "{err}");
 }

@@ -41,7 +41,7 @@
 //! let mut options = FitOptions::new("cmbh", "synth-fine");
 //! options.run = RunOptions::new("cmbh", "synth-fine").with_runs_root(&runs);
 //! options.verbosity = Verbosity::Quiet;
-//! let trained = fit(&config, data.split("train")?, &device, &options)?;
+//! let trained = fit(&config, data.split("train")?, None, &device, &options)?;
 //!
 //! // Keep only the inference path, save it, load it back.
 //! let encoder = trained.model.into_encoder();

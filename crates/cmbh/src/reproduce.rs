@@ -425,6 +425,9 @@ pub fn reproduce(
         },
         notes,
     };
+    if options.validation.is_some() {
+        plot_validation_map(top.path(), &top.curves())?;
+    }
     top.write_results(&results)?;
     Ok(ReproduceOutcome {
         results,
@@ -463,6 +466,51 @@ pub fn table_notes(rows: &[Map<String, Value>]) -> Vec<String> {
         .collect()
 }
 
+/// The validation mAP after every epoch of every run under `top` (one line per variant and code
+/// length) as `curves/val_map.png`, which the reproduction's `report.md` shows.
+fn plot_validation_map(top: &Path, curves: &Path) -> Result<(), CmbhError> {
+    let mut runs: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut names: Vec<PathBuf> = fs::read_dir(top)
+        .map_err(|e| CmbhError::file(top, e.to_string()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("metrics.jsonl").is_file())
+        .collect();
+    names.sort();
+    for dir in names {
+        let path = dir.join("metrics.jsonl");
+        let text = fs::read_to_string(&path).map_err(|e| CmbhError::file(&path, e.to_string()))?;
+        let mut points = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let record: relata_train::EpochRecord = serde_json::from_str(line)
+                .map_err(|e| CmbhError::file(&path, format!("not an epoch record: {e}")))?;
+            if let Some(map) = record.val.get("map") {
+                points.push((record.epoch as f64, *map));
+            }
+        }
+        if !points.is_empty() {
+            let name = dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into());
+            runs.push((name, points));
+        }
+    }
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let series: Vec<relata_train::plot::Series<'_>> = runs
+        .iter()
+        .map(|(name, points)| relata_train::plot::Series { name, points })
+        .collect();
+    relata_train::plot::line_chart(
+        &curves.join("val_map.png"),
+        "validation mAP@all",
+        "epoch",
+        &series,
+    )?;
+    Ok(())
+}
+
 /// One (variant, bits) run: train (or resume), evaluate, save encoder + index. A run that
 /// already has `result.json` is not repeated.
 fn run_one(
@@ -486,7 +534,9 @@ fn run_one(
         weights: options.weights.clone(),
         ..options.settings.fit_in("cmbh", options.data.name(), dir)
     };
-    let trained = fit(config, train, device, &fit_options)?;
+    // With --validation, `test` is the held-out images: scored after every epoch too.
+    let validation = options.validation.map(|_| test);
+    let trained = fit(config, train, validation, device, &fit_options)?;
     let encoder = trained.model.into_encoder();
     let pipeline = Pipeline::cmbh_test_sized(config.resize, config.crop);
     let eval_batch = config.batch_size.max(32);

@@ -3,6 +3,8 @@
 //! Algorithm 1 and the region crops' forward, the loss terms of Eq. 15, and [`fit`] for library
 //! use.
 
+use std::collections::BTreeMap;
+
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Pipeline, Sample};
@@ -14,6 +16,7 @@ use relata_train::{
 
 use crate::config::{CmbhConfig, CmbhTrainingConfig};
 use crate::error::CmbhError;
+use crate::eval::evaluate;
 use crate::loss::{
     class_means, classification_loss, hash_pair_loss, hash_proxy_loss, pair_balance,
     pair_similarity, proxy_balance, proxy_similarity, transfer_loss,
@@ -39,6 +42,9 @@ pub struct CmbhTask<'a> {
     proxies: Vec<f32>,
     prev_codes_tensor: Option<Tensor<2>>,
     proxies_tensor: Option<Tensor<2>>,
+    /// `(database, queries)` of the per-epoch validation mAP: the training split and images
+    /// held out of it.
+    validation: Option<(&'a [Sample], &'a [Sample])>,
 }
 
 /// sign with sign(0) = +1, so every code is ±1.
@@ -47,6 +53,13 @@ fn sign(v: f32) -> f32 {
 }
 
 impl<'a> CmbhTask<'a> {
+    /// This task scoring the model after every epoch: mAP@all of `queries` (images held out of
+    /// the training split) against `database` (the training split), as `val map`.
+    pub fn with_validation(mut self, database: &'a [Sample], queries: &'a [Sample]) -> Self {
+        self.validation = Some((database, queries));
+        self
+    }
+
     /// A task over the training `samples`. Epoch 0's b^{(−1)} and c^{(−1)} are random ±1
     /// (seeded), as the paper allows.
     pub fn new(config: CmbhTrainingConfig, samples: &'a [Sample]) -> Result<Self, CmbhError> {
@@ -94,6 +107,7 @@ impl<'a> CmbhTask<'a> {
             config,
             prev_codes_tensor: None,
             proxies_tensor: None,
+            validation: None,
         })
     }
 
@@ -249,6 +263,23 @@ impl TrainTask for CmbhTask<'_> {
     type Model = CmbhModel;
     type Batch = Vec<usize>;
 
+    fn validate(
+        &mut self,
+        model: &CmbhModel,
+        ctx: &mut EpochContext<'_>,
+    ) -> Result<BTreeMap<String, f64>, TrainError> {
+        let Some((database, queries)) = self.validation else {
+            return Ok(BTreeMap::new());
+        };
+        let config = &self.config;
+        let pipeline = Pipeline::cmbh_test_sized(config.resize, config.crop);
+        let encoder = model.clone().into_encoder();
+        let device = ctx.device.clone().inner();
+        let batch = config.batch_size.max(32);
+        let evaluation = evaluate(&encoder, database, queries, &pipeline, batch, &device)?;
+        Ok(BTreeMap::from([("map".to_string(), evaluation.map)]))
+    }
+
     fn epoch_batches(&mut self, ctx: &mut EpochContext<'_>) -> Result<Vec<Vec<usize>>, TrainError> {
         EpochSampler::folding_single(self.labels.len(), self.config.batch_size)
             .compose(ctx.epoch, &mut ctx.rng)
@@ -394,7 +425,15 @@ pub type TrainedCmbh = Trained<CmbhModel>;
 
 /// The scaffold's configuration for a CMBH run: one phase, SGD with momentum and weight decay,
 /// the learning rate ÷ 10 at each milestone.
-pub(crate) fn trainer_config(config: &CmbhTrainingConfig, verbosity: Verbosity) -> TrainerConfig {
+///
+/// With a validation split the model is scored after every epoch (`val map`, curve and
+/// report); the last epoch's model is kept either way, as the paper's protocol has no
+/// selection.
+pub(crate) fn trainer_config(
+    config: &CmbhTrainingConfig,
+    has_validation: bool,
+    verbosity: Verbosity,
+) -> TrainerConfig {
     let sgd = OptimizerConfig::new(
         "sgd",
         OptimizerKind::sgd(config.momentum, config.weight_decay),
@@ -406,21 +445,23 @@ pub(crate) fn trainer_config(config: &CmbhTrainingConfig, verbosity: Verbosity) 
     });
     TrainerConfig::new(vec![PhaseConfig::new("train", config.epochs)], vec![sgd])
         .with_seed(config.seed)
-        .with_eval_every(0)
+        .with_eval_every(usize::from(has_validation))
         .with_verbosity(verbosity)
 }
 
 /// Trains CMBH on `train` (a labelled split) on `device` (a plain device; autodiff is added
-/// here), starting the backbone from `options.weights` when given. Writes checkpoints and
-/// curves to the run directory; resumes when asked.
+/// here), starting the backbone from `options.weights` when given, and — with `validation`
+/// (images held out of the training data, never the test split) — scores the validation mAP
+/// after every epoch. Writes checkpoints and curves to the run directory; resumes when asked.
 pub fn fit(
     config: &CmbhTrainingConfig,
     train: &[Sample],
+    validation: Option<&[Sample]>,
     device: &Device,
     options: &FitOptions,
 ) -> Result<TrainedCmbh, CmbhError> {
     config.check()?;
-    let trainer = trainer_config(config, options.verbosity);
+    let trainer = trainer_config(config, validation.is_some(), options.verbosity);
     let fitted = fit_task(config, trainer, device, options, |autodiff| {
         let mut model = config.model.init(autodiff);
         if let Some(weights) = &options.weights {
@@ -432,7 +473,12 @@ pub fn fit(
                 report.applied
             );
         }
-        Ok::<_, CmbhError>((CmbhTask::new(config.clone(), train)?, model))
+        let task = CmbhTask::new(config.clone(), train)?;
+        let task = match validation {
+            Some(queries) => task.with_validation(train, queries),
+            None => task,
+        };
+        Ok::<_, CmbhError>((task, model))
     })?;
     Ok(fitted.trained(fitted.outcome.model.clone().valid(), ()))
 }

@@ -76,7 +76,14 @@ fn train_and_map(
     let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
     let root = tempfile::tempdir().unwrap();
     let config = learn_config(ablation, epochs, seed);
-    let trained = fit(&config, train, &device, &options(root.path(), "learn")).unwrap();
+    let trained = fit(
+        &config,
+        train,
+        None,
+        &device,
+        &options(root.path(), "learn"),
+    )
+    .unwrap();
     assert!(trained.completed);
     let encoder = trained.model.clone().into_encoder();
     let pipeline = Pipeline::cmbh_test_sized(config.resize, config.crop);
@@ -164,14 +171,14 @@ fn resume_restores_the_code_cache_exactly() {
     let config =
         preset_config(Preset::Smoke, None, "synth-fine", 4, 8, Ablation::FULL).with_epochs(3);
     let root = tempfile::tempdir().unwrap();
-    let full = fit(&config, train, &device, &options(root.path(), "a")).unwrap();
+    let full = fit(&config, train, None, &device, &options(root.path(), "a")).unwrap();
     let mut first = options(root.path(), "b");
     first.stop_after_epochs = Some(1);
-    let stopped = fit(&config, train, &device, &first).unwrap();
+    let stopped = fit(&config, train, None, &device, &first).unwrap();
     assert!(!stopped.completed);
     let mut second = options(root.path(), "b");
     second.run = second.run.with_resume(true);
-    let resumed = fit(&config, train, &device, &second).unwrap();
+    let resumed = fit(&config, train, None, &device, &second).unwrap();
     assert!(resumed.completed);
     let losses = |t: &relata_cmbh::TrainedCmbh| -> Vec<f64> {
         t.epochs.iter().map(|e| e.loss["total"]).collect()
