@@ -106,7 +106,8 @@ pub struct IslArgs {
     /// Override the backbone epochs per round.
     #[arg(long)]
     epochs: Option<usize>,
-    /// Override the number of mining rounds.
+    /// Override the number of rounds, round 0 included (the authors' count: 4 in all; 1 is
+    /// round 0 alone).
     #[arg(long)]
     rounds: Option<usize>,
     #[command(flatten)]

@@ -40,7 +40,9 @@ pub struct IslConfig {
     /// Weight λ of L₂ (0.5).
     #[config(default = 0.5)]
     pub hard_weight: f64,
-    /// Rounds after round 0 (the authors: 4 rounds in all).
+    /// Rounds in all, round 0 (the backbone alone) included, as the authors count them: round 0,
+    /// then `rounds − 1` rounds of GAN → mining → backbone. The authors train 4 (800 backbone
+    /// epochs on CIFAR).
     #[config(default = 4)]
     pub rounds: usize,
     /// Backbone epochs per round (200 for CIFAR in the code).
@@ -110,6 +112,13 @@ impl IslConfig {
         let bad = |m: String| Err(IslError::Config(m));
         if self.dim == 0 || self.batch_size < 2 {
             return bad("dim must be positive and batch_size at least 2".into());
+        }
+        if self.rounds == 0 {
+            return bad(
+                "rounds = 0: rounds count round 0 too (1 is instance discrimination alone, the \
+                 authors train 4)"
+                    .into(),
+            );
         }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return bad(format!(

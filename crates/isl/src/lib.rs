@@ -36,7 +36,7 @@
 //!         .with_cifar_stem(true))
 //!     .with_dim(32).with_gan(GanConfig::new().with_dim(32).with_negatives(16))
 //!     .with_mining(MiningConfig::new().with_negatives(16))
-//!     .with_rounds(1).with_backbone_epochs(1).with_gan_stop(GanStop::Fixed { epochs: 1 })
+//!     .with_rounds(2).with_backbone_epochs(1).with_gan_stop(GanStop::Fixed { epochs: 1 })
 //!     .with_max_mining_epochs(1).with_batch_size(16);
 //!
 //! let runs = std::env::temp_dir().join(format!("relata-isl-doc-{}", std::process::id()));

@@ -78,8 +78,8 @@ pub fn preset_config(preset: Preset) -> IslConfig {
         Preset::Paper => IslConfig::cifar(),
         Preset::Default => {
             // 64×64 synth-fine from scratch in minutes: a width-16 ResNet-18 with the ImageNet
-            // stem (the CIFAR stem would run layer1 at 64×64), one mining round between two
-            // backbone phases of 50 epochs. Measured choices (docs/isl.md): lr 0.03 collapses
+            // stem (the CIFAR stem would run layer1 at 64×64), two rounds: round 0 and one
+            // mining round, each a backbone phase of 50 epochs. Measured choices (docs/isl.md): lr 0.03 collapses
             // the embedding at batch 64 (kNN below chance after 20 epochs), 0.01 does not; hue
             // jitter is off because hue is what separates synth-fine's sibling classes. The GAN
             // sees 10 batches per epoch here against CIFAR's 391, so the authors' early stop
@@ -87,7 +87,7 @@ pub fn preset_config(preset: Preset) -> IslConfig {
             // mined: it runs a fixed 40 epochs at Adam 1e-3 instead. Mining ends after 2 epochs
             // that add nothing.
             IslConfig::new(ResNetConfig::new(ResNetDepth::ResNet18).with_width(16))
-                .with_rounds(1)
+                .with_rounds(2)
                 .with_backbone_epochs(50)
                 .with_lr(0.01)
                 .with_hue_jitter(0.0)
@@ -106,7 +106,7 @@ pub fn preset_config(preset: Preset) -> IslConfig {
         .with_dim(32)
         .with_gan(GanConfig::new().with_dim(32).with_negatives(64))
         .with_mining(MiningConfig::new().with_negatives(64))
-        .with_rounds(1)
+        .with_rounds(2)
         .with_backbone_epochs(2)
         .with_gan_stop(GanStop::Fixed { epochs: 2 })
         .with_max_mining_epochs(2)

@@ -67,14 +67,16 @@ pub fn train_pipeline(config: &IslConfig) -> Pipeline {
     pipeline
 }
 
-/// The phases of a run: backbone-r, gan-r, mine-r for each round, then backbone-R.
+/// The phases of a run: backbone-r, gan-r, mine-r for each round r but the last, then the last
+/// round's backbone phase — `config.rounds` backbone phases in all.
 pub fn phases(config: &IslConfig) -> Vec<PhaseConfig> {
     let gan_epochs = match config.gan_stop {
         GanStop::EarlyStop { max_epochs } => max_epochs,
         GanStop::Fixed { epochs } => epochs,
     };
     let mut p = Vec::new();
-    for r in 0..config.rounds {
+    let last = config.rounds.saturating_sub(1);
+    for r in 0..last {
         p.push(PhaseConfig::new(
             format!("backbone-{r}"),
             config.backbone_epochs,
@@ -86,7 +88,7 @@ pub fn phases(config: &IslConfig) -> Vec<PhaseConfig> {
         ));
     }
     p.push(PhaseConfig::new(
-        format!("backbone-{}", config.rounds),
+        format!("backbone-{last}"),
         config.backbone_epochs,
     ));
     p
@@ -113,26 +115,27 @@ pub fn trainer_config(config: &IslConfig, verbosity: Verbosity) -> TrainerConfig
         .with_verbosity(verbosity)
 }
 
-/// The authors' GAN stopping rule on epoch-mean G losses (round 0 needs 10 epochs; never while
-/// the loss is above 1; stop once the minimum is more than 3 epochs old).
+/// The authors' GAN stopping rule (`stop_train_GAN` of the released code) on epoch-mean G
+/// losses, clause by clause: round 0 needs 10 epochs; never while every loss is above 1 (nor,
+/// in round 0, while the last one is); go on while the last loss is the lowest of the last
+/// three; stop once no value among the last three equals the minimum. No losses: go on.
 pub fn gan_should_stop(losses: &[f64], round: usize) -> bool {
-    let min_epochs = if round == 0 { 10 } else { 3 };
-    if losses.len() < min_epochs {
+    let round0 = round == 0;
+    let Some(&last) = losses.last() else {
+        return false;
+    };
+    if round0 && losses.len() < 10 {
         return false;
     }
-    let last = *losses.last().expect("non-empty");
-    let (argmin, min) = losses
-        .iter()
-        .copied()
-        .enumerate()
-        .fold(
-            (0, f64::INFINITY),
-            |b, (i, v)| if v < b.1 { (i, v) } else { b },
-        );
-    if (round == 0 && last > 1.0) || min > 1.0 {
+    let min = losses.iter().copied().fold(f64::INFINITY, f64::min);
+    if min > 1.0 || (round0 && last > 1.0) {
         return false;
     }
-    argmin + 3 < losses.len()
+    let recent = &losses[losses.len().saturating_sub(3)..];
+    if recent.iter().copied().fold(f64::INFINITY, f64::min) == last {
+        return false;
+    }
+    !recent.contains(&min)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -600,6 +603,30 @@ pub fn fit(
 mod tests {
     use super::*;
 
+    /// The decisions of the released `stop_train_GAN` on sequences exercising each clause
+    /// (`fixtures/isl/make_gan_stop.py` ran it; the authors' code is not in this repository).
+    #[test]
+    fn gan_stop_rule_matches_the_released_code() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/isl/gan_stop.json"
+        );
+        let cases: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert!(cases.len() >= 15);
+        for case in cases {
+            let losses: Vec<f64> = serde_json::from_value(case["losses"].clone()).unwrap();
+            let round = case["round"].as_u64().unwrap() as usize;
+            assert_eq!(
+                gan_should_stop(&losses, round),
+                case["stop"].as_bool().unwrap(),
+                "{}: {losses:?}, round {round}",
+                case["name"]
+            );
+        }
+        assert!(!gan_should_stop(&[], 1));
+    }
+
     #[test]
     fn gan_stop_rule() {
         // Round 0 needs 10 epochs.
@@ -651,7 +678,7 @@ mod tests {
     #[test]
     fn phases_of_a_run() {
         let c = IslConfig::cifar()
-            .with_rounds(2)
+            .with_rounds(3)
             .with_backbone_epochs(3)
             .with_gan_stop(GanStop::Fixed { epochs: 4 });
         let names: Vec<(String, usize)> =
@@ -669,6 +696,21 @@ mod tests {
         for ((n, e), (wn, we)) in names.iter().zip(want) {
             assert_eq!((n.as_str(), *e), (wn, we));
         }
+        // The authors' count: the paper preset trains four backbone phases of 200 epochs on
+        // CIFAR (800 in all), and one round is round 0 alone.
+        let backbone_epochs = |c: &IslConfig| -> usize {
+            phases(c)
+                .iter()
+                .filter(|p| p.name.starts_with("backbone-"))
+                .map(|p| p.epochs)
+                .sum()
+        };
+        let paper = crate::reproduce::preset_config(relata_train::Preset::Paper);
+        assert_eq!((paper.rounds, backbone_epochs(&paper)), (4, 800));
+        let round0 = IslConfig::cifar().with_rounds(1);
+        let names: Vec<String> = phases(&round0).into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["backbone-0"]);
+        assert!(IslConfig::cifar().with_rounds(0).check().is_err());
         assert_eq!(parse_phase("mine-12").unwrap(), (PhaseKind::Mine, 12));
         assert!(parse_phase("warmup").is_err());
     }

@@ -37,7 +37,7 @@ fn tiny() -> Tiny {
             .with_threshold(-1.0)
             .with_base_radius(-1.0),
     )
-    .with_rounds(1)
+    .with_rounds(2)
     .with_backbone_epochs(2)
     .with_gan_stop(GanStop::Fixed { epochs: 2 })
     .with_max_mining_epochs(2)
@@ -220,7 +220,7 @@ fn round0_knn(tiny: &Tiny, oracle: bool, seed: u64) -> f64 {
     let config = tiny
         .config
         .clone()
-        .with_rounds(0)
+        .with_rounds(1)
         .with_backbone_epochs(6)
         .with_batch_size(8)
         .with_lr(0.01)
