@@ -185,7 +185,8 @@ fn scratch_steps(config: CmbhTrainingConfig) -> CmbhTrainingConfig {
 }
 
 /// `config` (of `preset`) trained under `reduction`: for the from-scratch presets with their
-/// step size recomputed for it ([`scratch_steps`]); the paper's settings stay the paper's.
+/// step size recomputed for it (lr ÷ batch and weight decay × batch under the paper's sums); the
+/// paper's settings stay the paper's.
 pub fn with_reduction(
     config: CmbhTrainingConfig,
     preset: Preset,

@@ -565,8 +565,8 @@ impl Trainer {
     }
 
     /// Runs (or resumes) training of `model` by `task`: the phases' epochs from where the run
-    /// stands, each trained ([`Self::train_epoch`]), evaluated ([`Self::evaluate`]),
-    /// checkpointed ([`Self::checkpoint`]) and logged, then the curves, the report and the
+    /// stands, each trained (`train_epoch`), evaluated (`evaluate`),
+    /// checkpointed (`checkpoint`) and logged, then the curves, the report and the
     /// selected model.
     pub fn fit<T: TrainTask>(
         &self,
