@@ -257,21 +257,24 @@ fn real_dataset_prints_the_papers_numbers_beside() {
 fn isl_smoke_on_synth_fine_and_a_cifar_directory() {
     let out_root = tempfile::tempdir().unwrap();
     let (out, err, dir) = smoke("isl", &[], out_root.path());
-    // Under the table: which way this run went, and that round 0 trained for less.
+    // Under the table: which way this run went against the equal-budget baseline, and what
+    // the baseline is.
     assert!(
-        out.contains("on this run") && out.contains("trained longer"),
+        out.contains("on this run") && out.contains("instance discrimination alone"),
         "{out}"
     );
     assert!(
-        out.contains("| baseline |") && out.contains("| full |"),
+        out.contains("| baseline |") && out.contains("| round0 |") && out.contains("| full |"),
         "{out}"
     );
     let metrics = read_metrics(&dir);
     assert_eq!(metrics["method"], "isl");
     assert_eq!(metrics["dataset"], "synth-fine");
-    assert_eq!(metrics["rows"][1]["variant"], "full");
-    assert!(metrics["rows"][1]["mined_per_instance"].is_number());
-    assert!(dir.join("encoder/encoder.bpk").is_file());
+    assert_eq!(metrics["rows"][2]["variant"], "full");
+    assert!(metrics["rows"][2]["mined_per_instance"].is_number());
+    assert!(metrics["rows"][2]["chance_precision"].is_number());
+    assert!(dir.join("full/encoder/encoder.bpk").is_file());
+    assert!(dir.join("baseline/encoder/encoder.bpk").is_file());
     // Progress is one line per epoch, naming the phase.
     assert!(
         err.contains("[backbone-0]") && err.contains("[gan-0]"),

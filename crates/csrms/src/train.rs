@@ -12,6 +12,8 @@
 //! epochs, with the same learning rates and schedule: its first `warmup_epochs` epochs are
 //! identical to CSRMS's warm-up.
 
+use std::collections::BTreeMap;
+
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Sample};
@@ -317,6 +319,13 @@ impl<'a> CsrmsTask<'a> {
     }
 }
 
+/// The loss the curriculum's convergence trigger watches: the epoch's classification loss
+/// L_cls, which can converge. The total cannot: the bounded L_inter keeps it above the trigger's
+/// 0.01, so watching it the trigger never fired and the curriculum was only its linear schedule.
+fn curriculum_signal(loss: &BTreeMap<String, f64>) -> Option<f64> {
+    loss.get("cls").copied()
+}
+
 fn record_accuracy(ctx: &mut StepContext<'_>, logits: &Tensor<2>, labels: &Tensor<1, Int>) {
     let n = labels.dims()[0];
     let correct: i64 = logits
@@ -394,11 +403,19 @@ impl TrainTask for CsrmsTask<'_> {
         record: &EpochRecord,
     ) -> Result<PhaseControl, TrainError> {
         if ctx.phase == RELATION
-            && let Some(&total) = record.loss.get("total")
+            && let Some(loss) = curriculum_signal(&record.loss)
         {
-            self.state
-                .curriculum
-                .observe(&self.config.curriculum, ctx.epoch_in_phase, total);
+            let curriculum = &mut self.state.curriculum;
+            let before = curriculum.fired_at();
+            curriculum.observe(&self.config.curriculum, ctx.epoch_in_phase, loss);
+            if before.is_none() && curriculum.fired_at().is_some() {
+                ctx.record("curriculum_fired", 1.0);
+                tracing::info!(
+                    "curriculum trigger fired at relation epoch {} (L_cls {loss:.5}): α decays \
+                     from the next epoch",
+                    ctx.epoch_in_phase + 1
+                );
+            }
         }
         Ok(PhaseControl::Continue)
     }
@@ -485,4 +502,33 @@ pub fn fit(
         model.save(config, &fitted.run_dir.join("model"))?;
     }
     Ok(fitted.trained(model, ()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trigger watches L_cls: an epoch whose total stays high (the bounded L_inter) while
+    /// L_cls converges fires it; the total alone never would.
+    #[test]
+    fn the_trigger_follows_the_classification_loss() {
+        let config = crate::curriculum::CurriculumConfig::new().with_end(1.0);
+        let epochs = [
+            (0.9, 2.3),
+            (0.05, 1.9),
+            (0.009, 1.8),
+            (0.00899, 1.8),
+            (0.00898, 1.8),
+        ];
+        let mut on_cls = Curriculum::default();
+        let mut on_total = Curriculum::default();
+        for (e, (cls, total)) in epochs.into_iter().enumerate() {
+            let loss = BTreeMap::from([("cls".to_string(), cls), ("total".to_string(), total)]);
+            on_cls.observe(&config, e, curriculum_signal(&loss).unwrap());
+            on_total.observe(&config, e, total);
+        }
+        assert_eq!(on_cls.fired_at(), Some(4));
+        assert_eq!(on_total.fired_at(), None);
+        assert_eq!(curriculum_signal(&BTreeMap::new()), None);
+    }
 }

@@ -188,7 +188,7 @@ fn resume_mid_round_is_exact() {
 }
 
 #[test]
-fn reproduce_smoke_writes_baseline_and_full_rows() {
+fn reproduce_smoke_writes_baseline_round0_and_full_rows() {
     let _lock = relata_train::generator_turn();
     use relata_isl::reproduce::{ReproduceOptions, reproduce};
     let root = tempfile::tempdir().unwrap();
@@ -202,7 +202,26 @@ fn reproduce_smoke_writes_baseline_and_full_rows() {
         .iter()
         .map(|r| r["variant"].as_str().unwrap())
         .collect();
-    assert_eq!(variants, ["baseline", "full"]);
+    assert_eq!(variants, ["baseline", "round0", "full"]);
+    // The baseline trains as many backbone epochs as ISL, in one round of instance
+    // discrimination alone.
+    let full = relata_isl::reproduce::preset_config(Preset::Smoke);
+    let baseline = relata_isl::reproduce::equal_budget_baseline(&full);
+    assert_eq!(
+        (
+            baseline.rounds,
+            baseline.backbone_epochs,
+            baseline.hard_weight
+        ),
+        (1, full.rounds * full.backbone_epochs, 0.0)
+    );
+    let epochs = |run: &str| -> usize {
+        let text = std::fs::read_to_string(outcome.dir.join(run).join("metrics.jsonl")).unwrap();
+        text.lines()
+            .filter(|l| l.contains("\"phase\":\"backbone-"))
+            .count()
+    };
+    assert_eq!(epochs("baseline"), epochs("full"));
     for r in &outcome.results.rows {
         for k in ["knn_top1", "knn_top5", "acc", "nmi", "ari"] {
             assert!(r[k].as_f64().unwrap().is_finite(), "{k}");
