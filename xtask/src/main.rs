@@ -12,6 +12,7 @@ mod bench_ops;
 mod ci;
 mod data;
 mod eval;
+mod export;
 mod features;
 mod parity;
 mod reproduce;
@@ -44,6 +45,9 @@ enum Command {
     /// Train and evaluate a method, write the results table (`reproduce cmbh`).
     #[command(subcommand)]
     Reproduce(reproduce::ReproduceCommand),
+    /// A run's Hamming index as a FAISS `IndexBinaryFlat` file, or one read back
+    /// (`export --index RUN/full-12bits/index.bin --format faiss --out codes.faiss`).
+    Export(export::ExportArgs),
     /// Query a trained run (`search cmbh --run RUN --image q.jpg`).
     #[command(subcommand)]
     Search(reproduce::SearchCommand),
@@ -78,6 +82,7 @@ fn main() -> Result<()> {
         Command::Data(cmd) => data::run(cmd),
         Command::Features(args) => features::run(args),
         Command::Reproduce(cmd) => reproduce::run(cmd),
+        Command::Export(args) => export::run(args),
         Command::Search(cmd) => reproduce::search(cmd),
         Command::Parity(cmd) => parity::run(cmd),
         Command::Fixtures { out } => {

@@ -202,6 +202,20 @@ fn smoke_on_synth_fine_then_search() {
     assert!(out.contains("3 nearest of 32 database images"), "{out}");
     assert_eq!(result_rows(&out), 3, "{out}");
 
+    // The run's index as a FAISS IndexBinaryFlat file, and read back to the same index.
+    let index = dir.join("full-8bits/index.bin");
+    let faiss = out_root.path().join("codes.faiss");
+    let back = out_root.path().join("back.bin");
+    let s = |p: &Path| p.display().to_string();
+    let (ok, _, err) = xtask(&["export", "--index", &s(&index), "--out", &s(&faiss)]);
+    assert!(ok && err.contains("wrote 32 8-bit codes"), "{err}");
+    assert_eq!(&std::fs::read(&faiss).unwrap()[..4], b"IBxF");
+    let (ok, _, err) = xtask(&["export", "--from-faiss", &s(&faiss), "--index", &s(&back)]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&index).unwrap());
+    let (ok, _, err) = xtask(&["export", "--index", &s(&faiss), "--out", &s(&back)]);
+    assert!(!ok && err.contains("codes.faiss"), "{err}");
+
     // A run directory without runs is a clear error.
     let (ok, _, err) = xtask(&[
         "search",
