@@ -48,6 +48,10 @@ enum Command {
     /// A run's Hamming index as a FAISS `IndexBinaryFlat` file, or one read back
     /// (`export --index RUN/full-12bits/index.bin --format faiss --out codes.faiss`).
     Export(export::ExportArgs),
+    /// Encode a folder of images with a trained run (`index cmbh --run RUN --images DIR --out
+    /// INDEX`).
+    #[command(subcommand)]
+    Index(reproduce::IndexCommand),
     /// Query a trained run (`search cmbh --run RUN --image q.jpg`).
     #[command(subcommand)]
     Search(reproduce::SearchCommand),
@@ -83,6 +87,7 @@ fn main() -> Result<()> {
         Command::Features(args) => features::run(args),
         Command::Reproduce(cmd) => reproduce::run(cmd),
         Command::Export(args) => export::run(args),
+        Command::Index(cmd) => reproduce::index(cmd),
         Command::Search(cmd) => reproduce::search(cmd),
         Command::Parity(cmd) => parity::run(cmd),
         Command::Fixtures { out } => {

@@ -384,9 +384,89 @@ pub struct CmbhSearchArgs {
     /// Which bit length's run (default: the largest).
     #[arg(long)]
     bits: Option<usize>,
+    /// Search this folder index (`cargo xtask index cmbh --out DIR`) instead of the run's
+    /// training database.
+    #[arg(long)]
+    index: Option<PathBuf>,
     /// Device.
     #[arg(long)]
     device: Option<String>,
+}
+
+/// `cargo xtask index`.
+#[derive(Subcommand, Debug)]
+pub enum IndexCommand {
+    /// Encode every image under a folder with a trained CMBH run's encoder into a Hamming
+    /// index (`search cmbh --index` queries it; `export` hands it to FAISS).
+    Cmbh(IndexCmbhArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IndexCmbhArgs {
+    /// A `reproduce cmbh` run directory (or one of its `<variant>-<bits>bits` runs).
+    #[arg(long)]
+    run: PathBuf,
+    /// Which bit length's run (default: the largest).
+    #[arg(long)]
+    bits: Option<usize>,
+    /// The folder of images (JPEG, PNG, BMP; searched recursively).
+    #[arg(long)]
+    images: PathBuf,
+    /// The index directory (`index.bin`, `files.json`); an interrupted pass resumes here.
+    #[arg(long)]
+    out: PathBuf,
+    /// Add the folder's images that are not indexed yet to a finished index.
+    #[arg(long)]
+    append: bool,
+    /// List images that cannot be decoded and go on, instead of stopping at the first.
+    #[arg(long)]
+    skip_bad_images: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Device.
+    #[arg(long)]
+    device: Option<String>,
+}
+
+pub fn index(cmd: IndexCommand) -> Result<()> {
+    let IndexCommand::Cmbh(args) = cmd;
+    let (choice, device) = select_device(args.device.as_deref())?;
+    let run = SearchRun::open(&args.run, args.bits, &device)?;
+    eprintln!(
+        "indexing {} with {} ({} bits) on {choice}",
+        args.images.display(),
+        run.dir.display(),
+        run.encoder.bits()
+    );
+    let options = relata_cmbh::folder::IndexOptions {
+        append: args.append,
+        skip_bad_images: args.skip_bad_images,
+        batch_size: args.batch_size,
+    };
+    let start = std::time::Instant::now();
+    let report = relata_cmbh::folder::index_folder(
+        &run,
+        &args.images,
+        &args.out,
+        options,
+        &device,
+        |done, total| {
+            let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            eprintln!("  {done}/{total} images ({rate:.0} images/s)");
+        },
+    )?;
+    for bad in &report.skipped {
+        eprintln!("skipped (unreadable): {}", bad.display());
+    }
+    println!(
+        "index {}: {} images ({} added, {} skipped)",
+        args.out.display(),
+        report.total,
+        report.added,
+        report.skipped.len()
+    );
+    Ok(())
 }
 
 pub fn run(cmd: ReproduceCommand) -> Result<()> {
@@ -403,7 +483,10 @@ pub fn search(cmd: SearchCommand) -> Result<()> {
         SearchCommand::Hrem(args) => hrem_search(args),
         SearchCommand::Cmbh(args) => {
             let (_, device) = select_device(args.device.as_deref())?;
-            let run = SearchRun::open(&args.run, args.bits, &device)?;
+            let mut run = SearchRun::open(&args.run, args.bits, &device)?;
+            if let Some(index) = &args.index {
+                run = run.with_folder_index(index)?;
+            }
             let hits = run.search_image(&args.image, args.k, &device)?;
             println!(
                 "{} nearest of {} database images ({}, {} bits):",

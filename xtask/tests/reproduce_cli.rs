@@ -110,6 +110,20 @@ fn assert_losses_fall(dir: &Path) {
     );
 }
 
+/// Copies the directory tree `from` to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
 /// A run directory's `metrics.json`.
 fn read_metrics(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap()
@@ -202,6 +216,88 @@ fn smoke_on_synth_fine_then_search() {
     assert!(out.contains("3 nearest of 32 database images"), "{out}");
     assert_eq!(result_rows(&out), 3, "{out}");
 
+    // Any folder of images, indexed with the run's encoder and searched: a copy of the
+    // image-folder fixture with one undecodable file.
+    let folder = out_root.path().join("folder");
+    copy_tree(&fixtures().join("imagefolder"), &folder);
+    std::fs::write(folder.join("train/cat/broken.jpg"), b"not a jpeg").unwrap();
+    let idx = out_root.path().join("idx");
+    let index_args = |extra: &[&str]| -> (bool, String, String) {
+        let (run, images, out) = (
+            dir.display().to_string(),
+            folder.display().to_string(),
+            idx.display().to_string(),
+        );
+        let mut a = vec![
+            "index", "cmbh", "--run", &run, "--images", &images, "--out", &out,
+        ];
+        a.extend_from_slice(extra);
+        xtask(&a)
+    };
+    let (ok, _, err) = index_args(&[]);
+    assert!(
+        !ok && err.contains("broken.jpg") && err.contains("--skip-bad-images"),
+        "{err}"
+    );
+    let (ok, out, err) = index_args(&["--skip-bad-images"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("9 images (9 added, 1 skipped)"), "{out}");
+    assert!(
+        err.contains("skipped (unreadable)") && err.contains("images/s"),
+        "{err}"
+    );
+    let (ok, _, err) = index_args(&["--skip-bad-images"]);
+    assert!(!ok && err.contains("--append"), "{err}");
+    // A pass that did not finish (files.json says so) is resumed without --append, and skips
+    // what it already indexed or found unreadable.
+    let list = idx.join("files.json");
+    let text = std::fs::read_to_string(&list).unwrap();
+    std::fs::write(
+        &list,
+        text.replace("\"complete\": true", "\"complete\": false"),
+    )
+    .unwrap();
+    let (ok, out, err) = index_args(&["--skip-bad-images"]);
+    assert!(
+        ok && out.contains("9 images (0 added, 0 skipped)"),
+        "{out}{err}"
+    );
+    std::fs::copy(
+        folder.join("test/fox/fox_2.jpg"),
+        folder.join("test/fox/fox_9.jpg"),
+    )
+    .unwrap();
+    let (ok, out, err) = index_args(&["--append", "--skip-bad-images"]);
+    assert!(
+        ok && out.contains("10 images (1 added, 0 skipped)"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = xtask(&[
+        "search",
+        "cmbh",
+        "--run",
+        &dir.display().to_string(),
+        "--index",
+        &idx.display().to_string(),
+        "--image",
+        &folder.join("test/fox/fox_2.jpg").display().to_string(),
+        "--k",
+        "10",
+    ]);
+    assert!(ok, "{err}");
+    // Every indexed image, the appended copy among them, listed with its folder as class; the
+    // query's own file is at distance 0 (the smoke model's 8-bit codes tie a lot).
+    assert!(out.contains("10 nearest of 10 database images"), "{out}");
+    assert!(
+        out.contains("fox_9.jpg") && out.contains("| fox |"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("| 0 |") && l.ends_with("test/fox/fox_2.jpg |")),
+        "{out}"
+    );
+
     // The run's index as a FAISS IndexBinaryFlat file, and read back to the same index.
     let index = dir.join("full-8bits/index.bin");
     let faiss = out_root.path().join("codes.faiss");
@@ -212,7 +308,10 @@ fn smoke_on_synth_fine_then_search() {
     assert_eq!(&std::fs::read(&faiss).unwrap()[..4], b"IBxF");
     let (ok, _, err) = xtask(&["export", "--from-faiss", &s(&faiss), "--index", &s(&back)]);
     assert!(ok, "{err}");
-    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&index).unwrap());
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(&index).unwrap()
+    );
     let (ok, _, err) = xtask(&["export", "--index", &s(&faiss), "--out", &s(&back)]);
     assert!(!ok && err.contains("codes.faiss"), "{err}");
 

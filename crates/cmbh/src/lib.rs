@@ -65,6 +65,7 @@ pub mod cost;
 pub mod encoder;
 pub mod error;
 pub mod eval;
+pub mod folder;
 pub mod loss;
 pub mod model;
 pub mod region;
