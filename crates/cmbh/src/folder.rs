@@ -123,7 +123,7 @@ pub fn index_folder(
         let list = read_list(out)?;
         if list.run != run.dir || list.bits != bits {
             return Err(CmbhError::file(
-                &out.join("files.json"),
+                out.join("files.json"),
                 format!(
                     "made with {} ({} bits), not {} ({bits} bits): index into another directory",
                     list.run.display(),
@@ -258,7 +258,7 @@ impl SearchRun {
         let list = read_list(out)?;
         if list.run != self.dir || list.bits != self.encoder.bits() {
             return Err(CmbhError::file(
-                &out.join("files.json"),
+                out.join("files.json"),
                 format!(
                     "an index made with {} ({} bits); search it with that run (`--run {}`)",
                     list.run.display(),
