@@ -328,7 +328,8 @@ pub enum SearchCommand {
 
 #[derive(Args, Debug)]
 pub struct CmbhArgs {
-    /// synth-fine (embedded, default) | cub | aircraft | food101 | nabirds | vegfru
+    /// synth-fine (embedded, default) | cub | aircraft | food101 | nabirds | vegfru |
+    /// imagefolder (your own labelled images: DIR/train/<class>/… and DIR/test/<class>/…)
     #[arg(long, default_value = "synth-fine")]
     dataset: String,
     /// Code lengths, comma-separated.
@@ -542,7 +543,7 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
     let data = common.real_dataset(
         &args.dataset,
         &Format::ALL,
-        "synth-fine, cub, aircraft, food101, nabirds, vegfru",
+        "synth-fine, cub, aircraft, food101, nabirds, vegfru, imagefolder",
     )?;
     let (choice, device) = select_device(common.device.as_deref())?;
     let options = ReproduceOptions {
