@@ -33,7 +33,17 @@ def faiss_topk(work, k):
         dist, ids = index.search(q, k)
         secs = min(secs, time.perf_counter() - t)
     np.save(f"{work}/faiss_dist.npy", dist.astype(np.int32))
-    return {"seconds": secs, "queries": int(q.shape[0]), "database": int(db.shape[0])}
+    out = {"seconds": secs, "queries": int(q.shape[0]), "database": int(db.shape[0])}
+    # relata's export of the same codes (`cargo xtask export`), read by FAISS itself: it must
+    # rank the queries exactly as the index built here does.
+    import os
+
+    exported = f"{work}/relata.faiss"
+    if os.path.exists(exported):
+        loaded = faiss.read_index_binary(exported)
+        dist2, ids2 = loaded.search(q, k)
+        out["relata_export_matches"] = bool(np.array_equal(dist2, dist) and np.array_equal(ids2, ids))
+    return out
 
 
 def numpy_map(work, nq=None):
