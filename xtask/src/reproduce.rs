@@ -364,6 +364,10 @@ pub struct CmbhArgs {
     /// split (queries against the rest of the training split): for choosing settings.
     #[arg(long)]
     validation: Option<usize>,
+    /// For an image folder without train/ and test/ (root/<class>/<image>): test images held
+    /// out per class, seeded [default: 5].
+    #[arg(long)]
+    holdout: Option<usize>,
     /// Print the inference path's parameters and FLOPs beside the paper's Table 5 and exit.
     #[arg(long)]
     report_cost: bool,
@@ -557,6 +561,7 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
         epochs: args.epochs,
         batch_size: args.batch_size,
         reduction: args.reduction,
+        holdout: args.holdout,
         validation: args.validation,
         settings: common.settings(),
     };

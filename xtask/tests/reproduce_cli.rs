@@ -216,6 +216,51 @@ fn smoke_on_synth_fine_then_search() {
     assert!(out.contains("3 nearest of 32 database images"), "{out}");
     assert_eq!(result_rows(&out), 3, "{out}");
 
+    // Your own labelled folder without train/ and test/: class directories only, a test
+    // split held out per class (seeded); a folder with one class is refused by name.
+    let classes = out_root.path().join("classes");
+    copy_tree(&fixtures().join("imagefolder/train"), &classes);
+    let (ok, out, err) = xtask(&[
+        "reproduce",
+        "cmbh",
+        "--preset",
+        "smoke",
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        &classes.display().to_string(),
+        "--holdout",
+        "1",
+        "--bits",
+        "8",
+        "--epochs",
+        "1",
+        "--out",
+        &root,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    let own = read_metrics(&run_dir(&out));
+    assert_eq!(own["dataset"], "imagefolder");
+    let lonely = out_root.path().join("lonely");
+    copy_tree(
+        &fixtures().join("imagefolder/train/cat"),
+        &lonely.join("cat"),
+    );
+    let (ok, _, err) = xtask(&[
+        "reproduce",
+        "cmbh",
+        "--preset",
+        "smoke",
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        &lonely.display().to_string(),
+        "--out",
+        &root,
+    ]);
+    assert!(!ok && err.contains("at least two"), "{err}");
+
     // Any folder of images, indexed with the run's encoder and searched: a copy of the
     // image-folder fixture with one undecodable file.
     let folder = out_root.path().join("folder");

@@ -51,6 +51,9 @@ pub struct ReproduceOptions {
     pub batch_size: Option<usize>,
     /// How the losses are reduced over a batch (default: the paper's means and sums).
     pub reduction: LossReduction,
+    /// For an image folder without a test split: test images held out per class
+    /// ([`DEFAULT_HOLDOUT`] when `None`).
+    pub holdout: Option<usize>,
     /// Hold this many training images per class out and score on them (queries against the
     /// rest of the training split) instead of on the test split: for choosing settings.
     pub validation: Option<usize>,
@@ -72,6 +75,7 @@ impl ReproduceOptions {
             epochs: None,
             batch_size: None,
             reduction: LossReduction::Paper,
+            holdout: None,
             validation: None,
             settings: RunSettings::default(),
         }
@@ -296,6 +300,46 @@ pub fn load_data(options: &ReproduceOptions) -> Result<ImageDataset, CmbhError> 
     }
 }
 
+/// Test images held out per class of a folder that has no test split, unless `--holdout` says.
+pub const DEFAULT_HOLDOUT: usize = 5;
+
+/// The training and test images of `data`: its `train` and `test` splits or, for an image
+/// folder without them (one split, `all`, or `train` alone), `holdout` images per class
+/// ([`DEFAULT_HOLDOUT`] by default) held out as the test split, seeded and stratified.
+pub fn train_and_test(
+    data: &ImageDataset,
+    holdout: Option<usize>,
+    seed: u64,
+) -> Result<(Vec<Sample>, Vec<Sample>), CmbhError> {
+    if data.num_classes() < 2 {
+        return Err(CmbhError::file(
+            &data.root,
+            format!(
+                "{} class: hashing for retrieval needs at least two (one directory per class)",
+                data.num_classes()
+            ),
+        ));
+    }
+    if let (Ok(train), Ok(test)) = (data.split("train"), data.split("test")) {
+        if holdout.is_some() {
+            return Err(CmbhError::file(
+                &data.root,
+                "has a test split: --holdout is for folders without one (drop it, or train on a \
+                 folder of class directories)",
+            ));
+        }
+        return Ok((train.to_vec(), test.to_vec()));
+    }
+    let pool = data.split("all").or_else(|_| data.split("train"))?;
+    let held = relata_dataset::hold_out_per_class(
+        pool,
+        data.num_classes(),
+        holdout.unwrap_or(DEFAULT_HOLDOUT),
+        seed,
+    )?;
+    Ok((held.train, held.validation))
+}
+
 /// Saved next to a run's index: which database image each code is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DatabaseEntry {
@@ -333,16 +377,13 @@ pub fn reproduce(
     }
     let data = load_data(options)?;
     let classes = data.num_classes();
+    let (train_all, test_all) = train_and_test(&data, options.holdout, options.settings.seed)?;
     let held;
     let (train, test, scored_on) = match options.validation {
-        None => (data.split("train")?, data.split("test")?, "test"),
+        None => (train_all.as_slice(), test_all.as_slice(), "test"),
         Some(n) => {
-            held = relata_dataset::hold_out_per_class(
-                data.split("train")?,
-                classes,
-                n,
-                options.settings.seed,
-            )?;
+            held =
+                relata_dataset::hold_out_per_class(&train_all, classes, n, options.settings.seed)?;
             (
                 held.train.as_slice(),
                 held.validation.as_slice(),
@@ -368,6 +409,7 @@ pub fn reproduce(
         "epochs": options.epochs,
         "batch_size": options.batch_size,
         "reduction": options.reduction,
+        "holdout": options.holdout,
         "validation": options.validation,
         "seed": options.settings.seed,
     });

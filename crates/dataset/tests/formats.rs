@@ -406,13 +406,22 @@ fn partial_records_and_count_mismatches() {
             .contains("truncated")
     );
 
+    // Class directories with no split level are one split, `all`.
     let (_tmp, dir) = scratch("imagefolder");
-    let flat = dir.join("train");
-    let err = open(Format::ImageFolder, &flat).unwrap_err();
-    assert!(
-        err.to_string().contains("root/<split>/<class>/<image>"),
-        "{err}"
+    let flat = open(Format::ImageFolder, &dir.join("train")).unwrap();
+    assert_eq!(flat.splits.keys().collect::<Vec<_>>(), ["all"]);
+    assert_eq!(
+        (flat.num_classes(), flat.split("all").unwrap().len()),
+        (3, 6)
     );
+    // Class directories beside split directories is refused; so is an empty class.
+    std::fs::create_dir_all(dir.join("cat")).unwrap();
+    std::fs::copy(dir.join("train/cat/cat_0.png"), dir.join("cat/cat_9.png")).unwrap();
+    let err = open(Format::ImageFolder, &dir).unwrap_err();
+    assert!(err.to_string().contains("not both"), "{err}");
+    std::fs::create_dir_all(dir.join("train/empty")).unwrap();
+    let err = open(Format::ImageFolder, &dir.join("train")).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,10 @@
 //! ImageFolder: `root/<split>/<class>/<image>`, one directory per split (`train`, `test`,
 //! `val`, ...) and one per class inside it. Class indices follow the sorted union of class
 //! directory names across splits, so a class missing from one split does not shift the others.
+//!
+//! A folder of class directories with no split level (`root/<class>/<image>`, how photo
+//! collections are usually sorted) is one split named `all`; a method that needs a test split
+//! holds one out of it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -43,18 +47,26 @@ pub(crate) fn open(root: &Path, _options: ReadOptions) -> Result<ImageDataset, D
             expected: "split directories root/<split>/<class>/<image>".into(),
         });
     }
-    // Class directories sitting directly under root is the common mistake.
-    if split_dirs.iter().any(|d| {
+    let holds_images = |d: &PathBuf| {
         sorted_entries(d)
             .map(|e| e.iter().any(|p| p.is_file() && is_image(p)))
             .unwrap_or(false)
-    }) {
-        return Err(DatasetError::malformed(
-            root,
-            None,
-            "images found one level below the root: the layout is root/<split>/<class>/<image> \
-             (move the class directories into root/train/)",
-        ));
+    };
+    let holds_dirs = |d: &PathBuf| {
+        sorted_entries(d)
+            .map(|e| e.iter().any(|p| p.is_dir()))
+            .unwrap_or(false)
+    };
+    if split_dirs.iter().any(holds_images) {
+        if split_dirs.iter().any(|d| !holds_images(d) && holds_dirs(d)) {
+            return Err(DatasetError::malformed(
+                root,
+                None,
+                "some directories below the root hold images and some hold class directories: \
+                 use root/<split>/<class>/<image> or root/<class>/<image>, not both",
+            ));
+        }
+        return open_classes(root, &split_dirs);
     }
     let mut per_split: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
     let mut class_set = BTreeSet::new();
@@ -90,6 +102,44 @@ pub(crate) fn open(root: &Path, _options: ReadOptions) -> Result<ImageDataset, D
         }
         per_split.insert(split, items);
     }
+    finish(root, class_set, per_split)
+}
+
+/// `root/<class>/<image>`: one split, `all`.
+fn open_classes(root: &Path, class_dirs: &[PathBuf]) -> Result<ImageDataset, DatasetError> {
+    let mut class_set = BTreeSet::new();
+    let mut items = Vec::new();
+    for class_dir in class_dirs {
+        let class = class_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let before = items.len();
+        for file in sorted_entries(class_dir)? {
+            if file.is_file() && is_image(&file) {
+                items.push((class.clone(), file));
+            }
+        }
+        if items.len() == before {
+            return Err(DatasetError::Missing {
+                path: class_dir.clone(),
+                expected: format!("images ({})", IMAGE_EXTENSIONS.join(", ")),
+            });
+        }
+        class_set.insert(class);
+    }
+    finish(
+        root,
+        class_set,
+        BTreeMap::from([("all".to_string(), items)]),
+    )
+}
+
+fn finish(
+    root: &Path,
+    class_set: BTreeSet<String>,
+    per_split: BTreeMap<String, Vec<(String, PathBuf)>>,
+) -> Result<ImageDataset, DatasetError> {
     let classes: Vec<String> = class_set.into_iter().collect();
     let index: BTreeMap<&str, usize> = classes
         .iter()
