@@ -110,6 +110,20 @@ fn assert_losses_fall(dir: &Path) {
     );
 }
 
+/// `search cmbh --run RUN --image IMAGE --k K` with `extra` arguments.
+fn search_cmbh(run: &Path, image: &Path, k: usize, extra: &[&str]) -> (bool, String, String) {
+    let (run, image, k) = (
+        run.display().to_string(),
+        image.display().to_string(),
+        k.to_string(),
+    );
+    let mut args = vec![
+        "search", "cmbh", "--run", &run, "--image", &image, "--k", &k,
+    ];
+    args.extend_from_slice(extra);
+    xtask(&args)
+}
+
 /// Copies the directory tree `from` to `to`.
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -202,16 +216,7 @@ fn smoke_on_synth_fine_then_search() {
     // Query with a CUB fixture image (any image file works).
     let query =
         fixtures().join("cub/CUB_200_2011/images/002.Laysan_Albatross/Laysan_Albatross_0104_0.jpg");
-    let (ok, out, err) = xtask(&[
-        "search",
-        "cmbh",
-        "--run",
-        &dir.display().to_string(),
-        "--image",
-        &query.display().to_string(),
-        "--k",
-        "3",
-    ]);
+    let (ok, out, err) = search_cmbh(&dir, &query, 3, &[]);
     assert!(ok, "{err}");
     assert!(out.contains("3 nearest of 32 database images"), "{out}");
     assert_eq!(result_rows(&out), 3, "{out}");
@@ -317,18 +322,9 @@ fn smoke_on_synth_fine_then_search() {
         ok && out.contains("10 images (1 added, 0 skipped)"),
         "{out}{err}"
     );
-    let (ok, out, err) = xtask(&[
-        "search",
-        "cmbh",
-        "--run",
-        &dir.display().to_string(),
-        "--index",
-        &idx.display().to_string(),
-        "--image",
-        &folder.join("test/fox/fox_2.jpg").display().to_string(),
-        "--k",
-        "10",
-    ]);
+    let idx_arg = idx.display().to_string();
+    let fox = folder.join("test/fox/fox_2.jpg");
+    let (ok, out, err) = search_cmbh(&dir, &fox, 10, &["--index", &idx_arg]);
     assert!(ok, "{err}");
     // Every indexed image, the appended copy among them, listed with its folder as class; the
     // query's own file is at distance 0 (the smoke model's 8-bit codes tie a lot).
