@@ -1,5 +1,5 @@
-//! CMBH's hyper-parameters (spec "Notation", "Training / inference") and the ablation switches
-//! of the paper's Table 4 (B, +L, +T, +R).
+//! CMBH's hyper-parameters (the paper's "Notation", "Training / inference"; docs/cmbh.md) and the
+//! ablation switches of the paper's Table 4 (B, +L, +T, +R).
 
 use burn::config::Config;
 use relata_backbone::{ResNetConfig, ResNetDepth};

@@ -1,6 +1,6 @@
-//! The inference path (spec "Training / inference", Eq. 1–3 and 12): backbone up to stage l,
-//! N_sub-l, the C-vectors and the hash head — nothing of the training-only modules — turning
-//! images into packed ±1 codes. Saved as `encoder.json` (the model configuration) +
+//! The inference path (the paper's "Training / inference", Eq. 1–3 and 12; docs/cmbh.md): backbone
+//! up to stage l, N_sub-l, the C-vectors and the hash head — nothing of the training-only modules —
+//! turning images into packed ±1 codes. Saved as `encoder.json` (the model configuration) +
 //! `encoder.bpk` (burn's record).
 
 use std::path::Path;

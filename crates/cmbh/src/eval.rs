@@ -1,5 +1,5 @@
-//! Evaluation (spec "Evaluation"): queries = test split, database = train split, relevance =
-//! same label, Hamming ranking with ties broken by database index, mAP@all.
+//! Evaluation (the paper's "Evaluation"; docs/cmbh.md): queries = test split, database = train
+//! split, relevance = same label, Hamming ranking with ties broken by database index, mAP@all.
 
 use burn::tensor::Device;
 use relata_dataset::{BatchLoader, Pipeline, Sample};

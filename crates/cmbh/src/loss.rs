@@ -1,6 +1,7 @@
-//! CMBH's losses (spec "Losses"): L_hash-pair (Eq. 6) and L_hash-proxy (Eq. 7) with balanced
-//! similarity matrices, L_cls (Eq. 10), L_trans (Eq. 11) and, through the same two functions on
-//! region crops, L_region (Eq. 14). The total (Eq. 15) is assembled in `train.rs` as named terms.
+//! CMBH's losses (the paper's "Losses"; docs/cmbh.md): L_hash-pair (Eq. 6) and L_hash-proxy (Eq. 7)
+//! with balanced similarity matrices, L_cls (Eq. 10), L_trans (Eq. 11) and, through the same two
+//! functions on region crops, L_region (Eq. 14). The total (Eq. 15) is assembled in `train.rs` as
+//! named terms.
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::{log_softmax, softmax};

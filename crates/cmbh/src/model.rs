@@ -1,6 +1,6 @@
-//! CMBH's network (spec "Modules"): backbone stages F^1..F^L (Eq. 1), the sub-networks
-//! N_sub-j (Eq. 2), cosine matching with the C-vectors (Eq. 3, 9), class scores ŷ (Eq. 10,
-//! 13), the hash head (Eq. 4 / Eq. 12) with its tanh relaxation, early fusion N_con (Eq. 8) and
+//! CMBH's network (the paper's "Modules"; docs/cmbh.md): backbone stages F^1..F^L (Eq. 1), the
+//! sub-networks N_sub-j (Eq. 2), cosine matching with the C-vectors (Eq. 3, 9), class scores ŷ (Eq.
+//! 10, 13), the hash head (Eq. 4 / Eq. 12) with its tanh relaxation, early fusion N_con (Eq. 8) and
 //! the stage classifiers N_cls-j.
 
 use burn::module::{Module, Param};

@@ -1,6 +1,6 @@
-//! Algorithm 1 — parameter-free localisation of M distinct critical regions (spec "Algorithm
-//! 1", paper Sec. 4.2.3), the heat map A it runs on, and the crops fed back through the network
-//! for L_region (Eq. 13–14).
+//! Algorithm 1 — parameter-free localisation of M distinct critical regions (the paper's "Algorithm
+//! 1", paper Sec. 4.2.3; docs/cmbh.md), the heat map A it runs on, and the crops fed back through
+//! the network for L_region (Eq. 13–14).
 //!
 //! Everything here runs on the host on small arrays (a 7×7 map at 224×224 input): the heat map
 //! is detached (no gradient flows through region selection), so nothing is lost by leaving the

@@ -1,7 +1,7 @@
-//! CMBH's side of the shared training loop (spec "Training / inference"): the code cache
-//! b^{(t−1)} and class proxies c^{(t−1)} of Eq. 6–7, one step = whole-image forward + (with +R)
-//! Algorithm 1 and the region crops' forward, the loss terms of Eq. 15, and [`fit`] for library
-//! use.
+//! CMBH's side of the shared training loop (the paper's "Training / inference"; docs/cmbh.md): the
+//! code cache b^{(t−1)} and class proxies c^{(t−1)} of Eq. 6–7, one step = whole-image forward +
+//! (with +R) Algorithm 1 and the region crops' forward, the loss terms of Eq. 15, and [`fit`] for
+//! library use.
 
 use std::collections::BTreeMap;
 

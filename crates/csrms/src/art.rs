@@ -1,7 +1,8 @@
-//! Fuzzy ART with complement coding (spec "Offline stage", step 2): the default clustering of
-//! CSRMS's class-level relation modelling. A small reusable type: [`FuzzyArt`] presents one
-//! input at a time; [`fuzzy_art`] scales a feature matrix to [0, 1], complement-codes it and
-//! makes the single seeded pass the spec describes.
+//! Fuzzy ART with complement coding (the paper's "Offline stage", step 2; docs/csrms.md): the
+//! default clustering of CSRMS's class-level relation modelling. A small reusable type:
+//! [`FuzzyArt`] presents one input at a time; [`fuzzy_art`] scales a feature matrix to [0, 1],
+//! complement-codes it and makes the single seeded pass relata reads the paper as describing
+//! (docs/csrms.md).
 //!
 //! For an input x (complement-coded, |x|₁ = D) and cluster weights w_j:
 //! - match M_j = |x ∧ w_j|₁ / |x|₁ — the vigilance test M_j ≥ ρ;

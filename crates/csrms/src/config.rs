@@ -1,6 +1,6 @@
-//! CSRMS's hyper-parameters (spec "Offline stage", "Training stage"; defaults from the
+//! CSRMS's hyper-parameters (the paper's "Offline stage", "Training stage"; defaults from the
 //! authors' code: SGD momentum 0.9, backbone lr 5e-3, GCN lr 1e-2, ×0.5 every 30 epochs, 300
-//! epochs, batch 32, n = m = 5, seed 1).
+//! epochs, batch 32, n = m = 5, seed 1; docs/csrms.md).
 
 use burn::config::Config;
 use relata_backbone::{ResNetConfig, ResNetDepth};
@@ -17,7 +17,7 @@ use crate::error::CsrmsError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Clustering {
-    /// Fuzzy ART with complement coding (**Decision**: the default).
+    /// Fuzzy ART with complement coding (relata's decision, docs/csrms.md: the default).
     Art(FuzzyArtConfig),
     /// k-means with k clusters (the released pipeline's choice, K = 50).
     KMeans {

@@ -1,5 +1,5 @@
-//! Curriculum weights (spec "Training stage"): easy, medium and hard anchors weigh λ_e, λ_m,
-//! λ_h in L_neg, under the constraint
+//! Curriculum weights (the paper's "Training stage"; docs/csrms.md): easy, medium and hard anchors
+//! weigh λ_e, λ_m, λ_h in L_neg, under the constraint
 //!
 //! ```text
 //! α_i·λ_e + (1 − α_i)(α_f·λ_m + (1 − α_f)·λ_h) = 1.
@@ -13,7 +13,7 @@
 //! α_i = α_f = α starts at 1 and decays: multiplied by `decay` every epoch once the loss has
 //! converged (epoch loss below `trigger_loss` and changed by less than `trigger_change` over
 //! two epochs — the paper's trigger), and in any case no higher than a linear schedule from 1
-//! to `end` over the epochs (**Decision**: the schedule for when the trigger never fires).
+//! to `end` over the epochs (relata's decision, docs/csrms.md: the schedule for when the trigger never fires).
 
 use burn::config::Config;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
-//! Evaluation (spec "Evaluation"): top-1 and top-5 accuracy over the whole test set — a global
-//! count, not the released code's mean of per-batch accuracies — for the backbone's linear
-//! classifier (the reported numbers, comparable with the CE baseline) and for the GCN branch
-//! without labels.
+//! Evaluation (the paper's "Evaluation"; docs/csrms.md): top-1 and top-5 accuracy over the whole
+//! test set — a global count, not the released code's mean of per-batch accuracies — for the
+//! backbone's linear classifier (the reported numbers, comparable with the CE baseline) and for the
+//! GCN branch without labels.
 
 use burn::tensor::Device;
 use relata_dataset::{BatchLoader, Pipeline, Sample};

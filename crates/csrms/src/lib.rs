@@ -4,14 +4,14 @@
 //! along them, and a GCN over each batch's sub-graph regularises the representation.
 //! Usage and design choices: `docs/csrms.md`.
 //!
-//! | file | what | spec section |
+//! | file | what | paper section |
 //! | --- | --- | --- |
 //! | [`art`] | Fuzzy ART with complement coding | Offline stage, step 2 |
 //! | [`relation`] | instance → pattern → class graph, R_ID/R_IS/R_MC, P(i), N(i), difficulty, prototypes | steps 3–6 |
 //! | [`sampler`] | S_dp, S_ap with fallbacks, the batch sub-graph Â | step 4, Training stage |
 //! | [`curriculum`] | λ_e, λ_m, λ_h under the constraint, the decay of α | Training stage |
 //! | [`model`] | backbone + classifier, GCN, smoothing, GCN classifier; save/load | Training stage |
-//! | [`loss`] | L_ce, L_neg, L_inter | Training stage (Decisions) |
+//! | [`loss`] | L_ce, L_neg, L_inter | Training stage (docs/csrms.md, Design choices) |
 //! | [`train`] | warm-up and relation phases on the shared loop, [`fit`] | Offline + Training |
 //! | [`eval`] | top-1 / top-5 over the whole test set | Evaluation |
 //! | [`reproduce`] | presets, `cargo xtask reproduce csrms` as a library call | — |

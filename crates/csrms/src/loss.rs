@@ -1,4 +1,4 @@
-//! CSRMS's losses (spec "Training stage", **Decision** lines):
+//! CSRMS's losses (the paper's training stage, as relata decided it: docs/csrms.md, Design choices):
 //! - L_ce: softmax cross-entropy (both heads);
 //! - L_neg = mean_{i,q} w_i / (1 + log(1 + ‖f_i − f_{neg(i,q)}‖₂)): bounded, decreasing with
 //!   distance, so minimising it pushes each anchor away from its negatives;

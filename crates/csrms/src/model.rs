@@ -1,8 +1,8 @@
-//! The network (spec "Training stage"): a ResNet backbone with its linear classifier (L_cls,
-//! and the top-1/top-5 this crate reports), the 2-layer GCN over the batch sub-graph
-//! (F_g = Â·ReLU(Â X W₁)W₂, hidden 256, back to the feature dimension), the cluster- and
-//! class-level smoothing (F_u = α_u ⊙ F_g + β_u ⊙ w_c, F_a = α_a ⊙ F_u + β_a ⊙ p_c) and the
-//! GCN branch's classifier (L_gcn). A trained model is saved as `model.json` + `model.bpk`.
+//! The network (the paper's "Training stage"; docs/csrms.md): a ResNet backbone with its linear
+//! classifier (L_cls, and the top-1/top-5 this crate reports), the 2-layer GCN over the batch
+//! sub-graph (F_g = Â·ReLU(Â X W₁)W₂, hidden 256, back to the feature dimension), the cluster- and
+//! class-level smoothing (F_u = α_u ⊙ F_g + β_u ⊙ w_c, F_a = α_a ⊙ F_u + β_a ⊙ p_c) and the GCN
+//! branch's classifier (L_gcn). A trained model is saved as `model.json` + `model.bpk`.
 
 use std::path::Path;
 

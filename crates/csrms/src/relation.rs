@@ -1,6 +1,6 @@
-//! The three-level relation graph (spec "Offline stage", steps 3–6): instances → patterns
-//! (clusters) → classes, held in a `petgraph` graph, and everything the samplers and the
-//! smoothing read off it:
+//! The three-level relation graph (the paper's "Offline stage", steps 3–6; docs/csrms.md):
+//! instances → patterns (clusters) → classes, held in a `petgraph` graph, and everything the
+//! samplers and the smoothing read off it:
 //! - n_{j,c}, the count of class c in cluster j (the weight of the edge pattern j → class c);
 //! - the dominant cluster m(c) = argmax_j n_{j,c} of each class (ties to the later j, as in
 //!   the authors' code); a cluster is *dominant* when one class holds the majority of it and

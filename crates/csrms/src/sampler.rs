@@ -1,4 +1,5 @@
-//! Class-aware graph sampling (spec "Offline stage" step 4 and "Training stage"):
+//! Class-aware graph sampling (the paper's "Offline stage" step 4 and "Training stage";
+//! docs/csrms.md):
 //! - S_dp: the n positives of P(i) farthest from f_i (intra-class diversity);
 //! - S_ap: the m negatives of N(i) closest to f_i (inter-class similarity, mixed clusters);
 //! - fallbacks: an empty P(i) draws random same-class samples, an empty N(i) random

@@ -1,4 +1,5 @@
-//! CSRMS on the shared training loop (spec "Offline stage" and "Training stage"):
+//! CSRMS on the shared training loop (the paper's "Offline stage" and "Training stage";
+//! docs/csrms.md):
 //!
 //! ```text
 //! warmup    cross-entropy on the anchors (the "warm-up model" the first clustering reads)

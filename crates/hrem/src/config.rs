@@ -1,7 +1,7 @@
-//! HREM's hyper-parameters (spec "Encoders", "Instance-level relation modelling", "Losses",
-//! "Optimisation"; defaults are the authors' Flickr30K values: d = 1024, 16 heads, ff 1024,
-//! β = 0.8, λ = 1, σ = 1, margin 0.2, warm-up 8,000 iterations, AdamW 5e-4 (BERT ×0.1), clip 2,
-//! 30 epochs with ×0.1 at 15 and 25, batch 128).
+//! HREM's hyper-parameters (the paper's "Encoders", "Instance-level relation modelling", "Losses",
+//! "Optimisation"; defaults are the authors' Flickr30K values: d = 1024, 16 heads, ff 1024, β =
+//! 0.8, λ = 1, σ = 1, margin 0.2, warm-up 8,000 iterations, AdamW 5e-4 (BERT ×0.1; docs/hrem.md),
+//! clip 2, 30 epochs with ×0.1 at 15 and 25, batch 128).
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
-//! Batches (spec "Data"): a training item is a caption, its image is caption / 5. Region
-//! features are zero-padded with lengths; captions are tokenised once (BiGRU vocabulary or BERT
-//! word pieces) and, in training, augmented per word — with p = 0.2 a word is masked (50 %),
-//! replaced by a random token (10 %) or deleted (40 %), all its pieces together — and each
+//! Batches (the paper's "Data"; docs/hrem.md): a training item is a caption, its image is caption /
+//! 5. Region features are zero-padded with lengths; captions are tokenised once (BiGRU vocabulary
+//! or BERT word pieces) and, in training, augmented per word — with p = 0.2 a word is masked (50
+//! %), replaced by a random token (10 %) or deleted (40 %), all its pieces together — and each
 //! region is dropped with p = 0.2 (at least one stays).
 
 use relata_backbone::vocab::{UNK, tokenize};

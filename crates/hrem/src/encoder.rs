@@ -1,4 +1,4 @@
-//! The encoders (spec "Encoders") — the whole inference path:
+//! The encoders (the paper's "Encoders"; docs/hrem.md) — the whole inference path:
 //! - image: R = Linear(X) + MLP(X) (MLP = Linear → BN → ReLU → Linear) over the regions;
 //! - text: the BiGRU's per-word outputs, or BERT's last hidden states → Linear;
 //! - both pooled the same way: v = β·g_max + (1−β)·mean(TransformerLayer(R)), g_max = the mean

@@ -1,6 +1,6 @@
-//! Evaluation (spec "Evaluation"): every image and caption of a split through the encoders
-//! (no relation module, no augmentation), sims = images × captions, R@1/5/10 both ways, rSum
-//! and median rank; COCO 1K = the mean over 5 folds of 1,000 images. Ties rank by index.
+//! Evaluation (the paper's "Evaluation"; docs/hrem.md): every image and caption of a split through
+//! the encoders (no relation module, no augmentation), sims = images × captions, R@1/5/10 both
+//! ways, rSum and median rank; COCO 1K = the mean over 5 folds of 1,000 images. Ties rank by index.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use relata_dataset::PrecompSplit;

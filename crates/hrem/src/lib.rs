@@ -4,7 +4,7 @@
 //! along learned connections and relevance, while inference stays a dot product of the two
 //! encoders' outputs. Usage and design choices: `docs/hrem.md`.
 //!
-//! | file | what | spec section |
+//! | file | what | paper section |
 //! | --- | --- | --- |
 //! | [`config`] | encoders, relation module, losses, optimisation | all |
 //! | [`attention`] | multi-head attention with additive bias and mask, post-norm Transformer layer | Encoders, Fusion |

@@ -1,4 +1,4 @@
-//! HREM's losses (spec "Losses"):
+//! HREM's losses (the paper's "Losses"; docs/hrem.md):
 //! - L_tri with margin 0.2 in both directions, summed over pairs: negatives by distance-weighted
 //!   sampling (the released code's default) or the hardest negative (VSE++, the paper's);
 //! - L_reg = KL(softmax(S_{I→T}) ‖ softmax(G)) + KL(softmax(S_{T→I}) ‖ softmax(Gᵀ)), row-wise,
@@ -18,7 +18,7 @@
 //! below float32's range: the row is all zeros, `torch.multinomial` raises, and the code scores
 //! the whole direction of the batch as zero. [`Negatives::DistanceWeightedReleased`] reproduces
 //! that arithmetic for comparisons with the authors' code; the default keeps each anchor's own
-//! eligible negatives (docs/hrem.md, "Decisions").
+//! eligible negatives (docs/hrem.md, "Design choices").
 
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, Tensor, TensorData};

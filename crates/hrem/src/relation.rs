@@ -1,10 +1,11 @@
-//! Instance-level relation modelling (spec "Instance-level relation modelling", train only):
+//! Instance-level relation modelling (the paper's "Instance-level relation modelling", train only;
+//! docs/hrem.md):
 //! - fragment scores from the detached, per-fragment-normalised R and C:
 //!   S = LeakyReLU₀.₁(C Rᵀ); t2i: normalise over words, per-word max over regions → mean p_{T→I}
 //!   and top-k maxima q_{T→I}; i2t: normalise over regions, per-region max over words → p_{I→T},
 //!   q_{I→T};
 //! - connections (boolean, N × N blocks): intra-modal top-⌊0.5N⌋ by embedding similarity
-//!   (self included — **Decision**: the corrected products v·vᵀ and u·uᵀ), cross-modal
+//!   (self included — relata's decision, docs/hrem.md: the corrected products v·vᵀ and u·uᵀ), cross-modal
 //!   top-⌊0.5N⌋ by p;
 //! - relevance: cross-modal s = MLP(q) + p (one MLP per direction, Linear(k→k) → ReLU →
 //!   Linear(k→1)); intra-modal exp(−‖x_i − x_j‖/σ) with gradient;

@@ -292,7 +292,7 @@ pub fn table_notes(rows: &[Map<String, Value>], with_paper: bool) -> Vec<String>
     notes
 }
 
-/// The released checkpoints' numbers (spec "Evaluation"; R@10 not published).
+/// The released checkpoints' numbers (the paper's "Evaluation"; R@10 not published; docs/hrem.md).
 pub fn paper_rows(data: &CaptionData) -> Vec<Map<String, Value>> {
     let rows: &[(&str, [f64; 4])] = match data {
         CaptionData::Flickr30k(_) => &[("full", [84.4, 96.7, 62.4, 86.6])],

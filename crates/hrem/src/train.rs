@@ -1,5 +1,5 @@
-//! HREM on the shared training loop (spec "Losses", "Optimisation"): one phase of caption
-//! batches; each step encodes the batch's images (regions dropped) and captions (words
+//! HREM on the shared training loop (the paper's "Losses", "Optimisation"; docs/hrem.md): one phase
+//! of caption batches; each step encodes the batch's images (regions dropped) and captions (words
 //! augmented), and minimises L_tri(v, u) — plus, once `warmup_iterations` steps have run and
 //! relations are on, L_tri(v̄, ū) + L_tri(v̄, u) + L_tri(v, ū) + 10·L_reg through the relation
 //! module. AdamW with BERT at ×0.1, global-norm clip 2, lr ×0.1 at the milestones. The model is

@@ -365,7 +365,7 @@ fn triples_of(v: &Value) -> Option<Triples> {
 /// row's weights all underflow (a negative far past the cutoff sets the row's maximum), the
 /// whole direction dropped. relata's default sampler draws the same triples where nothing
 /// underflows and keeps the eligible negatives of the row that does (docs/hrem.md,
-/// "Decisions").
+/// "Design choices").
 #[test]
 fn distance_weighted_draws_match_the_released_arithmetic() {
     let r = reference();

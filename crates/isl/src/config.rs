@@ -1,4 +1,5 @@
-//! ISL's hyper-parameters (spec "Schedule", "Backbone and memory bank", "GAN", "Mining").
+//! ISL's hyper-parameters (the paper's "Schedule", "Backbone and memory bank", "GAN", "Mining";
+//! docs/isl.md).
 
 use burn::config::Config;
 use relata_backbone::{ResNetConfig, ResNetDepth};

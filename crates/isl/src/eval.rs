@@ -1,6 +1,6 @@
-//! Evaluation (spec "Evaluation"): weighted kNN (k = 200 by default, weights exp(sim/τ)) with the training
-//! set re-encoded by the test transform, and k-means (k = #classes) on the test features scored
-//! by ACC (Hungarian), NMI and ARI. Labels are used here only.
+//! Evaluation (the paper's "Evaluation"; docs/isl.md): weighted kNN (k = 200 by default, weights
+//! exp(sim/τ)) with the training set re-encoded by the test transform, and k-means (k = #classes)
+//! on the test features scored by ACC (Hungarian), NMI and ARI. Labels are used here only.
 
 use burn::tensor::Device;
 use relata_dataset::{BatchLoader, Pipeline, Sample};

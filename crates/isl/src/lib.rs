@@ -3,7 +3,7 @@
 //! GAN on the feature manifold, round after round. Usage and design choices:
 //! `docs/isl.md`.
 //!
-//! | file | what | spec section |
+//! | file | what | paper section |
 //! | --- | --- | --- |
 //! | [`memory`] | memory bank, non-parametric softmax, momentum update | Backbone and memory bank |
 //! | [`positives`] | the positive sets S_i, mining statistics | Mining positives |

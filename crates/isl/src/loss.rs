@@ -1,7 +1,7 @@
-//! ISL's backbone objective (spec "Backbone objective"): the positive-set likelihood
-//! L₁ = −log Σ_{j∈S_i} p_ij (instance discrimination −log p_ii when S_i = {i}) and the
-//! hard-positive enhancement L₂ = λ·KL(p_i ‖ softmax(M m_hp / τ)) with the target detached;
-//! both averaged over the batch.
+//! ISL's backbone objective (the paper's "Backbone objective"; docs/isl.md): the positive-set
+//! likelihood L₁ = −log Σ_{j∈S_i} p_ij (instance discrimination −log p_ii when S_i = {i}) and the
+//! hard-positive enhancement L₂ = λ·KL(p_i ‖ softmax(M m_hp / τ)) with the target detached; both
+//! averaged over the batch.
 
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor, TensorData};

@@ -1,7 +1,7 @@
-//! The memory bank (spec "Backbone and memory bank"): M ∈ R^{N×128}, initialised
-//! uniform(−s, s) with s = 1/√(d/3) (not normalised at init), the non-parametric softmax over all
-//! N instances z_i = f_i Mᵀ / τ, and the momentum update m_i ← normalise(η·m_i + (1−η)·f_i),
-//! η = 0.5.
+//! The memory bank (the paper's "Backbone and memory bank"; docs/isl.md): M ∈ R^{N×128},
+//! initialised uniform(−s, s) with s = 1/√(d/3) (not normalised at init), the non-parametric
+//! softmax over all N instances z_i = f_i Mᵀ / τ, and the momentum update m_i ← normalise(η·m_i +
+//! (1−η)·f_i), η = 0.5.
 
 use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
 

@@ -1,8 +1,8 @@
-//! Mining positives on the feature manifold (spec "Mining positives"): for each anchor, the
-//! best-scoring of K proxies g = G(a, p, n) (one per freshly drawn hardest negative), its score
-//! s = D(a, g, n); only when s > h, the confidence-dependent radius r = R + (1 − s)(1 − R) and,
-//! among the top-10 memory entries by cosine with g (the anchor excluded), those with cosine
-//! > r join S_i — symmetrically.
+//! Mining positives on the feature manifold (the paper's "Mining positives"; docs/isl.md): for each
+//! anchor, the best-scoring of K proxies g = G(a, p, n) (one per freshly drawn hardest negative),
+//! its score s = D(a, g, n); only when s > h, the confidence-dependent radius r = R + (1 − s)(1 −
+//! R) and, among the top-10 memory entries by cosine with g (the anchor excluded), those with
+//! cosine > r join S_i — symmetrically.
 
 use burn::config::Config;
 use burn::tensor::{Device, Tensor, TensorData};

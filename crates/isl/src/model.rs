@@ -1,6 +1,7 @@
-//! The encoder (spec "Backbone and memory bank"): a ResNet, a linear head to 128 dimensions and
-//! L2 normalisation; and the module that holds it with the GAN so one checkpoint has both. The
-//! encoder alone is what a user keeps: `encoder.json` (the configuration) + `encoder.bpk`.
+//! The encoder (the paper's "Backbone and memory bank"; docs/isl.md): a ResNet, a linear head to
+//! 128 dimensions and L2 normalisation; and the module that holds it with the GAN so one checkpoint
+//! has both. The encoder alone is what a user keeps: `encoder.json` (the configuration) +
+//! `encoder.bpk`.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};

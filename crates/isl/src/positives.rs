@@ -1,5 +1,6 @@
-//! The positive sets S_i (spec "Backbone and memory bank", "Mining positives"): every instance
-//! starts as its own only positive; mining adds pairs symmetrically and nothing is removed.
+//! The positive sets S_i (the paper's "Backbone and memory bank", "Mining positives"; docs/isl.md):
+//! every instance starts as its own only positive; mining adds pairs symmetrically and nothing is
+//! removed.
 
 use std::collections::BTreeSet;
 

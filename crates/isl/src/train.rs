@@ -1,8 +1,8 @@
-//! ISL's rounds on the shared training loop (spec "Schedule"): for r in 0..R, a backbone phase
-//! (L₁ + L₂ with the memory bank; round 0 is pure instance discrimination), a GAN phase (D then G
-//! each step, backbone frozen; early stop or fixed epochs) and a mining phase (until the quota);
-//! then a last backbone phase that trains on the final positive sets. The learning rate is a
-//! cosine within each backbone phase — nothing looks at the test set.
+//! ISL's rounds on the shared training loop (the paper's "Schedule"; docs/isl.md): for r in 0..R, a
+//! backbone phase (L₁ + L₂ with the memory bank; round 0 is pure instance discrimination), a GAN
+//! phase (D then G each step, backbone frozen; early stop or fixed epochs) and a mining phase
+//! (until the quota); then a last backbone phase that trains on the final positive sets. The
+//! learning rate is a cosine within each backbone phase — nothing looks at the test set.
 
 use std::collections::{BTreeMap, HashMap};
 
