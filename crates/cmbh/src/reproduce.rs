@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
-use relata_dataset::{ImageDataset, Pipeline, ReadOptions, Sample, SynthFineConfig};
+use relata_dataset::{ImageDataset, Pipeline, Sample, SynthFineConfig};
 use relata_train::{Results, RunDir, RunSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -292,12 +292,8 @@ pub fn run_name(variant: &str, bits: usize) -> String {
 
 /// The train and test splits of the chosen data.
 pub fn load_data(options: &ReproduceOptions) -> Result<ImageDataset, CmbhError> {
-    match &options.data {
-        DataChoice::SynthFine => Ok(synth_config(options.preset, options.settings.seed)
-            .generate()?
-            .dataset),
-        DataChoice::Real { format, dir } => Ok(format.open(dir, ReadOptions::default())?),
-    }
+    let synth = synth_config(options.preset, options.settings.seed);
+    Ok(options.data.open(synth)?)
 }
 
 /// Test images held out per class of a folder that has no test split, unless `--holdout` says.

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
-use relata_dataset::{ImageDataset, ReadOptions, Sample, SynthFineConfig, hold_out_per_class};
+use relata_dataset::{ImageDataset, Sample, SynthFineConfig, hold_out_per_class};
 use relata_train::{Results, RunDir, RunSettings};
 use serde_json::{Map, Value, json};
 
@@ -166,12 +166,8 @@ pub struct ReproduceOutcome {
 }
 
 fn load(options: &ReproduceOptions) -> Result<ImageDataset, CsrmsError> {
-    match options.data.real() {
-        None => Ok(synth_config(options.preset, options.settings.seed)
-            .generate()?
-            .dataset),
-        Some((format, dir)) => Ok(format.open(dir, ReadOptions::default())?),
-    }
+    let synth = synth_config(options.preset, options.settings.seed);
+    Ok(options.data.open(synth)?)
 }
 
 /// The configuration `reproduce` trains for `variant`.

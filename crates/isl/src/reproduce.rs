@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
-use relata_dataset::{ImageDataset, ReadOptions, SynthFineConfig};
+use relata_dataset::{ImageDataset, SynthFineConfig};
 use relata_train::{Results, RunDir, RunSettings};
 use serde_json::{Map, Value, json};
 
@@ -195,12 +195,8 @@ pub struct ReproduceOutcome {
 }
 
 fn load(options: &ReproduceOptions) -> Result<ImageDataset, IslError> {
-    match options.data.real() {
-        None => Ok(synth_config(options.preset, options.settings.seed)
-            .generate()?
-            .dataset),
-        Some((format, dir)) => Ok(format.open(dir, ReadOptions::default())?),
-    }
+    let synth = synth_config(options.preset, options.settings.seed);
+    Ok(options.data.open(synth)?)
 }
 
 /// Runs the reproduction: train (labels hidden), evaluate after round 0 and at the end.
