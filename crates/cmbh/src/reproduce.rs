@@ -173,19 +173,28 @@ pub fn preset_config(
 const SCRATCH_LR: f64 = 0.05;
 const SCRATCH_WEIGHT_DECAY: f64 = 5e-4;
 
-/// The from-scratch presets' step size for `config`'s batch size and loss reduction. Under the
-/// paper's sums the loss is the all-means reading's with the classification terms × batch;
-/// the learning rate ÷ batch and the weight decay × batch make each SGD step that of the
-/// all-means reading with the hash terms weighted 1/batch (at lr 0.05 the classification sums
+/// The from-scratch presets' step size for `config`'s batch size and loss reduction
+/// ([`all_means_step`] of lr 0.05 and weight decay 5e-4; at lr 0.05 the classification sums
 /// diverged within two epochs).
 fn scratch_steps(config: CmbhTrainingConfig) -> CmbhTrainingConfig {
+    all_means_step(config, SCRATCH_LR, SCRATCH_WEIGHT_DECAY)
+}
+
+/// `config` with the SGD step that `lr` and `weight_decay` take under the all-means reduction,
+/// translated to `config`'s reduction and batch size. Under the paper's sums the loss is the
+/// all-means reading's with the classification terms × batch; the learning rate ÷ batch and
+/// the weight decay × batch make each SGD step that of the all-means reading with the hash
+/// terms weighted 1/batch.
+pub fn all_means_step(
+    config: CmbhTrainingConfig,
+    lr: f64,
+    weight_decay: f64,
+) -> CmbhTrainingConfig {
     let b = config
         .model
         .reduction
         .classification_scale(config.batch_size);
-    config
-        .with_lr(SCRATCH_LR / b)
-        .with_weight_decay(SCRATCH_WEIGHT_DECAY * b)
+    config.with_lr(lr / b).with_weight_decay(weight_decay * b)
 }
 
 /// `config` (of `preset`) trained under `reduction`: for the from-scratch presets with their

@@ -3,7 +3,9 @@
 //! the B-only ablation.
 
 use burn::tensor::Device;
-use relata_cmbh::reproduce::{Preset, ReproduceOptions, preset_config, reproduce, synth_config};
+use relata_cmbh::reproduce::{
+    Preset, ReproduceOptions, all_means_step, preset_config, reproduce, synth_config,
+};
 use relata_cmbh::search::SearchRun;
 use relata_cmbh::{Ablation, CmbhTrainingConfig, evaluate};
 use relata_cmbh::{FitOptions, fit};
@@ -54,14 +56,11 @@ fn learn_data() -> SynthFineConfig {
 /// start learning): under the paper's sums the classification gradient is 16× (the batch), so
 /// lr ÷ 16 and weight decay × 16 give the same SGD step with the hash terms weighted 1/16.
 fn learn_config(ablation: Ablation, epochs: usize, seed: u64) -> CmbhTrainingConfig {
-    let c = preset_config(Preset::Smoke, None, "synth-fine", 6, 12, ablation);
-    let scale = c.model.reduction.classification_scale(16);
-    let mut c = c
+    let c = preset_config(Preset::Smoke, None, "synth-fine", 6, 12, ablation)
         .with_epochs(epochs)
         .with_batch_size(16)
-        .with_lr(0.02 / scale)
-        .with_weight_decay(5e-4 * scale)
         .with_seed(seed);
+    let mut c = all_means_step(c, 0.02, 5e-4);
     c.model.backbone.width = 8;
     c
 }
