@@ -12,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use relata_dataset::formats::{IMAGE_EXTENSIONS, is_image};
 use relata_dataset::{ImageRef, Sample};
 use relata_metrics::HammingIndex;
 use serde::{Deserialize, Serialize};
@@ -19,9 +20,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::CmbhError;
 use crate::eval::encode_samples;
 use crate::search::SearchRun;
-
-/// Image files are read by extension (case-insensitive): what the decoders handle.
-const EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "bmp"];
 
 /// Images encoded between two saves of the index.
 const CHUNK: usize = 256;
@@ -76,11 +74,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, CmbhError> {
                 .path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            {
+            } else if is_image(&path) {
                 found.push(path);
             }
         }
@@ -114,7 +108,7 @@ pub fn index_folder(
             images,
             format!(
                 "no image files ({}) under this directory",
-                EXTENSIONS.join(", ")
+                IMAGE_EXTENSIONS.join(", ")
             ),
         ));
     }

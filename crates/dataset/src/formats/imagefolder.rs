@@ -16,7 +16,8 @@ use crate::source::{ImageDataset, ImageRef, ReadOptions, Sample};
 /// File extensions treated as images (case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "bmp"];
 
-fn is_image(path: &Path) -> bool {
+/// Does `path` name an image file by its extension ([`IMAGE_EXTENSIONS`], case-insensitive)?
+pub fn is_image(path: &Path) -> bool {
     path.extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))

@@ -26,7 +26,7 @@ pub mod precomp;
 mod svhn;
 mod vegfru;
 
-pub use imagefolder::IMAGE_EXTENSIONS;
+pub use imagefolder::{IMAGE_EXTENSIONS, is_image};
 
 /// The supported image layouts (SCAN precomp, which holds features rather than images, is read
 /// by [`precomp::PrecompDataset`]).
