@@ -226,6 +226,13 @@ impl RelationGraph {
         &self.members[j]
     }
 
+    /// The share of the (non-empty) clusters that hold a single image.
+    pub fn singleton_share(&self) -> f64 {
+        let sizes = self.members.iter().map(Vec::len).filter(|&n| n > 0);
+        let (singles, clusters) = sizes.fold((0, 0), |(s, c), n| (s + usize::from(n == 1), c + 1));
+        singles as f64 / clusters.max(1) as f64
+    }
+
     /// n_{j,c}.
     pub fn count(&self, j: usize, c: usize) -> u32 {
         self.counts[j * self.classes.len() + c]
@@ -401,6 +408,15 @@ mod tests {
         let labels = [0, 0, 0, 1, 1, 1, 0, 2, 1];
         let assignments = [0, 0, 0, 0, 1, 1, 1, 2, 2];
         RelationGraph::new(&labels, &assignments, 3).unwrap()
+    }
+
+    /// Clusters 0 (3 images), 1 (1), 7 (1) — 2 to 6 empty: two of the three non-empty
+    /// clusters are single images.
+    #[test]
+    fn singleton_share_counts_clusters_of_one() {
+        let g = RelationGraph::new(&[0, 0, 1, 0, 1], &[0, 0, 1, 0, 7], 2).unwrap();
+        assert!((g.singleton_share() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(toy().singleton_share(), 0.0);
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl<'a> CsrmsTask<'a> {
             .collect();
         let share =
             |d: Difficulty| difficulty.iter().filter(|&&x| x == d).count() as f64 / n as f64;
-        let singletons = singleton_share(&assignments);
+        let singletons = graph.singleton_share();
         if singletons > 0.5 {
             tracing::warn!(
                 "relation refresh at epoch {}: {:.0}% of the {} clusters are single images, so \
@@ -330,16 +330,6 @@ impl<'a> CsrmsTask<'a> {
             .term("inter", l_inter.mul_scalar(w_inter));
         ctx.minimize(model, loss)
     }
-}
-
-/// The share of clusters (of `assignments`, one cluster id per image) that hold one image.
-fn singleton_share(assignments: &[usize]) -> f64 {
-    let mut sizes: BTreeMap<usize, usize> = BTreeMap::new();
-    for &a in assignments {
-        *sizes.entry(a).or_default() += 1;
-    }
-    let singles = sizes.values().filter(|&&s| s == 1).count();
-    singles as f64 / sizes.len().max(1) as f64
 }
 
 /// The loss the curriculum's convergence trigger watches: the epoch's classification loss
@@ -553,12 +543,5 @@ mod tests {
         assert_eq!(on_cls.fired_at(), Some(4));
         assert_eq!(on_total.fired_at(), None);
         assert_eq!(curriculum_signal(&BTreeMap::new()), None);
-    }
-
-    #[test]
-    fn singleton_share_counts_clusters_of_one() {
-        // Clusters 0 (3 images), 1 (1), 7 (1): two of three are single images.
-        assert!((singleton_share(&[0, 0, 1, 0, 7]) - 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!(singleton_share(&[]), 0.0);
     }
 }
