@@ -195,3 +195,35 @@ fn bad_input_is_refused() {
         .with_warmup_epochs(1);
     assert!(fit(&config, train, &device, &options(root.path(), "c")).is_ok());
 }
+
+/// `FitOptions::weights` starts the backbone from a torchvision state dict: a width-4
+/// ResNet-18 checkpoint of the same shape is imported (its `fc` left out), one with the CIFAR
+/// stem is refused with the mismatching tensor named.
+#[test]
+fn backbone_weights_are_imported() {
+    let _turn = relata_train::generator_turn();
+    let data = data();
+    let train = data.split("train").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let mut config = preset_config(Preset::Smoke, data.num_classes()).with_epochs(1);
+    config.backbone =
+        relata_backbone::ResNetConfig::new(relata_backbone::ResNetDepth::ResNet18).with_width(4);
+    let fixture = |case: &str| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/backbone")
+            .join(case)
+            .join("weights.pth")
+    };
+    let with = |name: &str, case: &str| FitOptions {
+        weights: Some(fixture(case)),
+        ..options(root.path(), name)
+    };
+    let config = config.with_warmup_epochs(0).with_variant(Variant::Baseline);
+    assert!(fit(&config, train, &device, &with("a", "resnet18")).is_ok());
+    let e = fit(&config, train, &device, &with("b", "resnet18_cifar"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("conv1"), "{e}");
+}

@@ -246,6 +246,16 @@ fn bad_input_is_refused() {
         .unwrap()
         .to_string();
     assert!(e.contains("batch_size"), "{e}");
+    // Backbone weights do not apply: HREM's images arrive as region features.
+    let with_weights = FitOptions {
+        weights: Some(root.path().join("resnet18.pth")),
+        ..options(root.path(), "c")
+    };
+    let e = fit(&smoke(train.dim), train, None, &device, &with_weights)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("do not apply to HREM"), "{e}");
 }
 
 fn weights(mlp: &RelevanceMlp) -> Vec<f32> {

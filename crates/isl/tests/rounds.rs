@@ -327,3 +327,39 @@ fn mined_positives_teach_the_backbone() {
         seeds.len()
     );
 }
+
+/// `FitOptions::weights` starts the backbone from a torchvision state dict: a width-4 CIFAR
+/// ResNet-18 checkpoint of the same shape is imported (its `fc` left out), one with the
+/// ImageNet stem is refused with the mismatching tensor named.
+#[test]
+fn backbone_weights_are_imported() {
+    let _lock = relata_train::generator_turn();
+    let tiny = tiny();
+    let (train, test) = (
+        tiny.data.split("train").unwrap(),
+        tiny.data.split("test").unwrap(),
+    );
+    let root = tempfile::tempdir().unwrap();
+    let mut config = tiny.config.clone();
+    config.backbone = ResNetConfig::new(ResNetDepth::ResNet18)
+        .with_width(4)
+        .with_cifar_stem(true);
+    let with = |name: &str, case: &str| FitOptions {
+        run: RunOptions::new("isl", "synth-fine").with_dir(root.path().join(name)),
+        verbosity: Verbosity::Quiet,
+        stop_after_epochs: Some(1),
+        weights: Some(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../fixtures/backbone")
+                .join(case)
+                .join("weights.pth"),
+        ),
+    };
+    let device = Device::flex();
+    assert!(fit(&config, train, test, &device, &with("a", "resnet18_cifar")).is_ok());
+    let e = fit(&config, train, test, &device, &with("b", "resnet18"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("conv1"), "{e}");
+}
