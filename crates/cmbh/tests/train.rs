@@ -19,6 +19,9 @@ fn options(root: &std::path::Path, name: &str) -> FitOptions {
         verbosity: Verbosity::Quiet,
         stop_after_epochs: None,
         weights: None,
+        initial: None,
+        save_initial: None,
+        log_steps: false,
     }
 }
 

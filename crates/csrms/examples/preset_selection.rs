@@ -97,6 +97,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             verbosity: Verbosity::Lines,
             stop_after_epochs: None,
             weights: None,
+            initial: None,
+            save_initial: None,
+            log_steps: false,
         };
         let trained = fit(&config, &held.train, &device, &options)?;
         let eval = evaluate(

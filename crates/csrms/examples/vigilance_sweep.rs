@@ -38,6 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         verbosity: Verbosity::Lines,
         stop_after_epochs: None,
         weights: None,
+        initial: None,
+        save_initial: None,
+        log_steps: false,
     };
     let trained = fit(&config, train, &device, &options)?;
     let loader = BatchLoader::new(train, config.test_pipeline(), 0)?;

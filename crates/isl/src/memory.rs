@@ -3,7 +3,8 @@
 //! softmax over all N instances z_i = f_i Mᵀ / τ, and the momentum update m_i ← normalise(η·m_i +
 //! (1−η)·f_i), η = 0.5.
 
-use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
+use relata_dataset::rng::SeededRng;
 
 use crate::error::IslError;
 
@@ -24,12 +25,21 @@ pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
 }
 
 impl MemoryBank {
-    /// N entries of dimension `dim`, uniform(−s, s) with s = 1/√(dim/3), drawn from the device's
-    /// generator (seed it first for reproducibility).
-    pub fn new(n: usize, dim: usize, temperature: f64, momentum: f64, device: &Device) -> Self {
+    /// N entries of dimension `dim`, uniform(−s, s) with s = 1/√(dim/3), drawn on the host from
+    /// `rng`: every backend starts from the same bank (a device generator draws differently on
+    /// each backend from the same seed).
+    pub fn new(
+        n: usize,
+        dim: usize,
+        temperature: f64,
+        momentum: f64,
+        rng: &mut SeededRng,
+        device: &Device,
+    ) -> Self {
         let s = 1.0 / (dim as f64 / 3.0).sqrt();
+        let values = (0..n * dim).map(|_| rng.uniform(-s, s) as f32).collect();
         Self {
-            values: Tensor::random([n, dim], Distribution::Uniform(-s, s), device),
+            values: Tensor::from_data(TensorData::new(values, [n, dim]), device),
             temperature,
             momentum,
         }
@@ -144,7 +154,7 @@ mod tests {
     fn init_range_and_shape() {
         let device = device();
         device.seed(1);
-        let bank = MemoryBank::new(50, 128, 0.1, 0.5, &device);
+        let bank = MemoryBank::new(50, 128, 0.1, 0.5, &mut SeededRng::new(3), &device);
         assert_eq!(bank.dims(), [50, 128]);
         let s = 1.0 / (128f32 / 3.0).sqrt();
         let v = bank.to_vec().unwrap();

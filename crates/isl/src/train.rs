@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Pipeline, Sample, Transform};
+use relata_train::SeededRng;
 use relata_train::{
     EpochContext, EpochRecord, FitOptions, Loss, LrSchedule, OptimizerConfig, OptimizerKind,
     PhaseConfig, PhaseControl, ScheduleClock, StepContext, TrainError, TrainTask, Trained,
@@ -24,6 +25,9 @@ use crate::memory::MemoryBank;
 use crate::mining::{apply_proposals, mine_batch};
 use crate::model::IslModel;
 use crate::positives::PositiveSets;
+
+/// The random stream of the memory bank's initial values.
+const MEMORY_STREAM: u64 = 0x3E30_BA4C;
 
 /// What a phase does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +194,7 @@ impl<'a> IslTask<'a> {
             config.dim,
             config.temperature,
             config.momentum,
+            &mut SeededRng::derive(config.seed, &[MEMORY_STREAM]),
             device,
         );
         Ok(Self {

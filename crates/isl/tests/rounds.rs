@@ -60,6 +60,9 @@ fn run(tiny: &Tiny, options: &RunOptions, stop_after: Option<usize>) -> TrainedI
         verbosity: Verbosity::Quiet,
         stop_after_epochs: stop_after,
         weights: None,
+        initial: None,
+        save_initial: None,
+        log_steps: false,
     };
     fit(&tiny.config, train, test, &Device::flex(), &options).unwrap()
 }
@@ -354,6 +357,9 @@ fn backbone_weights_are_imported() {
                 .join(case)
                 .join("weights.pth"),
         ),
+        initial: None,
+        save_initial: None,
+        log_steps: false,
     };
     let device = Device::flex();
     assert!(fit(&config, train, test, &device, &with("a", "resnet18_cifar")).is_ok());

@@ -85,6 +85,9 @@ pub struct TrainerConfig {
     /// Redraw the curves every epoch (otherwise only at the end).
     #[config(default = true)]
     pub plot_every_epoch: bool,
+    /// Keep every step's loss terms in the epoch records (`EpochRecord::steps_log`).
+    #[config(default = false)]
+    pub log_steps: bool,
 }
 
 impl TrainerConfig {

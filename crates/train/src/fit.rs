@@ -1,11 +1,14 @@
 //! The edges every method's `fit` shares: what it takes besides its configuration and data
 //! ([`FitOptions`]), how it opens a run ([`fit_task`]) and what it returns ([`Trained`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device};
 use serde::Serialize;
 
+use crate::checkpoint::write_atomic;
 use crate::config::{TrainerConfig, Verbosity};
 use crate::error::TrainError;
 use crate::run::{EpochRecord, RunDir, RunOptions};
@@ -28,6 +31,17 @@ pub struct FitOptions {
     /// `.pth` / `.safetensors`; its `fc.` is left out). CMBH, CSRMS and ISL take them; HREM,
     /// whose images arrive as region features, refuses them.
     pub weights: Option<PathBuf>,
+    /// Every parameter's starting value, from a record of the same model written by
+    /// [`FitOptions::save_initial`] (on any backend). Applied after the seed's draw and after
+    /// `weights`: one start shared by runs on different backends, which would otherwise each
+    /// draw their own from the same seed.
+    pub initial: Option<PathBuf>,
+    /// Where to write the model's starting parameters (the seed's draw, or `initial`) before
+    /// the first step.
+    pub save_initial: Option<PathBuf>,
+    /// Keep every optimiser step's loss terms in `metrics.jsonl` (each epoch's `steps`), not
+    /// only the epoch means: for step-by-step comparisons between backends or implementations.
+    pub log_steps: bool,
 }
 
 impl FitOptions {
@@ -38,6 +52,9 @@ impl FitOptions {
             verbosity: Verbosity::Auto,
             stop_after_epochs: None,
             weights: None,
+            initial: None,
+            save_initial: None,
+            log_steps: false,
         }
     }
 
@@ -126,8 +143,17 @@ where
     let run = RunDir::open(&options.run, &config_json)?;
     let run_dir = run.path().to_path_buf();
     seed_device(&autodiff, trainer.seed);
-    let (mut task, model) = build(&autodiff)?;
-    let mut trainer = Trainer::new(trainer.with_verbosity(options.verbosity), &autodiff, run)?;
+    let (mut task, mut model) = build(&autodiff)?;
+    if let Some(path) = &options.initial {
+        model = load_initial(model, path)?;
+    }
+    if let Some(path) = &options.save_initial {
+        save_initial(&model, path)?;
+    }
+    let trainer = trainer
+        .with_verbosity(options.verbosity)
+        .with_log_steps(options.log_steps);
+    let mut trainer = Trainer::new(trainer, &autodiff, run)?;
     if let Some(n) = options.stop_after_epochs {
         trainer = trainer.stop_after_epochs(n);
     }
@@ -137,6 +163,37 @@ where
         task,
         run_dir,
     })
+}
+
+/// Fills `model` with the record at `path` ([`FitOptions::initial`]).
+fn load_initial<M: Module>(model: M, path: &Path) -> Result<M, TrainError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        TrainError::msg(format!(
+            "{}: {e}; `initial` takes a record written by `save_initial`",
+            path.display()
+        ))
+    })?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| TrainError::msg(format!("{}: corrupt record: {e}", path.display())))?;
+    model.try_load_record(record).map_err(|e| {
+        TrainError::msg(format!(
+            "{}: not a record of this model (written with another configuration?): {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Writes `model`'s parameters to `path` ([`FitOptions::save_initial`]).
+fn save_initial<M: Module>(model: &M, path: &Path) -> Result<(), TrainError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io("creating", dir, e))?;
+    }
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| TrainError::msg(format!("{}: {e}", path.display())))?;
+    write_atomic(path, &bytes)
 }
 
 /// What every reproduction takes besides its method's own options: the seed, the runs root,
@@ -202,8 +259,7 @@ impl RunSettings {
                 .with_resume(self.resume && dir.join("config.json").exists())
                 .with_overwrite(self.overwrite),
             verbosity: self.verbosity,
-            stop_after_epochs: None,
-            weights: None,
+            ..FitOptions::new(method, dataset)
         }
     }
 }

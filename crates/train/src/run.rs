@@ -101,6 +101,20 @@ pub struct EpochRecord {
     /// Other scalars the method recorded (epoch means).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, f64>,
+    /// Every optimiser step's loss terms, in order (only with `TrainerConfig::log_steps`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps_log: Vec<StepLoss>,
+}
+
+/// The loss terms one optimiser update minimised (`EpochRecord::steps_log`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepLoss {
+    /// Steps before this one in the run.
+    pub global_step: usize,
+    /// The optimiser that took the update.
+    pub optimizer: String,
+    /// Each term's value, and `total`.
+    pub terms: BTreeMap<String, f64>,
 }
 
 /// `metric` of the first row of `variant` among result rows (`None` if either is missing).

@@ -37,7 +37,7 @@ use crate::config::{Goal, PhaseConfig, TrainerConfig, Verbosity};
 use crate::error::TrainError;
 use crate::optim::NamedOptimizer;
 use crate::plot::{Series, line_chart};
-use crate::run::{EpochRecord, RunDir};
+use crate::run::{EpochRecord, RunDir, StepLoss};
 use crate::schedule::{Clock, ScheduleClock};
 use relata_dataset::rng::{SeededRng, mix_seed};
 
@@ -294,6 +294,7 @@ pub struct StepContext<'a> {
     weight: f64,
     meter: &'a mut Meter,
     last_good: Option<&'a Path>,
+    steps_log: Option<&'a mut Vec<StepLoss>>,
 }
 
 impl StepContext<'_> {
@@ -344,6 +345,17 @@ impl StepContext<'_> {
                     last_good: self.last_good.map(Path::to_path_buf),
                 });
             }
+        }
+        if let Some(log) = self.steps_log.as_deref_mut() {
+            log.push(StepLoss {
+                global_step: self.counters.global_step,
+                optimizer: optimizer.to_string(),
+                terms: names
+                    .iter()
+                    .zip(&values)
+                    .map(|(n, &v)| (n.to_string(), f64::from(v)))
+                    .collect(),
+            });
         }
         let single = loss.terms.len() == 1;
         for (name, &v) in names.iter().zip(&values) {
@@ -785,6 +797,7 @@ impl Trainer {
             format!("{phase} {}/{}", epoch + 1, self.config.total_epochs()),
         );
         let mut meter = Meter::default();
+        let mut steps_log = Vec::new();
         let mut samples = 0usize;
         let t0 = Instant::now();
         let steps_in_epoch = batches.len();
@@ -804,6 +817,7 @@ impl Trainer {
                 weight: n.max(1) as f64,
                 meter: &mut meter,
                 last_good,
+                steps_log: self.config.log_steps.then_some(&mut steps_log),
             };
             model = match task.step(model, batch, &mut step_ctx) {
                 Ok(m) => m,
@@ -864,6 +878,7 @@ impl Trainer {
             loss: BTreeMap::new(),
             val: BTreeMap::new(),
             extra: BTreeMap::new(),
+            steps_log,
         };
         for (k, v) in meter.means() {
             if k.starts_with("grad_norm") {

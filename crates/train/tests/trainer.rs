@@ -655,3 +655,62 @@ fn bad_configuration_is_refused_with_the_field_named() {
     .unwrap();
     assert!(err.to_string().contains("`map` is not among"), "{err}");
 }
+
+/// `FitOptions::save_initial` writes a run's start, `initial` starts another run from it
+/// whatever its own draw, and `log_steps` keeps every step's terms: a run from a shared start
+/// repeats the first run's step log exactly, a run from its own draw does not.
+#[test]
+fn a_shared_start_repeats_the_step_log() {
+    let root = tempfile::tempdir().unwrap();
+    let start = root.path().join("start/initial.bpk");
+    let plain = DeviceChoice::Flex.device().unwrap();
+    let fit = |name: &str, model_seed: u64, initial: Option<&Path>, save: Option<&Path>| {
+        let mut options = relata_train::FitOptions::new("toy", "toy-data");
+        options.run = RunOptions::new("toy", "toy-data").with_dir(root.path().join(name));
+        options.verbosity = Verbosity::Quiet;
+        options.log_steps = true;
+        options.initial = initial.map(Path::to_path_buf);
+        options.save_initial = save.map(Path::to_path_buf);
+        relata_train::fit_task(&model_seed, config(2), &plain, &options, |d| {
+            Ok::<_, TrainError>((ToyTask::new(), Toy::new(d, model_seed)))
+        })
+    };
+    let steps = |f: &relata_train::Fitted<ToyTask>| -> Vec<relata_train::StepLoss> {
+        f.outcome
+            .epochs
+            .iter()
+            .flat_map(|e| e.steps_log.clone())
+            .collect()
+    };
+    let first = fit("a", 1, None, Some(&start)).unwrap();
+    assert!(start.is_file());
+    let log = steps(&first);
+    assert_eq!(log.len(), 2 * TRAIN / BATCH);
+    assert_eq!(log[3].global_step, 3);
+    assert!(log[0].terms.contains_key("ce"), "{:?}", log[0]);
+    // Written to metrics.jsonl too.
+    let text = fs::read_to_string(root.path().join("a/metrics.jsonl")).unwrap();
+    assert!(text.contains("steps_log"));
+
+    let shared = fit("b", 2, Some(&start), None).unwrap();
+    assert_eq!(steps(&shared), log);
+    let own = fit("c", 2, None, None).unwrap();
+    assert_ne!(steps(&own)[0].terms, log[0].terms);
+    // Without log_steps the epoch records carry no steps.
+    let plain_run = run_toy(
+        &device(),
+        &config(1),
+        &root.path().join("d"),
+        false,
+        None,
+        1,
+    );
+    assert!(plain_run.epochs.iter().all(|e| e.steps_log.is_empty()));
+
+    let missing = root.path().join("nowhere.bpk");
+    let e = fit("e", 1, Some(&missing), None).err().unwrap().to_string();
+    assert!(e.contains("nowhere.bpk"), "{e}");
+    fs::write(&missing, b"not a record").unwrap();
+    let e = fit("f", 1, Some(&missing), None).err().unwrap().to_string();
+    assert!(e.contains("nowhere.bpk") && e.contains("corrupt"), "{e}");
+}
