@@ -20,12 +20,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use relata_backbone::{Vocab, import_with_remap};
 use relata_dataset::rng::SeededRng;
 use relata_metrics::npy::{NpyArray, NpyData, write_npy};
+use relata_train::values::{gradient_values, parameter_values};
 use relata_train::{Clock, NamedOptimizer, Preset, Verbosity};
 use serde::{Deserialize, Serialize};
 
@@ -480,45 +480,6 @@ impl VariantParity {
     }
 }
 
-/// Every float parameter of a module by its dotted path — or, with `grads`, its gradient
-/// (zeros where it has none).
-#[derive(Default)]
-struct Values<'a> {
-    path: Vec<String>,
-    out: BTreeMap<String, Vec<f32>>,
-    grads: Option<&'a GradientsParams>,
-}
-
-impl ModuleVisitor for Values<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let path = self.path.join(".");
-        // Batch-norm running statistics are buffers, not trained parameters (and burn applies
-        // their last update lazily): the comparison is of what the optimiser moves.
-        if !path.contains(".running_") {
-            let value = param.val();
-            let v = match self.grads {
-                Some(grads) => grads
-                    .get::<D>(param.id)
-                    .unwrap_or_else(|| value.zeros_like().inner()),
-                None => value.inner(),
-            };
-            self.out.insert(path, v.into_data().iter::<f32>().collect());
-        }
-    }
-}
-
-fn values<M: Module>(m: &M) -> BTreeMap<String, Vec<f32>> {
-    let mut v = Values::default();
-    m.visit(&mut v);
-    v.out
-}
-
 /// Per parameter, max |a − b| / max |b|.
 fn param_differences(
     ours: &BTreeMap<String, Vec<f32>>,
@@ -637,14 +598,10 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
             let mut grads = total.backward();
             let params = GradientsParams::from_module(&mut grads, &model);
             if step == 0 && weights("grads").is_file() {
-                let mut ours = Values {
-                    grads: Some(&params),
-                    ..Values::default()
-                };
-                model.visit(&mut ours);
-                let theirs = values(&load_weights(&skeleton, &weights("grads"))?);
+                let ours = gradient_values(&model, &params);
+                let theirs = parameter_values(&load_weights(&skeleton, &weights("grads"))?);
                 result.grads_first =
-                    param_differences(&ours.out, &theirs).map_err(|e| io(&weights("grads"), e))?;
+                    param_differences(&ours, &theirs).map_err(|e| io(&weights("grads"), e))?;
             }
             let clock = Clock {
                 epoch: 0,
@@ -655,13 +612,13 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
             model = optimizer.apply(model, params, &clock).0;
             // The checked-in fixture keeps the last weights only.
             if step == 0 && weights("first").is_file() {
-                let released = values(&load_weights(&skeleton, &weights("first"))?);
-                result.params_first = param_differences(&values(&model), &released)
+                let released = parameter_values(&load_weights(&skeleton, &weights("first"))?);
+                result.params_first = param_differences(&parameter_values(&model), &released)
                     .map_err(|e| io(&weights("first"), e))?;
             }
             if step + 1 == steps {
-                released_last = values(&load_weights(&skeleton, &weights("last"))?);
-                result.params_last = param_differences(&values(&model), &released_last)
+                released_last = parameter_values(&load_weights(&skeleton, &weights("last"))?);
+                result.params_last = param_differences(&parameter_values(&model), &released_last)
                     .map_err(|e| io(&weights("last"), e))?;
             }
         }
@@ -675,9 +632,11 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
                 .map(|(got, want)| largest(term_differences(got, want).values()))
                 .collect();
             let last = control.join(format!("{name}_last.pth"));
-            let params_last =
-                param_differences(&values(&load_weights(&skeleton, &last)?), &released_last)
-                    .map_err(|e| io(&last, e))?;
+            let params_last = param_differences(
+                &parameter_values(&load_weights(&skeleton, &last)?),
+                &released_last,
+            )
+            .map_err(|e| io(&last, e))?;
             result.spread = Some(Spread {
                 losses,
                 params_last,

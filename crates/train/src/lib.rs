@@ -31,6 +31,7 @@ pub mod preset;
 pub mod run;
 pub mod schedule;
 pub mod trainer;
+pub mod values;
 
 pub use compare::SeedComparison;
 pub use config::{Goal, PhaseConfig, Selection, TrainerConfig, Verbosity};
