@@ -112,18 +112,7 @@ pub fn run(args: CiArgs) -> Result<()> {
         configure_libtorch(&mut smoke, &args.python)?;
     }
     if !features.is_empty() {
-        // Mesa's window-system probing prints "XDG_RUNTIME_DIR is invalid" errors on headless
-        // machines; give it a private runtime dir so CI logs show only real errors.
-        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-            let dir = std::env::temp_dir().join(format!("relata-xdg-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-            }
-            smoke.env("XDG_RUNTIME_DIR", dir);
-        }
+        private_runtime_dir(&mut smoke)?;
         let features = features.join(",");
         smoke
             .args(["test", "--profile", "smoke", "-p", "relata-train"])
@@ -131,7 +120,54 @@ pub fn run(args: CiArgs) -> Result<()> {
             .args(["--test", "backend_smoke", "--", "--nocapture"])
             .env("RELATA_SMOKE_DEVICES", devices.join(","));
         step(&format!("backend smoke ({features})"), &mut smoke)?;
+
+        // Two methods end to end on the same backends against flex, step by step (the other
+        // three: `cargo xtask backends`, docs/backends.md). Same profile and burn features as
+        // the smoke test, so burn is not built again.
+        let mut check = cargo();
+        if !args.skip_tch {
+            configure_libtorch(&mut check, &args.python)?;
+        }
+        private_runtime_dir(&mut check)?;
+        check
+            .args(["run", "--profile", "smoke", "-p", "xtask", "--features"])
+            .arg(format!("flex,{features}"))
+            .args(["--", "backends", "--methods", "cmbh,isl", "--devices"])
+            .arg(devices[1..].join(","));
+        step(&format!("backends: cmbh, isl on {features}"), &mut check)?;
     }
+    // The GPU kit's parts that run anywhere: each method's training benchmark at the tiny size
+    // on flex, the PyTorch references on the CPU, and the check script's syntax. (The release
+    // builds themselves take most of an hour here: `cargo xtask gpu-kit`, docs/backends.md.)
+    for method in ["cmbh", "hrem", "isl", "csrms"] {
+        step(
+            &format!("train-bench {method} (tiny, flex)"),
+            cargo().args([
+                "xtask",
+                "train-bench",
+                method,
+                "--size",
+                "tiny",
+                "--steps",
+                "2",
+            ]),
+        )?;
+    }
+    if !args.skip_tch {
+        wait_for_python_setup()?;
+        for method in ["cmbh", "hrem", "isl", "csrms"] {
+            step(
+                &format!("train_reference.py {method} (tiny, cpu)"),
+                Command::new(&args.python)
+                    .arg("benches/python/train_reference.py")
+                    .args([method, "--size", "tiny", "--device", "cpu", "--steps", "2"]),
+            )?;
+        }
+    }
+    step(
+        "gpu-check.sh syntax",
+        Command::new("bash").args(["-n", "xtask/gpu-kit/gpu-check.sh"]),
+    )?;
     if !args.skip_vulkan {
         step(
             "vulkan compile check",
@@ -152,6 +188,22 @@ pub fn run(args: CiArgs) -> Result<()> {
         eprintln!("  {:<32} {:>6.0} s", s.name, s.seconds);
     }
     eprintln!("  {:<32} {:>6.0} s", "total", total);
+    Ok(())
+}
+
+/// Mesa's window-system probing prints "XDG_RUNTIME_DIR is invalid" errors on headless
+/// machines; a private runtime dir keeps the logs to real errors.
+pub(crate) fn private_runtime_dir(cmd: &mut Command) -> Result<()> {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join(format!("relata-xdg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        cmd.env("XDG_RUNTIME_DIR", dir);
+    }
     Ok(())
 }
 
@@ -215,8 +267,19 @@ fn workspace_root_from(runtime_manifest_dir: Option<std::ffi::OsString>) -> Resu
 
 /// `tch` links against the libtorch shipped inside the `torch==2.9.0` wheel
 /// (`LIBTORCH_USE_PYTORCH=1`); the test binary finds it through `LD_LIBRARY_PATH`.
-fn configure_libtorch(cmd: &mut Command, python: &str) -> Result<()> {
+pub(crate) fn configure_libtorch(cmd: &mut Command, python: &str) -> Result<()> {
     wait_for_python_setup()?;
+    libtorch_from(cmd, python, TCH_TORCH)?;
+    Ok(())
+}
+
+/// The PyTorch version `tch` 0.22 is written against.
+pub(crate) const TCH_TORCH: &str = "2.9.0";
+
+/// Points a `tch` build (and its run) at the libtorch inside `python`'s torch, which must be
+/// version `want`; returns its `lib` directory. For any version but [`TCH_TORCH`] torch-sys's
+/// version check is bypassed (`LIBTORCH_BYPASS_VERSION_CHECK=1`).
+pub(crate) fn libtorch_from(cmd: &mut Command, python: &str, want: &str) -> Result<String> {
     let probe = Command::new(python)
         .args([
             "-c",
@@ -228,10 +291,9 @@ fn configure_libtorch(cmd: &mut Command, python: &str) -> Result<()> {
         .with_context(|| format!("could not run `{python}`; pass --python or set RELATA_PYTHON"))?;
     if !probe.status.success() {
         bail!(
-            "`{python}` cannot import torch: {}\nThe tch smoke test needs PyTorch 2.9.0: \
-             `python3 -m venv ~/.cache/relata-venv && ~/.cache/relata-venv/bin/pip install \
-             torch==2.9.0`, then RELATA_PYTHON=~/.cache/relata-venv/bin/python \
-             (or run `bash .ci/run`, which does this), or pass --skip-tch",
+            "`{python}` cannot import torch: {}\nThis build needs PyTorch {want}: `python3 -m venv \
+             VENV && VENV/bin/pip install torch=={want}`, then pass VENV/bin/python (for the \
+             smoke test RELATA_PYTHON, or run `bash .ci/run`, which does this; or --skip-tch)",
             String::from_utf8_lossy(&probe.stderr).trim()
         );
     }
@@ -240,12 +302,12 @@ fn configure_libtorch(cmd: &mut Command, python: &str) -> Result<()> {
     let version = lines.next().unwrap_or_default().trim().to_string();
     let lib_dir = lines.next().unwrap_or_default().trim().to_string();
     let bin_dir = lines.next().unwrap_or_default().trim().to_string();
-    if !version.starts_with("2.9.0") {
-        bail!("`{python}` has torch {version}; tch 0.22 needs torch 2.9.0");
+    if !version.starts_with(want) {
+        bail!("`{python}` has torch {version}; this build needs torch {want}");
     }
     let ld = match std::env::var("LD_LIBRARY_PATH") {
         Ok(old) if !old.is_empty() => format!("{lib_dir}:{old}"),
-        _ => lib_dir,
+        _ => lib_dir.clone(),
     };
     // torch-sys's build script runs `python3` (or `python` inside a venv) from PATH: put the
     // chosen interpreter's directory first.
@@ -256,7 +318,10 @@ fn configure_libtorch(cmd: &mut Command, python: &str) -> Result<()> {
     cmd.env("LIBTORCH_USE_PYTORCH", "1")
         .env("PATH", path)
         .env("LD_LIBRARY_PATH", ld);
-    Ok(())
+    if want != TCH_TORCH {
+        cmd.env("LIBTORCH_BYPASS_VERSION_CHECK", "1");
+    }
+    Ok(lib_dir)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! (the metrics contract (docs/design.md, Evaluation contract)), `bench` (side-by-side comparisons), `data` (inspect a
 //! dataset on disk, export an embedded one) and `fixtures`.
 
+mod backends;
 mod bench;
 mod bench_backbone;
 mod bench_data;
@@ -14,8 +15,10 @@ mod data;
 mod eval;
 mod export;
 mod features;
+mod gpu_kit;
 mod parity;
 mod reproduce;
+mod train_bench;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -58,6 +61,15 @@ enum Command {
     /// Compare training steps with the authors' released code (`parity hrem --authors-code DIR`).
     #[command(subcommand)]
     Parity(parity::ParityCommand),
+    /// Train each method a few steps on other backends from flex's start and compare every
+    /// step's loss terms and one evaluation with flex's (`backends --devices wgpu,tch`).
+    Backends(backends::BackendsArgs),
+    /// Build the GPU kit: release binaries (wgpu, vulkan, tch against the target's torch),
+    /// the PyTorch step references and `gpu-check.sh`, in target/gpu-kit.
+    GpuKit(gpu_kit::GpuKitArgs),
+    /// One method's training steps at the paper's shapes on synthetic data: steady-state steps
+    /// per second on one device (`train-bench cmbh --device wgpu`).
+    TrainBench(train_bench::TrainBenchArgs),
     /// Regenerate `fixtures/datasets/` (a tiny sample of every supported format).
     Fixtures {
         /// Output directory (default: `<workspace>/fixtures/datasets`).
@@ -90,6 +102,9 @@ fn main() -> Result<()> {
         Command::Index(cmd) => reproduce::index(cmd),
         Command::Search(cmd) => reproduce::search(cmd),
         Command::Parity(cmd) => parity::run(cmd),
+        Command::Backends(args) => backends::run(args),
+        Command::TrainBench(args) => train_bench::run(args),
+        Command::GpuKit(args) => gpu_kit::run(args),
         Command::Fixtures { out } => {
             let out = match out {
                 Some(o) => o,

@@ -671,8 +671,13 @@ fn a_shared_start_repeats_the_step_log() {
         options.log_steps = true;
         options.initial = initial.map(Path::to_path_buf);
         options.save_initial = save.map(Path::to_path_buf);
+        // No dropout: the device generator is shared with the tests running beside this one.
         relata_train::fit_task(&model_seed, config(2), &plain, &options, |d| {
-            Ok::<_, TrainError>((ToyTask::new(), Toy::new(d, model_seed)))
+            let model = Toy {
+                dropout: DropoutConfig::new(0.0).init(),
+                ..Toy::new(d, model_seed)
+            };
+            Ok::<_, TrainError>((ToyTask::new(), model))
         })
     };
     let steps = |f: &relata_train::Fitted<ToyTask>| -> Vec<relata_train::StepLoss> {
