@@ -677,61 +677,20 @@ mod tests {
     fn a_step_or_metric_beyond_the_tolerance_fails_the_check() {
         let flex = trace(&[1.0, 0.5, 0.25], 0.5);
         let wgpu = DeviceChoice::Wgpu;
-        assert!(
-            compare(
-                Check::Cmbh,
-                &wgpu,
-                &flex,
-                &trace(&[1.0, 0.5002, 0.25], 0.5),
-                1e-3,
-                1e-2
-            )
-            .passed
-        );
-        let off = compare(
-            Check::Cmbh,
-            &wgpu,
-            &flex,
-            &trace(&[1.0, 0.51, 0.25], 0.5),
-            1e-3,
-            1e-2,
-        );
+        let against = |t: &Trace, params: f64| compare(Check::Cmbh, &wgpu, &flex, t, 1e-3, params);
+        assert!(against(&trace(&[1.0, 0.5002, 0.25], 0.5), 1e-2).passed);
+        let off = against(&trace(&[1.0, 0.51, 0.25], 0.5), 1e-2);
         assert!(!off.passed);
         assert_eq!(off.worst_at, "step 1 total");
-        assert!(
-            !compare(
-                Check::Cmbh,
-                &wgpu,
-                &flex,
-                &trace(&[1.0, 0.5, 0.25], 0.6),
-                1e-3,
-                1e-2
-            )
-            .passed
-        );
-        let nan = compare(
-            Check::Cmbh,
-            &wgpu,
-            &flex,
-            &trace(&[1.0, f64::NAN, 0.25], 0.5),
-            1e-3,
-            1e-2,
-        );
-        assert!(!nan.passed);
-        let short = compare(
-            Check::Cmbh,
-            &wgpu,
-            &flex,
-            &trace(&[1.0, 0.5], 0.5),
-            1e-3,
-            1e-2,
-        );
+        assert!(!against(&trace(&[1.0, 0.5, 0.25], 0.6), 1e-2).passed);
+        assert!(!against(&trace(&[1.0, f64::NAN, 0.25], 0.5), 1e-2).passed);
+        let short = against(&trace(&[1.0, 0.5], 0.5), 1e-2);
         assert!(!short.passed && short.problem.unwrap().contains("2 steps"));
         // Parameters 5% of flex's update apart.
         let mut drifted = trace(&[1.0, 0.5, 0.25], 0.5);
         drifted.params.insert("w".into(), vec![1.05, 2.0]);
-        let p = compare(Check::Cmbh, &wgpu, &flex, &drifted, 1e-3, 1e-2);
+        let p = against(&drifted, 1e-2);
         assert!(!p.passed && (p.worst_param - 0.05).abs() < 1e-6, "{p:?}");
-        assert!(compare(Check::Cmbh, &wgpu, &flex, &drifted, 1e-3, 0.1).passed);
+        assert!(against(&drifted, 0.1).passed);
     }
 }

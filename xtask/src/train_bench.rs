@@ -203,8 +203,9 @@ fn hrem(
     }
     let config = preset_config(preset, &CaptionData::SynthCaptions, synth.dim, None);
     let batch = config.batch_size;
-    // Five captions per scene; one epoch is `steps` batches of captions.
-    synth.train = (batch * steps).div_ceil(5);
+    // Five captions per scene; one epoch is `steps` whole batches of captions, `steps` rounded
+    // up to a multiple of 5 so that no batch is partial.
+    synth.train = batch * steps.div_ceil(5);
     synth.dev = 1;
     synth.test = 1;
     let data = synth.write(&scratch.join("captions"))?;
