@@ -23,11 +23,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device};
+use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use relata_dataset::{DataChoice, Pipeline};
 use relata_train::device::{DeviceChoice, compiled_devices};
+use relata_train::export::load_record;
 use relata_train::values::{ParamValues as Params, parameter_values};
 use relata_train::{FitOptions, Preset, RunOptions, StepLoss, Verbosity};
 use serde::Serialize;
@@ -126,15 +126,8 @@ fn lr_scale(method: Check) -> f64 {
 
 /// `model`'s parameters after training, and the same module's at the start `record` holds.
 fn params_of<M: Module>(model: &M, record: &Path) -> Result<(Params, Params)> {
-    let trained = parameter_values(model);
-    let bytes = std::fs::read(record).with_context(|| format!("reading {}", record.display()))?;
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", record.display()))?;
-    let start = model
-        .clone()
-        .try_load_record(record)
-        .map_err(|e| anyhow::anyhow!("the start record: {e}"))?;
-    Ok((trained, parameter_values(&start)))
+    let start = load_record(model.clone(), record, "not the start of this model")?;
+    Ok((parameter_values(model), parameter_values(&start)))
 }
 
 /// One device against flex, for one method.

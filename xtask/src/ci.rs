@@ -122,24 +122,22 @@ pub fn run(args: CiArgs) -> Result<()> {
         step(&format!("backend smoke ({features})"), &mut smoke)?;
 
         // Two methods end to end on the same backends against flex, step by step (the other
-        // three: `cargo xtask backends`, docs/backends.md). Same profile and burn features as
-        // the smoke test, so burn is not built again.
-        let mut check = cargo();
-        if !args.skip_tch {
-            configure_libtorch(&mut check, &args.python)?;
-        }
-        private_runtime_dir(&mut check)?;
-        check
-            .args(["run", "--profile", "smoke", "-p", "xtask", "--features"])
-            .arg(format!("flex,{features}"))
-            .args(["--", "backends", "--methods", "cmbh,isl", "--devices"])
-            .arg(devices[1..].join(","));
-        step(&format!("backends: cmbh, isl on {features}"), &mut check)?;
+        // three: `cargo xtask backends`, docs/backends.md). It rebuilds xtask in the smoke
+        // test's profile with the same burn features, so burn is not built again.
+        step(
+            &format!("backends: cmbh, isl on {features}"),
+            cargo()
+                .args(["xtask", "backends", "--methods", "cmbh,isl", "--devices"])
+                .arg(devices[1..].join(","))
+                .arg("--python")
+                .arg(&args.python),
+        )?;
     }
     // The GPU kit's parts that run anywhere: each method's training benchmark at the tiny size
     // on flex, the PyTorch references on the CPU, and the check script's syntax. (The release
     // builds themselves take most of an hour here: `cargo xtask gpu-kit`, docs/backends.md.)
-    for method in ["cmbh", "hrem", "isl", "csrms"] {
+    const METHODS: [&str; 4] = ["cmbh", "hrem", "isl", "csrms"];
+    for method in METHODS {
         step(
             &format!("train-bench {method} (tiny, flex)"),
             cargo().args([
@@ -155,7 +153,7 @@ pub fn run(args: CiArgs) -> Result<()> {
     }
     if !args.skip_tch {
         wait_for_python_setup()?;
-        for method in ["cmbh", "hrem", "isl", "csrms"] {
+        for method in METHODS {
             step(
                 &format!("train_reference.py {method} (tiny, cpu)"),
                 Command::new(&args.python)

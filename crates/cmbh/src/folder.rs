@@ -83,6 +83,25 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, CmbhError> {
     Ok(found)
 }
 
+impl FolderIndexList {
+    /// An error naming `out`'s `files.json` unless this index was made by the run in `dir` at
+    /// `bits` bits; `fix` says what to do instead.
+    fn check_run(&self, out: &Path, dir: &Path, bits: usize, fix: &str) -> Result<(), CmbhError> {
+        if self.run == dir && self.bits == bits {
+            return Ok(());
+        }
+        Err(CmbhError::file(
+            out.join("files.json"),
+            format!(
+                "made with {} ({} bits), not {} ({bits} bits): {fix}",
+                self.run.display(),
+                self.bits,
+                dir.display()
+            ),
+        ))
+    }
+}
+
 /// Reads an index directory's file list.
 pub fn read_list(out: &Path) -> Result<FolderIndexList, CmbhError> {
     let path = out.join("files.json");
@@ -115,17 +134,7 @@ pub fn index_folder(
     let bits = run.encoder.bits();
     let (mut list, mut codes) = if out.join("files.json").is_file() {
         let list = read_list(out)?;
-        if list.run != run.dir || list.bits != bits {
-            return Err(CmbhError::file(
-                out.join("files.json"),
-                format!(
-                    "made with {} ({} bits), not {} ({bits} bits): index into another directory",
-                    list.run.display(),
-                    list.bits,
-                    run.dir.display()
-                ),
-            ));
-        }
+        list.check_run(out, &run.dir, bits, "index into another directory")?;
         if list.complete && !options.append {
             return Err(CmbhError::file(
                 out,
@@ -250,17 +259,8 @@ impl SearchRun {
     /// parent folder's name.
     pub fn with_folder_index(mut self, out: &Path) -> Result<Self, CmbhError> {
         let list = read_list(out)?;
-        if list.run != self.dir || list.bits != self.encoder.bits() {
-            return Err(CmbhError::file(
-                out.join("files.json"),
-                format!(
-                    "an index made with {} ({} bits); search it with that run (`--run {}`)",
-                    list.run.display(),
-                    list.bits,
-                    list.run.display()
-                ),
-            ));
-        }
+        let fix = format!("search it with that run (`--run {}`)", list.run.display());
+        list.check_run(out, &self.dir, self.encoder.bits(), &fix)?;
         let index = HammingIndex::load(out.join("index.bin"))?;
         if index.len() != list.files.len() {
             return Err(CmbhError::file(

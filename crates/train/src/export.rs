@@ -12,6 +12,7 @@ use burn::tensor::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::checkpoint::write_atomic;
 use crate::error::TrainError;
 
 fn paths(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
@@ -36,13 +37,32 @@ pub fn save_module<M: Module, C: Serialize>(
     let (config_path, record_path) = paths(dir, stem);
     let json = serde_json::to_vec_pretty(config).map_err(|e| at(&config_path, e))?;
     fs::write(&config_path, json).map_err(|e| at(&config_path, e))?;
+    save_record(module, &record_path)
+}
+
+/// Writes `module`'s weights (burn's record) to `path`, whole or not at all; creates the
+/// parent directory.
+pub fn save_record<M: Module>(module: &M, path: &Path) -> Result<(), TrainError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| at(dir, format!("creating: {e}")))?;
+    }
     let bytes = module
         .clone()
         .into_record()
         .into_bytes()
-        .map_err(|e| at(&record_path, e))?;
-    fs::write(&record_path, &bytes[..]).map_err(|e| at(&record_path, e))?;
-    Ok(())
+        .map_err(|e| at(path, e))?;
+    write_atomic(path, &bytes)
+}
+
+/// Fills `skeleton` with the weights [`save_record`] wrote to `path`; `mismatch` says what a
+/// record of another module means here.
+pub fn load_record<M: Module>(skeleton: M, path: &Path, mismatch: &str) -> Result<M, TrainError> {
+    let bytes = fs::read(path).map_err(|e| at(path, e))?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| at(path, format!("corrupt record: {e}")))?;
+    skeleton
+        .try_load_record(record)
+        .map_err(|e| at(path, format!("{mismatch}: {e}")))
 }
 
 /// Reads the configuration saved by [`save_module`]; `what` names the expected content in the
@@ -62,15 +82,8 @@ pub fn load_config<C: DeserializeOwned>(
 /// weights.
 pub fn load_module<M: Module>(skeleton: M, dir: &Path, stem: &str) -> Result<M, TrainError> {
     let (config_path, record_path) = paths(dir, stem);
-    let bytes = fs::read(&record_path).map_err(|e| at(&record_path, e))?;
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| at(&record_path, format!("corrupt record: {e}")))?;
-    skeleton.try_load_record(record).map_err(|e| {
-        at(
-            &record_path,
-            format!("does not match {}: {e}", config_path.display()),
-        )
-    })
+    let mismatch = format!("does not match {}", config_path.display());
+    load_record(skeleton, &record_path, &mismatch)
 }
 
 #[cfg(test)]

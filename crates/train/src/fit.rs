@@ -1,16 +1,14 @@
 //! The edges every method's `fit` shares: what it takes besides its configuration and data
 //! ([`FitOptions`]), how it opens a run ([`fit_task`]) and what it returns ([`Trained`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use burn::module::Module;
-use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device};
+use burn::tensor::Device;
 use serde::Serialize;
 
-use crate::checkpoint::write_atomic;
 use crate::config::{TrainerConfig, Verbosity};
 use crate::error::TrainError;
+use crate::export::{load_record, save_record};
 use crate::run::{EpochRecord, RunDir, RunOptions};
 use crate::trainer::{FitOutcome, TrainTask, Trainer, seed_device};
 
@@ -145,10 +143,11 @@ where
     seed_device(&autodiff, trainer.seed);
     let (mut task, mut model) = build(&autodiff)?;
     if let Some(path) = &options.initial {
-        model = load_initial(model, path)?;
+        let mismatch = "not a record of this model (written with another configuration?)";
+        model = load_record(model, path, mismatch)?;
     }
     if let Some(path) = &options.save_initial {
-        save_initial(&model, path)?;
+        save_record(&model, path)?;
     }
     let trainer = trainer
         .with_verbosity(options.verbosity)
@@ -163,37 +162,6 @@ where
         task,
         run_dir,
     })
-}
-
-/// Fills `model` with the record at `path` ([`FitOptions::initial`]).
-fn load_initial<M: Module>(model: M, path: &Path) -> Result<M, TrainError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        TrainError::msg(format!(
-            "{}: {e}; `initial` takes a record written by `save_initial`",
-            path.display()
-        ))
-    })?;
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| TrainError::msg(format!("{}: corrupt record: {e}", path.display())))?;
-    model.try_load_record(record).map_err(|e| {
-        TrainError::msg(format!(
-            "{}: not a record of this model (written with another configuration?): {e}",
-            path.display()
-        ))
-    })
-}
-
-/// Writes `model`'s parameters to `path` ([`FitOptions::save_initial`]).
-fn save_initial<M: Module>(model: &M, path: &Path) -> Result<(), TrainError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| TrainError::io("creating", dir, e))?;
-    }
-    let bytes = model
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| TrainError::msg(format!("{}: {e}", path.display())))?;
-    write_atomic(path, &bytes)
 }
 
 /// What every reproduction takes besides its method's own options: the seed, the runs root,
