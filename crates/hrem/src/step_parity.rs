@@ -609,7 +609,7 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
                 iterations_per_epoch: steps,
                 iteration_in_epoch: step,
             };
-            model = optimizer.apply(model, params, &clock).0;
+            model = optimizer.apply(model, params, &clock, 1.0).0;
             // The checked-in fixture keeps the last weights only.
             if step == 0 && weights("first").is_file() {
                 let released = parameter_values(&load_weights(&skeleton, &weights("first"))?);

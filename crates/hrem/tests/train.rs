@@ -292,7 +292,11 @@ fn relevance_mlps_are_two_sets_of_parameters() {
         iterations_per_epoch: 1,
         iteration_in_epoch: 0,
     };
-    let after = optimizer.apply(model, params, &clock).0.relation.unwrap();
+    let after = optimizer
+        .apply(model, params, &clock, 1.0)
+        .0
+        .relation
+        .unwrap();
     assert_ne!(
         weights(&before.i2t),
         weights(&after.i2t),

@@ -76,6 +76,20 @@ pub struct TrainerConfig {
     /// Keep the best model by this validation metric.
     #[config(default = "None")]
     pub selection: Option<Selection>,
+    /// Early stopping: end the phase in progress once the selection metric has gone this many
+    /// epochs without a new best (counted from the run's best epoch, so a resumed run stops
+    /// where an uninterrupted one would). Needs `selection`.
+    #[config(default = "None")]
+    pub patience: Option<usize>,
+    /// Plateaus answered with a smaller learning rate before one ends the phase: at each of
+    /// the first `plateau_drops` plateaus every learning rate is multiplied by
+    /// `plateau_factor` and the patience counts again from there (PyTorch's
+    /// `ReduceLROnPlateau` followed by a stop). 0: the first plateau stops.
+    #[config(default = 0)]
+    pub plateau_drops: usize,
+    /// The learning-rate multiplier of a plateau drop.
+    #[config(default = 0.1)]
+    pub plateau_factor: f64,
     /// Epoch checkpoints kept on disk (the newest ones).
     #[config(default = 2)]
     pub keep_checkpoints: usize,
@@ -119,6 +133,28 @@ impl TrainerConfig {
             return Err(format!(
                 "selection on `{}` needs an evaluator: set eval_every > 0",
                 sel.metric
+            ));
+        }
+        match (self.patience, &self.selection) {
+            (Some(0), _) => return Err("patience = 0: give at least one epoch".into()),
+            (None, _) if self.plateau_drops > 0 => {
+                return Err(format!(
+                    "plateau_drops = {} needs a patience (and a selection metric) to detect a \
+                     plateau",
+                    self.plateau_drops
+                ));
+            }
+            (Some(p), None) => {
+                return Err(format!(
+                    "patience = {p} needs a selection metric to watch: set `selection`"
+                ));
+            }
+            _ => {}
+        }
+        if !(self.plateau_factor > 0.0 && self.plateau_factor < 1.0) {
+            return Err(format!(
+                "plateau_factor = {}: must lie in (0, 1) (e.g. 0.1)",
+                self.plateau_factor
             ));
         }
         Ok(())

@@ -352,8 +352,8 @@ impl NamedOptimizer {
     }
 
     /// Per-group learning rates at `clock`, in burn's form.
-    fn module_lr(&self, clock: &Clock) -> ModuleLearningRate {
-        let factor = self.factor(clock);
+    fn module_lr(&self, clock: &Clock, scale: f64) -> ModuleLearningRate {
+        let factor = self.factor(clock) * scale;
         let mut scheduler = ModuleLrScheduler::new(self.config.lr * factor);
         for group in &self.config.groups {
             scheduler = scheduler.with_group(
@@ -364,19 +364,21 @@ impl NamedOptimizer {
         scheduler.step()
     }
 
-    /// Clips (when configured) and applies `grads` to `model` at `clock`. Returns the model and
+    /// Clips (when configured) and applies `grads` to `model` at `clock`, every learning rate
+    /// multiplied by `scale` (the trainer's plateau drops; 1 without). Returns the model and
     /// the gradients' joint L2 norm before clipping, when clipping computed it.
     pub fn apply<M: Module>(
         &mut self,
         model: M,
         mut grads: GradientsParams,
         clock: &Clock,
+        scale: f64,
     ) -> (M, Option<f64>) {
         let norm = self
             .config
             .clip_grad_norm
             .map(|max| clip_global_norm(&model, &mut grads, max));
-        let lr = self.module_lr(clock);
+        let lr = self.module_lr(clock, scale);
         (self.inner.step(lr, model, grads), norm)
     }
 

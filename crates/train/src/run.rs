@@ -190,12 +190,14 @@ impl Results {
         let same_key = |a: &serde_json::Map<String, Value>, b: &serde_json::Map<String, Value>| {
             key_cols.iter().all(|k| a.get(*k) == b.get(*k))
         };
-        let has_paper = !self.paper.is_empty();
+        // A "(paper)" column beside each metric the paper reports (not beside a spread or a
+        // per-seed column).
+        let has_paper = |m: &str| self.paper.iter().any(|p| p.contains_key(m));
         let mut out = String::new();
         let mut header: Vec<String> = key_cols.iter().map(|s| s.to_string()).collect();
         for m in &metrics {
             header.push(m.clone());
-            if has_paper {
+            if has_paper(m) {
                 header.push(format!("{m} (paper)"));
             }
         }
@@ -206,7 +208,7 @@ impl Results {
             let mut cells: Vec<String> = key_cols.iter().map(|k| cell(row.get(*k))).collect();
             for m in &metrics {
                 cells.push(cell(row.get(m)));
-                if has_paper {
+                if has_paper(m) {
                     cells.push(cell(paper.and_then(|p| p.get(m))));
                 }
             }
@@ -601,6 +603,16 @@ mod tests {
         );
         assert!(md.contains("| full | 24 | 0.6000 | 0.8000 |"), "{md}");
         assert!(md.contains("| full | 12 | 0.5000 | – |"), "{md}");
+        // A spread column has no paper column beside it.
+        let mut spread = r.clone();
+        spread.rows[0].insert("sd".into(), json!(0.1));
+        assert!(
+            spread
+                .to_markdown()
+                .contains("| variant | bits | map | map (paper) | sd |\n"),
+            "{}",
+            spread.to_markdown()
+        );
         assert_eq!(r.metric("full", "map"), Some(0.5));
         assert_eq!(r.metric("baseline", "map"), None);
         assert_eq!(r.metric("full", "ndcg"), None);

@@ -243,10 +243,34 @@ impl Meter {
 }
 
 /// Counters that drive the schedules.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 struct Counters {
     global_step: usize,
     phase_step: usize,
+    /// The learning-rate multiplier of the plateau drops so far (`plateau_factor^drops`).
+    #[serde(default = "one")]
+    lr_scale: f64,
+    /// Plateau drops so far, and the epoch (1-based) of the last one.
+    #[serde(default)]
+    lr_drops: usize,
+    #[serde(default)]
+    last_drop_epoch: usize,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            global_step: 0,
+            phase_step: 0,
+            lr_scale: 1.0,
+            lr_drops: 0,
+            last_drop_epoch: 0,
+        }
+    }
 }
 
 /// What a schedule with clock `which` sees at `step` of an epoch, given the counters before
@@ -389,7 +413,8 @@ impl StepContext<'_> {
             self.step,
             self.steps_in_epoch,
         );
-        let (model, norm) = self.optimizers[index].apply(model, params, &clock);
+        let (model, norm) =
+            self.optimizers[index].apply(model, params, &clock, self.counters.lr_scale);
         if let Some(norm) = norm {
             self.meter
                 .add(&format!("grad_norm/{optimizer}"), norm, self.weight);
@@ -637,11 +662,36 @@ impl Trainer {
                 for (k, (s, n)) in std::mem::take(&mut ctx.extra) {
                     record.extra.insert(k, s / n as f64);
                 }
-                let phase_over =
+                let mut phase_over =
                     control == PhaseControl::EndPhase || epoch_in_phase + 1 == phase.epochs;
                 let last_epoch = phase_over && phase_index + 1 == phases.len();
                 let best_improved =
                     self.evaluate(task, &model, &mut ctx, &mut record, &mut state, last_epoch)?;
+                if !phase_over && let Some(best) = self.plateau(&record, &state, epoch) {
+                    let best = format!(
+                        "{} {:.4} at epoch {} not beaten for {} epochs",
+                        best.metric,
+                        best.value,
+                        best.epoch,
+                        epoch + 1 - best.epoch
+                    );
+                    let counters = &mut state.counters;
+                    if counters.lr_drops < self.config.plateau_drops {
+                        counters.lr_drops += 1;
+                        counters.lr_scale *= self.config.plateau_factor;
+                        counters.last_drop_epoch = epoch + 1;
+                        self.print_line(&format!(
+                            "{}: {best}: learning rate × {} (drop {} of {})",
+                            phase.name,
+                            self.config.plateau_factor,
+                            counters.lr_drops,
+                            self.config.plateau_drops
+                        ));
+                    } else {
+                        phase_over = true;
+                        self.print_line(&format!("{}: stopping early, {best}", phase.name));
+                    }
+                }
 
                 // Position after this epoch.
                 state.epochs_completed = epoch + 1;
@@ -852,6 +902,7 @@ impl Trainer {
         let last_step = Counters {
             global_step: counters.global_step.saturating_sub(1),
             phase_step: counters.phase_step.saturating_sub(1),
+            ..*counters
         };
         let mut record = EpochRecord {
             epoch: epoch + 1,
@@ -872,7 +923,7 @@ impl Trainer {
                         steps_in_epoch.saturating_sub(1),
                         steps_in_epoch,
                     );
-                    (o.config().name.clone(), o.lr(&clock))
+                    (o.config().name.clone(), o.lr(&clock) * counters.lr_scale)
                 })
                 .collect(),
             loss: BTreeMap::new(),
@@ -932,6 +983,21 @@ impl Trainer {
             });
         }
         Ok(improved)
+    }
+
+    /// The best result so far when early stopping is on, this epoch was evaluated and the
+    /// selection metric has gone `patience` epochs without beating it (counted from the last
+    /// learning-rate drop when that came later).
+    fn plateau<'s>(
+        &self,
+        record: &EpochRecord,
+        state: &'s TrainerState,
+        epoch: usize,
+    ) -> Option<&'s BestState> {
+        let patience = self.config.patience?;
+        let best = state.best.as_ref()?;
+        let since = best.epoch.max(state.counters.last_drop_epoch);
+        (!record.val.is_empty() && epoch + 1 >= since + patience).then_some(best)
     }
 
     /// Writes the epoch's checkpoint (and, when the epoch is the new best, the best model

@@ -104,6 +104,8 @@ struct ToyTask {
     nan_at: Option<usize>,
     end_phase_after: Option<usize>,
     phase_starts: Vec<String>,
+    /// A validation `score` per epoch (0-based), scripted for early stopping.
+    scores: Option<Vec<f64>>,
 }
 
 impl ToyTask {
@@ -115,6 +117,7 @@ impl ToyTask {
             nan_at: None,
             end_phase_after: None,
             phase_starts: Vec::new(),
+            scores: None,
         }
     }
 }
@@ -198,10 +201,14 @@ impl TrainTask for ToyTask {
             .int()
             .sum()
             .into_scalar::<i64>();
-        Ok(BTreeMap::from([
+        let mut metrics = BTreeMap::from([
             ("acc".to_string(), correct as f64 / VAL as f64),
             ("loss".to_string(), f64::from(loss)),
-        ]))
+        ]);
+        if let Some(scores) = &self.scores {
+            metrics.insert("score".to_string(), scores[ctx.epoch]);
+        }
+        Ok(metrics)
     }
 
     fn save_state(&self) -> Result<Vec<u8>, TrainError> {
@@ -718,4 +725,117 @@ fn a_shared_start_repeats_the_step_log() {
     fs::write(&missing, b"not a record").unwrap();
     let e = fit("f", 1, Some(&missing), None).err().unwrap().to_string();
     assert!(e.contains("nowhere.bpk") && e.contains("corrupt"), "{e}");
+}
+
+/// Early stopping ends training once the selection metric has gone `patience` epochs without a
+/// new best, keeps that best, and a run interrupted before the stop and resumed stops at the
+/// same epoch. Patience without a selection metric, or of 0, is refused.
+#[test]
+fn patience_stops_at_a_plateau_and_resumes_to_the_same_stop() {
+    let _serial = relata_train::generator_turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = device();
+    // Best 0.30 at epoch 2; epochs 3–5 stay below it: with patience 3 the run ends after epoch 5
+    // of 10, before epoch 6's 0.50 is ever reached.
+    let scores = vec![0.10, 0.30, 0.20, 0.30, 0.29, 0.50, 0.6, 0.7, 0.8, 0.9];
+    let cfg = config(10)
+        .with_selection(Some(Selection {
+            metric: "score".into(),
+            goal: Goal::Maximize,
+        }))
+        .with_patience(Some(3));
+    let fit = |dir: &str, resume: bool, stop_after: Option<usize>| {
+        let mut trainer =
+            Trainer::new(cfg.clone(), &dev, open(&tmp.path().join(dir), &cfg, resume)).unwrap();
+        if let Some(n) = stop_after {
+            trainer = trainer.stop_after_epochs(n);
+        }
+        let mut task = ToyTask::new();
+        task.scores = Some(scores.clone());
+        trainer.fit(&mut task, Toy::new(&dev, 3)).unwrap()
+    };
+    let whole = fit("whole", false, None);
+    assert!(whole.completed);
+    assert_eq!(whole.epochs.len(), 5, "stopped after epoch 5");
+    let best = whole.best.as_ref().expect("selection ran");
+    assert_eq!((best.state.epoch, best.state.value), (2, 0.30));
+    assert_ne!(params(whole.selected()), params(&whole.model));
+
+    let first = fit("split", false, Some(3));
+    assert!(!first.completed);
+    let resumed = fit("split", true, None);
+    assert!(resumed.completed);
+    assert_eq!(resumed.epochs.len(), 5);
+    assert_eq!(resumed.best.as_ref().unwrap().state.epoch, 2);
+
+    // Without patience the same scores train all ten epochs.
+    let plain = config(10).with_selection(cfg.selection.clone());
+    let mut task = ToyTask::new();
+    task.scores = Some(scores.clone());
+    let out = Trainer::new(
+        plain.clone(),
+        &dev,
+        open(&tmp.path().join("plain"), &plain, false),
+    )
+    .unwrap()
+    .fit(&mut task, Toy::new(&dev, 3))
+    .unwrap();
+    assert_eq!(out.epochs.len(), 10);
+
+    // With one drop the first plateau divides the learning rate by 10 and the patience counts
+    // again from there: 0.30 at epoch 2, a drop after epoch 5, the 0.50 of epoch 6 a new best,
+    // and the rising scores after it never plateau.
+    let dropping = cfg.clone().with_plateau_drops(1);
+    let mut task = ToyTask::new();
+    task.scores = Some(scores.clone());
+    let out = Trainer::new(
+        dropping.clone(),
+        &dev,
+        open(&tmp.path().join("drop"), &dropping, false),
+    )
+    .unwrap()
+    .fit(&mut task, Toy::new(&dev, 3))
+    .unwrap();
+    assert_eq!(out.epochs.len(), 10);
+    let lr = |e: usize| out.epochs[e].lr["model"];
+    // MultiStep ÷ 10 at epoch 3 (0-based) as well; the drop is another ÷ 10 from epoch 6 on.
+    assert!((lr(4) / lr(5) - 10.0).abs() < 1e-9, "{} {}", lr(4), lr(5));
+    let mut flat = scores.clone();
+    flat[5..].fill(0.0);
+    let mut task = ToyTask::new();
+    task.scores = Some(flat);
+    let out = Trainer::new(
+        dropping.clone(),
+        &dev,
+        open(&tmp.path().join("drop-flat"), &dropping, false),
+    )
+    .unwrap()
+    .fit(&mut task, Toy::new(&dev, 3))
+    .unwrap();
+    // Drop after epoch 5, three more epochs without a new best, stop after epoch 8.
+    assert_eq!(out.epochs.len(), 8);
+
+    for (dir, bad, why) in [
+        (
+            "bad3",
+            config(10).with_plateau_drops(1),
+            "plateau_drops = 1 needs a patience",
+        ),
+        (
+            "bad4",
+            cfg.clone().with_plateau_factor(1.5),
+            "plateau_factor = 1.5",
+        ),
+        (
+            "bad1",
+            config(10).with_patience(Some(3)),
+            "needs a selection metric",
+        ),
+        ("bad2", cfg.clone().with_patience(Some(0)), "patience = 0"),
+    ] {
+        let err = Trainer::new(bad.clone(), &dev, open(&tmp.path().join(dir), &bad, false))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains(why), "{err}");
+    }
 }
