@@ -32,6 +32,10 @@ pub enum DataCommand {
         /// synth-fine: image side in pixels.
         #[arg(long)]
         image_size: Option<u32>,
+        /// synth-fine: the pretraining source set instead (48 other classes, its own seed; what
+        /// `fixtures/backbone/synth_pretrained/make.py` trains the small backbone on).
+        #[arg(long, conflicts_with = "seed")]
+        pretraining_source: bool,
         /// synth-captions: training scenes (default 1,000).
         #[arg(long)]
         train: Option<usize>,
@@ -64,6 +68,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             out,
             seed,
             image_size,
+            pretraining_source,
             train,
             dev,
             test,
@@ -72,7 +77,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         } => synth(
             &name,
             &out,
-            seed,
+            (seed, pretraining_source),
             image_size,
             [train, dev, test],
             (families, family_edit),
@@ -97,7 +102,7 @@ fn ensure_empty(out: &Path) -> Result<()> {
 fn synth(
     name: &str,
     out: &Path,
-    seed: u64,
+    (seed, pretraining_source): (u64, bool),
     image_size: Option<u32>,
     scenes: [Option<usize>; 3],
     (families, family_edit): (Option<usize>, Option<f32>),
@@ -111,14 +116,18 @@ fn synth(
     if family_edit.is_some() && families.unwrap_or(0) == 0 {
         bail!("--family-edit needs --families N (N ≥ 1)");
     }
-    if name != "synth-fine" && image_size.is_some() {
-        bail!("--image-size is for synth-fine");
+    if name != "synth-fine" && (image_size.is_some() || pretraining_source) {
+        bail!("--image-size and --pretraining-source are for synth-fine");
     }
     match name {
         "synth-fine" => {
-            let mut cfg = SynthFineConfig {
-                seed,
-                ..Default::default()
+            let mut cfg = if pretraining_source {
+                SynthFineConfig::pretraining_source()
+            } else {
+                SynthFineConfig {
+                    seed,
+                    ..Default::default()
+                }
             };
             if let Some(s) = image_size {
                 cfg.image_size = s;

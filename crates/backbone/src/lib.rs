@@ -9,6 +9,8 @@
 //!   word vocabulary;
 //! - [`params`]: parameter identity — independent copies of a module, and a check that no two
 //!   parameters of a model are one;
+//! - [`pretrained`]: a width-8 ResNet-18 pretrained on synthetic source classes, the default
+//!   presets' stand-in for ImageNet weights;
 //! - [`ops`]: convolution, batch norm, max pooling and ReLU on burn's modules, by relata's CPU
 //!   kernels on `flex` (re-exported from `relata-flex`), for models built beside these encoders.
 
@@ -18,6 +20,7 @@ pub mod bert;
 pub mod error;
 pub mod gru;
 pub mod params;
+pub mod pretrained;
 pub mod resnet;
 pub mod vocab;
 pub mod weights;
