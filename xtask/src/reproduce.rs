@@ -342,10 +342,12 @@ pub struct CmbhArgs {
     #[arg(long)]
     backbone: Option<ResNetDepth>,
     /// torchvision ImageNet weights for the backbone (.pth / .safetensors). `--preset paper`
-    /// needs them (the paper fine-tunes an ImageNet backbone) unless `--from-scratch`.
+    /// needs them (the paper fine-tunes an ImageNet backbone) unless `--from-scratch`; the
+    /// default preset otherwise starts from the shipped synth-pretrained ResNet-18.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// With `--preset paper`: train the paper's schedule from a randomly initialised backbone.
+    /// Train from a randomly initialised backbone (the paper's schedule without `--weights`;
+    /// the default preset without its synth-pretrained backbone).
     #[arg(long, conflicts_with = "weights")]
     from_scratch: bool,
     /// Override the preset's epochs.
@@ -360,10 +362,19 @@ pub struct CmbhArgs {
     /// term a batch mean). The from-scratch presets adapt their step size to it.
     #[arg(long, default_value = "paper")]
     reduction: relata_cmbh::LossReduction,
-    /// Hold this many training images per class out and score on them instead of the test
-    /// split (queries against the rest of the training split): for choosing settings.
+    /// Training images held out per class as a validation split, scored after every epoch
+    /// (the default preset stops at its plateau and keeps its best epoch) [default: 8 for the
+    /// default preset, none otherwise; 0: none].
     #[arg(long)]
     validation: Option<usize>,
+    /// Report the validation split's mAP instead of the test split's (which is then not
+    /// read): for choosing settings.
+    #[arg(long)]
+    score_on_validation: bool,
+    /// Two or more seeds, comma-separated (e.g. 42,1,2): one reproduction per seed and a table
+    /// of the mean, the spread and each seed, with the paper's claims judged over them.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    seeds: Vec<u64>,
     /// For an image folder without train/ and test/ (root/<class>/<image>): test images held
     /// out per class, seeded [default: 5].
     #[arg(long)]
@@ -550,8 +561,9 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
         "synth-fine, cub, aircraft, food101, nabirds, vegfru, imagefolder",
     )?;
     let (choice, device) = select_device(common.device.as_deref())?;
+    let preset = common.preset.parse()?;
     let options = ReproduceOptions {
-        preset: common.preset.parse()?,
+        preset,
         data,
         bits: args.bits,
         ablation: args.ablation,
@@ -562,7 +574,11 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
         batch_size: args.batch_size,
         reduction: args.reduction,
         holdout: args.holdout,
-        validation: args.validation,
+        validation: args
+            .validation
+            .or_else(|| relata_cmbh::reproduce::default_validation(preset)),
+        score_on_validation: args.score_on_validation,
+        seeds: args.seeds,
         settings: common.settings(),
     };
     eprintln!("reproduce cmbh on {} ({choice})", options.data.name());

@@ -165,20 +165,25 @@ fn report_cost_prints_table5_beside_ours() {
     );
 }
 
-/// `--validation N` scores on N training images per class held out (no paper rows beside a
-/// validation score), `--reduction mean` is recorded with the run, and the full and B-only
-/// rows of `--ablation` get their note; an unknown reduction is refused by name.
+/// `--validation N --score-on-validation` scores on N training images per class held out (no
+/// paper rows beside a validation score), `--reduction mean` is recorded with the run, and the
+/// ablation's ranking and the code lengths get their notes; scoring on a validation split
+/// without one, and an unknown reduction, are refused by name.
 #[test]
 fn cmbh_validation_reduction_and_ablation_notes() {
     let out_root = tempfile::tempdir().unwrap();
     let args = [
         "--bits",
-        "8",
+        "8,16",
         "--ablation",
         "--validation",
         "2",
+        "--score-on-validation",
         "--reduction",
         "mean",
+        // Reports are checked here, not learning (one epoch: no falling-loss check).
+        "--epochs",
+        "1",
     ];
     let (out, _, dir) = smoke("cmbh", &args, out_root.path());
     let metrics = read_metrics(&dir);
@@ -190,7 +195,15 @@ fn cmbh_validation_reduction_and_ablation_notes() {
         (config["reduction"].as_str(), config["validation"].as_u64()),
         (Some("mean"), Some(2))
     );
-    assert!(out.contains("The full model (8 bits)"), "{out}");
+    assert_eq!(config["scored_on"], "validation");
+    assert!(
+        out.contains("16-bit codes are not worse than 8-bit ones"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Table 4's ranking B < B+L < B+L+T < full at 8 bits"),
+        "{out}"
+    );
     // The validation mAP after every epoch of every run: a curve in the reproduction's report.
     assert!(dir.join("curves/val_map.png").is_file());
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
@@ -199,6 +212,108 @@ fn cmbh_validation_reduction_and_ablation_notes() {
     assert!(run_report.contains("val map"), "{run_report}");
     let (ok, _, err) = xtask(&["reproduce", "cmbh", "--reduction", "sum"]);
     assert!(!ok && err.contains("known: paper, mean"), "{err}");
+    let (ok, _, err) = xtask(&[
+        "reproduce",
+        "cmbh",
+        "--preset",
+        "smoke",
+        "--score-on-validation",
+    ]);
+    assert!(!ok && err.contains("--validation N"), "{err}");
+}
+
+/// The default preset fine-tunes the shipped synth-pretrained backbone on a validation split
+/// it holds out, keeps the best epoch and reports the test split; `--from-scratch` leaves the
+/// backbone random.
+#[test]
+fn cmbh_default_preset_starts_pretrained_and_selects_on_validation() {
+    let out_root = tempfile::tempdir().unwrap();
+    let root = out_root.path().display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "reproduce",
+            "cmbh",
+            "--bits",
+            "8",
+            "--epochs",
+            "2",
+            "--out",
+            &root,
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = xtask(&args);
+        assert!(ok, "{err}");
+        let dir = run_dir(&out);
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        (dir, config)
+    };
+    let (dir, config) = run(&[]);
+    assert_eq!(config["weights"], "synth-pretrained-resnet18-w8.pth");
+    assert_eq!(config["from_scratch"], false);
+    assert_eq!(
+        (config["validation"].as_u64(), config["scored_on"].as_str()),
+        (Some(8), Some("test"))
+    );
+    assert!(dir.join("synth-pretrained-resnet18-w8.pth").is_file());
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("full-8bits/result.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["scored_on"], "test");
+    let kept = result["kept_epoch"].as_u64().expect("a kept epoch");
+    assert!((1..=2).contains(&kept), "{result}");
+    // The test split is searched against the whole training split: 16 classes × 40 images.
+    let database: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("full-8bits/database.json")).unwrap())
+            .unwrap();
+    assert_eq!(database.as_array().unwrap().len(), 640);
+    let metrics = read_metrics(&dir);
+    assert_eq!(metrics["dataset"], "synth-fine");
+
+    let (_, config) = run(&["--from-scratch"]);
+    assert!(config["weights"].is_null());
+    assert_eq!(config["from_scratch"], true);
+}
+
+/// `--seeds` runs one reproduction per seed and reports the mean, the spread and every seed,
+/// with the claims judged over the seeds; one seed in `--seeds` is refused.
+#[test]
+fn cmbh_seeds_report_mean_spread_and_claims() {
+    let out_root = tempfile::tempdir().unwrap();
+    let args = [
+        "--bits",
+        "8,16",
+        "--seeds",
+        "1,2",
+        "--validation",
+        "2",
+        "--epochs",
+        "1",
+    ];
+    let (out, _, dir) = smoke("cmbh", &args, out_root.path());
+    assert!(dir.join("curves/val_map.png").is_file());
+    assert!(dir.join("seed-1/full-8bits/result.json").is_file());
+    assert!(dir.join("seed-2/full-16bits/result.json").is_file());
+    let metrics = read_metrics(&dir);
+    assert_eq!(metrics["dataset"], "synth-fine, 2 seeds");
+    let row = &metrics["rows"][0];
+    let (a, b) = (
+        row["seed 1"].as_f64().unwrap(),
+        row["seed 2"].as_f64().unwrap(),
+    );
+    assert!(
+        (row["map"].as_f64().unwrap() - (a + b) / 2.0).abs() < 1e-12,
+        "{row}"
+    );
+    assert!(row["sd"].as_f64().unwrap() >= 0.0);
+    assert!(
+        out.contains("| variant | bits | map | sd | seed 1 | seed 2 |"),
+        "{out}"
+    );
+    assert!(out.contains("over 2 seeds"), "{out}");
+    let (ok, _, err) = xtask(&["reproduce", "cmbh", "--seeds", "3"]);
+    assert!(!ok && err.contains("two or more seeds"), "{err}");
 }
 
 #[test]

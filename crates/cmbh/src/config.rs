@@ -281,6 +281,15 @@ pub struct CmbhTrainingConfig {
     /// crop); relata's smaller presets, trained from scratch on the embedded data, keep it.
     #[config(default = true)]
     pub flip: bool,
+    /// Early stopping on the validation mAP: with a validation split, end training once it
+    /// has gone this many epochs without a new best and keep the best epoch's model (`None`:
+    /// train every epoch and keep the last, as the paper's protocol does).
+    #[config(default = "None")]
+    pub patience: Option<usize>,
+    /// With `patience`: plateaus answered by dividing the learning rate by 10 (and waiting
+    /// `patience` epochs again) before one ends training.
+    #[config(default = 0)]
+    pub plateau_drops: usize,
     /// Seed of every random stream (weights, order, augmentation, initial codes).
     #[config(default = "relata_train::DEFAULT_SEED")]
     pub seed: u64,
@@ -310,6 +319,11 @@ impl CmbhTrainingConfig {
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("lr = {}: must be positive", self.lr));
+        }
+        if self.patience == Some(0) {
+            return bad(
+                "patience = 0: give at least one epoch (or none to train every epoch)".into(),
+            );
         }
         if self.crop == 0 || self.resize < self.crop {
             return bad(format!(

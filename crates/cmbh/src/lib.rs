@@ -60,6 +60,7 @@
 
 #![recursion_limit = "256"]
 
+mod claims;
 pub mod config;
 pub mod cost;
 pub mod encoder;

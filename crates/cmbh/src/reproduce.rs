@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::FitOptions;
+use crate::claims::{SeedRows, claim_notes, map_of};
 use crate::config::{Ablation, CmbhConfig, CmbhTrainingConfig, LossReduction};
 use crate::error::CmbhError;
 use crate::eval::evaluate;
@@ -42,8 +43,9 @@ pub struct ReproduceOptions {
     pub backbone: Option<ResNetDepth>,
     /// ImageNet weights for the backbone (torchvision state dict).
     pub weights: Option<PathBuf>,
-    /// Train the `paper` preset without `weights` (the paper fine-tunes an ImageNet backbone;
-    /// without this the preset refuses to start from scratch).
+    /// Train from a randomly initialised backbone: the `paper` preset refuses to start without
+    /// `weights` unless this is set; the `default` preset otherwise fine-tunes the shipped
+    /// synth-pretrained ResNet-18 ([`relata_backbone::pretrained`]).
     pub from_scratch: bool,
     /// Override the preset's epochs.
     pub epochs: Option<usize>,
@@ -54,9 +56,16 @@ pub struct ReproduceOptions {
     /// For an image folder without a test split: test images held out per class
     /// ([`DEFAULT_HOLDOUT`] when `None`).
     pub holdout: Option<usize>,
-    /// Hold this many training images per class out and score on them (queries against the
-    /// rest of the training split) instead of on the test split: for choosing settings.
+    /// Training images held out per class as a validation split: scored after every epoch
+    /// (queries against the rest of the training split), and where the preset has a patience,
+    /// the epoch to keep and when to stop. [`default_validation`] of the preset unless set.
     pub validation: Option<usize>,
+    /// Report the validation split's mAP instead of the test split's, which is then never
+    /// read: for choosing settings.
+    pub score_on_validation: bool,
+    /// Two or more seeds: one reproduction per seed and the mean and spread over them (empty:
+    /// the one seed of `settings`).
+    pub seeds: Vec<u64>,
     /// Seed, runs root, resume / overwrite, progress display of each training run.
     pub settings: RunSettings,
 }
@@ -76,9 +85,24 @@ impl ReproduceOptions {
             batch_size: None,
             reduction: LossReduction::Paper,
             holdout: None,
-            validation: None,
+            validation: default_validation(preset),
+            score_on_validation: false,
+            seeds: Vec::new(),
             settings: RunSettings::default(),
         }
+    }
+}
+
+/// Training images per class the `default` preset holds out as its validation split (of
+/// synth-fine's 40).
+pub const DEFAULT_VALIDATION: usize = 8;
+
+/// The validation split a preset holds out of the training data: the `default` preset's
+/// early stopping needs one; the paper's protocol has none, and `smoke` is for seconds.
+pub fn default_validation(preset: Preset) -> Option<usize> {
+    match preset {
+        Preset::Default => Some(DEFAULT_VALIDATION),
+        Preset::Paper | Preset::Smoke => None,
     }
 }
 
@@ -141,9 +165,11 @@ pub fn preset_config(
                 .with_ablation(ablation);
             scratch_steps(
                 CmbhTrainingConfig::new(model)
-                    .with_epochs(12)
+                    .with_epochs(DEFAULT_MAX_EPOCHS)
+                    .with_patience(Some(DEFAULT_PATIENCE))
+                    .with_plateau_drops(1)
                     .with_batch_size(16)
-                    .with_lr_milestones(vec![9])
+                    .with_lr_milestones(vec![])
                     .with_resize(73)
                     .with_crop(64),
             )
@@ -167,6 +193,12 @@ pub fn preset_config(
         }
     }
 }
+
+/// The default preset's longest run; it stops earlier at the second validation plateau.
+const DEFAULT_MAX_EPOCHS: usize = 60;
+/// Epochs without a better validation mAP that make a plateau in the default preset (the
+/// first divides the learning rate by 10, the second stops).
+const DEFAULT_PATIENCE: usize = 6;
 
 /// SGD learning rate and weight decay of the from-scratch presets under the all-means
 /// reduction.
@@ -358,12 +390,32 @@ pub struct DatabaseEntry {
     pub image: String,
 }
 
-/// Runs the reproduction.
+/// Runs the reproduction: one seed in one directory, or with [`ReproduceOptions::seeds`] one
+/// reproduction per seed (`seed-<S>/`) and the mean and spread over them.
 pub fn reproduce(
     options: &ReproduceOptions,
     device: &Device,
 ) -> Result<ReproduceOutcome, CmbhError> {
-    let start = Instant::now();
+    check_options(options)?;
+    if !options.seeds.is_empty() {
+        return reproduce_seeds(options, device);
+    }
+    let dataset = options.data.name();
+    let (dir, results) = reproduce_in(
+        options,
+        |config| {
+            Ok(RunDir::open(
+                &options.settings.top_run("cmbh", dataset),
+                config,
+            )?)
+        },
+        device,
+    )?;
+    Ok(ReproduceOutcome { results, dir })
+}
+
+/// Refuses options that cannot run, before anything is written.
+fn check_options(options: &ReproduceOptions) -> Result<(), CmbhError> {
     if options.bits.is_empty() {
         return Err(CmbhError::Config(
             "no bit lengths given (e.g. --bits 12,24)".into(),
@@ -377,25 +429,71 @@ pub fn reproduce(
                 .into(),
         ));
     }
+    if options.score_on_validation && options.validation.filter(|&n| n > 0).is_none() {
+        return Err(CmbhError::Config(
+            "scoring on the validation split needs one: pass --validation N (images held out \
+             per class)"
+                .into(),
+        ));
+    }
+    if options.seeds.len() == 1 {
+        return Err(CmbhError::Config(
+            "one seed in --seeds: pass --seed S for one run, or two or more seeds to compare"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One seed's reproduction in the directory `open_top` opens with the reproduction's
+/// `config.json`; its directory and results table.
+fn reproduce_in(
+    options: &ReproduceOptions,
+    open_top: impl FnOnce(&Value) -> Result<RunDir, CmbhError>,
+    device: &Device,
+) -> Result<(PathBuf, Results), CmbhError> {
+    let start = Instant::now();
     if options.preset == Preset::Paper && options.data == DataChoice::SynthFine {
         tracing::warn!("preset `paper` on synth-fine: the paper's settings on the embedded data");
     }
+    let validation_per_class = options.validation.filter(|&n| n > 0);
     let data = load_data(options)?;
     let classes = data.num_classes();
     let (train_all, test_all) = train_and_test(&data, options.holdout, options.settings.seed)?;
-    let held;
-    let (train, test, scored_on) = match options.validation {
-        None => (train_all.as_slice(), test_all.as_slice(), "test"),
-        Some(n) => {
-            held =
-                relata_dataset::hold_out_per_class(&train_all, classes, n, options.settings.seed)?;
-            (
-                held.train.as_slice(),
-                held.validation.as_slice(),
-                "validation",
-            )
-        }
+    let held = validation_per_class
+        .map(|n| relata_dataset::hold_out_per_class(&train_all, classes, n, options.settings.seed))
+        .transpose()?;
+    let train = held.as_ref().map_or(train_all.as_slice(), |h| &h.train);
+    let validation = held.as_ref().map(|h| h.validation.as_slice());
+    // Test queries search the whole training split (the retrieval database, validation images
+    // included: they were only held out of the gradient steps); validation queries search the
+    // images trained on.
+    let split = match validation {
+        Some(queries) if options.score_on_validation => Scored {
+            database: train,
+            queries,
+            name: "validation",
+        },
+        _ => Scored {
+            database: &train_all,
+            queries: &test_all,
+            name: "test",
+        },
     };
+    let depth = options.backbone.unwrap_or(match options.preset {
+        Preset::Paper => ResNetDepth::ResNet50,
+        _ => ResNetDepth::ResNet18,
+    });
+    let synth_pretrained = options.preset == Preset::Default
+        && options.weights.is_none()
+        && !options.from_scratch
+        && depth == ResNetDepth::ResNet18;
+    if options.preset == Preset::Default && options.weights.is_none() && !synth_pretrained {
+        tracing::warn!(
+            "preset `default` with {depth:?}: no shipped pretrained weights for it, training the \
+             backbone from scratch"
+        );
+    }
     let variants: Vec<Ablation> = if options.ablation {
         Ablation::table4().to_vec()
     } else {
@@ -409,16 +507,29 @@ pub fn reproduce(
         "bits": options.bits,
         "variants": variants.iter().map(Ablation::variant).collect::<Vec<_>>(),
         "backbone": options.backbone,
-        "weights": options.weights,
-        "from_scratch": options.weights.is_none(),
+        "weights": match (&options.weights, synth_pretrained) {
+            (Some(w), _) => json!(w),
+            (None, true) => json!(relata_backbone::pretrained::SYNTH_RESNET18_W8_FILE),
+            (None, false) => Value::Null,
+        },
+        "from_scratch": options.weights.is_none() && !synth_pretrained,
         "epochs": options.epochs,
         "batch_size": options.batch_size,
         "reduction": options.reduction,
         "holdout": options.holdout,
-        "validation": options.validation,
+        "validation": validation_per_class,
+        "scored_on": split.name,
         "seed": options.settings.seed,
     });
-    let top = RunDir::open(&options.settings.top_run("cmbh", dataset), &top_config)?;
+    let top = open_top(&top_config)?;
+    let weights = match &options.weights {
+        Some(w) => Some(w.clone()),
+        None if synth_pretrained => Some(
+            relata_backbone::pretrained::write_synth_resnet18_w8(top.path())
+                .map_err(|e| CmbhError::Config(e.to_string()))?,
+        ),
+        None => None,
+    };
     let mut rows = Vec::new();
     for ablation in &variants {
         for &bits in &options.bits {
@@ -441,39 +552,94 @@ pub fn reproduce(
             }
             let name = run_name(&ablation.variant(), bits);
             let dir = top.path().join(&name);
-            let map = run_one(options, &config, train, test, &data, &dir, device)?;
+            let map = run_one(
+                options,
+                &config,
+                Inputs {
+                    train,
+                    validation,
+                    scored: &split,
+                    weights: weights.as_deref(),
+                },
+                &data,
+                &dir,
+                device,
+            )?;
             println!("cmbh {dataset} {name}: mAP@all {map:.4}");
             rows.push(row(&ablation.variant(), bits, map));
         }
     }
     let variant_names: Vec<String> = variants.iter().map(Ablation::variant).collect();
-    let notes = table_notes(&rows);
+    let notes = claim_notes(&[(options.settings.seed, rows.clone())]);
     let results = Results {
         method: "cmbh".into(),
-        dataset: match options.validation {
-            None => dataset.into(),
-            Some(_) => format!("{dataset}, scored on {scored_on}"),
+        dataset: if options.score_on_validation {
+            format!("{dataset}, scored on validation")
+        } else {
+            dataset.into()
         },
         preset: options.preset.name().into(),
         device: format!("{device:?}"),
         seconds: start.elapsed().as_secs_f64(),
         rows,
         // The paper's numbers are test numbers: none beside a validation score.
-        paper: match options.validation {
-            None => paper_rows(
-                dataset,
-                options.backbone.unwrap_or(match options.preset {
-                    Preset::Paper => ResNetDepth::ResNet50,
-                    _ => ResNetDepth::ResNet18,
-                }),
-                &options.bits,
-                &variant_names,
-            ),
-            Some(_) => Vec::new(),
+        paper: if options.score_on_validation {
+            Vec::new()
+        } else {
+            paper_rows(dataset, depth, &options.bits, &variant_names)
         },
         notes,
     };
-    if options.validation.is_some() {
+    if validation.is_some() {
+        plot_validation_map(top.path(), &top.curves())?;
+    }
+    top.write_results(&results)?;
+    Ok((top.path().to_path_buf(), results))
+}
+
+/// One reproduction per seed of [`ReproduceOptions::seeds`] under one directory
+/// (`seed-<S>/`, each laid out as a single-seed reproduction), and a table of the mean mAP,
+/// its spread and every seed's value, with the paper's claims judged over the seeds under it.
+fn reproduce_seeds(
+    options: &ReproduceOptions,
+    device: &Device,
+) -> Result<ReproduceOutcome, CmbhError> {
+    let start = Instant::now();
+    let dataset = options.data.name();
+    let config = json!({
+        "method": "cmbh",
+        "dataset": dataset,
+        "preset": options.preset.name(),
+        "seeds": options.seeds,
+        "bits": options.bits,
+        "ablation": options.ablation,
+        "backbone": options.backbone,
+        "weights": options.weights,
+        "from_scratch": options.from_scratch,
+        "epochs": options.epochs,
+        "batch_size": options.batch_size,
+        "reduction": options.reduction,
+        "holdout": options.holdout,
+        "validation": options.validation,
+        "score_on_validation": options.score_on_validation,
+    });
+    let top = RunDir::open(&options.settings.top_run("cmbh", dataset), &config)?;
+    let mut per_seed: Vec<(u64, Results)> = Vec::new();
+    for &seed in &options.seeds {
+        let mut one = options.clone();
+        one.seeds = Vec::new();
+        one.settings.seed = seed;
+        let dir = top.path().join(format!("seed-{seed}"));
+        let run = relata_train::RunOptions::new("cmbh", dataset)
+            .with_dir(&dir)
+            .with_resume(options.settings.resume && dir.join("config.json").exists())
+            .with_overwrite(options.settings.overwrite);
+        eprintln!("seed {seed}: {}", dir.display());
+        let (_, results) = reproduce_in(&one, |c| Ok(RunDir::open(&run, c)?), device)?;
+        per_seed.push((seed, results));
+    }
+    let results = over_seeds(&per_seed, start.elapsed().as_secs_f64());
+    if options.validation.is_some_and(|n| n > 0) {
         plot_validation_map(top.path(), &top.curves())?;
     }
     top.write_results(&results)?;
@@ -483,48 +649,76 @@ pub fn reproduce(
     })
 }
 
-/// What an ablation table does and does not show: at each code length with both rows, whether
-/// the full model's mAP is above the B-only ablation's on this one run. No notes without
-/// `--ablation` (no baseline row).
-pub fn table_notes(rows: &[Map<String, Value>]) -> Vec<String> {
-    let map = |variant: &str, bits: u64| {
-        rows.iter()
-            .find(|r| {
-                r.get("variant").and_then(Value::as_str) == Some(variant)
-                    && r.get("bits").and_then(Value::as_u64) == Some(bits)
-            })
-            .and_then(|r| r.get("map"))
-            .and_then(Value::as_f64)
-    };
-    let mut bits: Vec<u64> = rows
+/// The results of several seeds as one table: per (variant, bits) the mean mAP, its sample
+/// standard deviation and each seed's mAP; the paper's rows and the claims judged over seeds.
+fn over_seeds(per_seed: &[(u64, Results)], seconds: f64) -> Results {
+    let first = &per_seed[0].1;
+    let rows = first
+        .rows
         .iter()
-        .filter_map(|r| r.get("bits").and_then(Value::as_u64))
-        .collect();
-    bits.dedup();
-    bits.into_iter()
-        .filter_map(|b| {
-            let (full, b_only) = (map("full", b)?, map("B", b)?);
-            Some(relata_train::compare::single_run_note(
-                &format!("The full model ({b} bits)"),
-                "mAP (the baseline: B only)",
-                (full, b_only),
-                "docs/cmbh.md, \"Results\"",
-            ))
+        .map(|r| {
+            let variant = r["variant"].as_str().unwrap_or_default();
+            let bits = r["bits"].as_u64().unwrap_or_default();
+            let maps: Vec<(u64, f64)> = per_seed
+                .iter()
+                .filter_map(|(seed, res)| Some((*seed, map_of(&res.rows, variant, bits)?)))
+                .collect();
+            let values: Vec<f64> = maps.iter().map(|&(_, m)| m).collect();
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            let sd = (values.iter().map(|m| (m - mean).powi(2)).sum::<f64>()
+                / (values.len().max(2) - 1) as f64)
+                .sqrt();
+            let mut out = row(variant, bits as usize, mean);
+            out.insert("sd".into(), json!(sd));
+            for (seed, m) in maps {
+                out.insert(format!("seed {seed}"), json!(m));
+            }
+            out
         })
-        .collect()
+        .collect();
+    let seeds: Vec<SeedRows> = per_seed
+        .iter()
+        .map(|(seed, r)| (*seed, r.rows.clone()))
+        .collect();
+    Results {
+        method: first.method.clone(),
+        dataset: format!("{}, {} seeds", first.dataset, per_seed.len()),
+        preset: first.preset.clone(),
+        device: first.device.clone(),
+        seconds,
+        rows,
+        paper: first.paper.clone(),
+        notes: claim_notes(&seeds),
+    }
 }
 
 /// The validation mAP after every epoch of every run under `top` (one line per variant and code
 /// length) as `curves/val_map.png`, which the reproduction's `report.md` shows.
 fn plot_validation_map(top: &Path, curves: &Path) -> Result<(), CmbhError> {
     let mut runs: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    let mut names: Vec<PathBuf> = fs::read_dir(top)
-        .map_err(|e| CmbhError::file(top, e.to_string()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("metrics.jsonl").is_file())
-        .collect();
-    names.sort();
+    let subdirs = |dir: &Path| -> Result<Vec<PathBuf>, CmbhError> {
+        let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
+            .map_err(|e| CmbhError::file(dir, e.to_string()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        Ok(dirs)
+    };
+    // A reproduction's runs, or a several-seed reproduction's `seed-<S>/<run>`.
+    let mut names = Vec::new();
+    for dir in subdirs(top)? {
+        if dir.join("metrics.jsonl").is_file() {
+            names.push(dir);
+        } else if dir.join("config.json").is_file() {
+            names.extend(
+                subdirs(&dir)?
+                    .into_iter()
+                    .filter(|p| p.join("metrics.jsonl").is_file()),
+            );
+        }
+    }
     for dir in names {
         let path = dir.join("metrics.jsonl");
         let text = fs::read_to_string(&path).map_err(|e| CmbhError::file(&path, e.to_string()))?;
@@ -538,8 +732,8 @@ fn plot_validation_map(top: &Path, curves: &Path) -> Result<(), CmbhError> {
         }
         if !points.is_empty() {
             let name = dir
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into());
+                .strip_prefix(top)
+                .map_or_else(|_| String::new(), |n| n.display().to_string());
             runs.push((name, points));
         }
     }
@@ -559,17 +753,37 @@ fn plot_validation_map(top: &Path, curves: &Path) -> Result<(), CmbhError> {
     Ok(())
 }
 
+/// The split a reproduction reports: its queries searched against its database.
+struct Scored<'a> {
+    database: &'a [Sample],
+    queries: &'a [Sample],
+    name: &'static str,
+}
+
+/// What one run trains on, validates on, reports and starts from.
+struct Inputs<'a> {
+    train: &'a [Sample],
+    validation: Option<&'a [Sample]>,
+    scored: &'a Scored<'a>,
+    weights: Option<&'a Path>,
+}
+
 /// One (variant, bits) run: train (or resume), evaluate, save encoder + index. A run that
 /// already has `result.json` is not repeated.
 fn run_one(
     options: &ReproduceOptions,
     config: &CmbhTrainingConfig,
-    train: &[Sample],
-    test: &[Sample],
+    inputs: Inputs<'_>,
     data: &ImageDataset,
     dir: &Path,
     device: &Device,
 ) -> Result<f64, CmbhError> {
+    let Inputs {
+        train,
+        validation,
+        scored,
+        weights,
+    } = inputs;
     let result_path = dir.join("result.json");
     if options.settings.resume
         && let Ok(text) = fs::read_to_string(&result_path)
@@ -579,19 +793,27 @@ fn run_one(
         return Ok(map);
     }
     let fit_options = FitOptions {
-        weights: options.weights.clone(),
+        weights: weights.map(Path::to_path_buf),
         ..options.settings.fit_in("cmbh", options.data.name(), dir)
     };
-    // With --validation, `test` is the held-out images: scored after every epoch too.
-    let validation = options.validation.map(|_| test);
     let trained = fit(config, train, validation, device, &fit_options)?;
+    let epochs = trained.epochs.len();
+    let kept_epoch = best_validation_epoch(&trained.epochs).filter(|_| config.patience.is_some());
     let encoder = trained.model.into_encoder();
     let pipeline = Pipeline::cmbh_test_sized(config.resize, config.crop);
     let eval_batch = config.batch_size.max(32);
-    let evaluation = evaluate(&encoder, train, test, &pipeline, eval_batch, device)?;
+    let evaluation = evaluate(
+        &encoder,
+        scored.database,
+        scored.queries,
+        &pipeline,
+        eval_batch,
+        device,
+    )?;
     encoder.save(&config.model, &dir.join("encoder"))?;
     evaluation.index()?.save(dir.join("index.bin"))?;
-    let entries: Vec<DatabaseEntry> = train
+    let entries: Vec<DatabaseEntry> = scored
+        .database
         .iter()
         .enumerate()
         .map(|(index, s)| DatabaseEntry {
@@ -616,32 +838,27 @@ fn run_one(
     write(
         result_path,
         &json!({"variant": config.model.ablation.variant(), "bits": config.model.bits,
-                "map": evaluation.map, "seconds": trained.seconds}),
+                "map": evaluation.map, "scored_on": scored.name, "epochs": epochs,
+                "kept_epoch": kept_epoch, "seconds": trained.seconds}),
     )?;
     Ok(evaluation.map)
+}
+
+/// The epoch (1-based) with the highest validation mAP, the first of equals.
+fn best_validation_epoch(epochs: &[relata_train::EpochRecord]) -> Option<usize> {
+    epochs
+        .iter()
+        .filter_map(|r| Some((r.epoch, *r.val.get("map")?)))
+        .fold(None, |best: Option<(usize, f64)>, (e, m)| match best {
+            Some((_, b)) if b >= m => best,
+            _ => Some((e, m)),
+        })
+        .map(|(e, _)| e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An ablation table says, per code length, which way the full model and B-only went on
-    /// this run; a table without the B row says nothing.
-    #[test]
-    fn ablation_tables_say_which_way_each_code_length_went() {
-        let rows = vec![
-            row("B", 12, 0.2506),
-            row("full", 12, 0.2574),
-            row("B", 24, 0.31),
-            row("full", 24, 0.30),
-        ];
-        let notes = table_notes(&rows);
-        assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(notes[0].contains("(12 bits)") && notes[0].contains("above the baseline's"));
-        assert!(notes[0].contains("0.2574 against 0.2506"), "{}", notes[0]);
-        assert!(notes[1].starts_with("**The full model (24 bits) does not beat"));
-        assert!(table_notes(&[row("full", 12, 0.3)]).is_empty());
-    }
 
     /// The paper's batch sizes follow the dataset, not its class count: Food-101 has 101
     /// classes and trains at 64 (a "more than 200 classes" rule gave it 16).

@@ -9,8 +9,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Pipeline, Sample};
 use relata_train::{
-    EpochContext, EpochRecord, FitOptions, Loss, LrSchedule, OptimizerConfig, OptimizerKind,
-    PhaseConfig, PhaseControl, SeededRng, StepContext, TrainError, TrainTask, Trained,
+    EpochContext, EpochRecord, FitOptions, Goal, Loss, LrSchedule, OptimizerConfig, OptimizerKind,
+    PhaseConfig, PhaseControl, SeededRng, Selection, StepContext, TrainError, TrainTask, Trained,
     TrainerConfig, Verbosity, fit_task,
 };
 
@@ -427,13 +427,16 @@ pub type TrainedCmbh = Trained<CmbhModel>;
 /// the learning rate ÷ 10 at each milestone.
 ///
 /// With a validation split the model is scored after every epoch (`val map`, curve and
-/// report); the last epoch's model is kept either way, as the paper's protocol has no
-/// selection.
+/// report). With `patience` as well, the learning rate drops ÷ 10 at the first
+/// `plateau_drops` plateaus of the validation mAP (that many epochs without a new best),
+/// training stops at the next, and the best epoch's model is kept; otherwise the last epoch's
+/// is, as the paper's protocol has no selection.
 pub(crate) fn trainer_config(
     config: &CmbhTrainingConfig,
     has_validation: bool,
     verbosity: Verbosity,
 ) -> TrainerConfig {
+    let early_stop = config.patience.filter(|_| has_validation);
     let sgd = OptimizerConfig::new(
         "sgd",
         OptimizerKind::sgd(config.momentum, config.weight_decay),
@@ -446,13 +449,21 @@ pub(crate) fn trainer_config(
     TrainerConfig::new(vec![PhaseConfig::new("train", config.epochs)], vec![sgd])
         .with_seed(config.seed)
         .with_eval_every(usize::from(has_validation))
+        .with_selection(early_stop.map(|_| Selection {
+            metric: "map".into(),
+            goal: Goal::Maximize,
+        }))
+        .with_patience(early_stop)
+        .with_plateau_drops(early_stop.map_or(0, |_| config.plateau_drops))
         .with_verbosity(verbosity)
 }
 
 /// Trains CMBH on `train` (a labelled split) on `device` (a plain device; autodiff is added
 /// here), starting the backbone from `options.weights` when given, and — with `validation`
 /// (images held out of the training data, never the test split) — scores the validation mAP
-/// after every epoch. Writes checkpoints and curves to the run directory; resumes when asked.
+/// after every epoch; with `config.patience` too, it stops at the validation plateau and
+/// returns the best epoch's model. Writes checkpoints and curves to the run directory; resumes
+/// when asked.
 pub fn fit(
     config: &CmbhTrainingConfig,
     train: &[Sample],
@@ -480,5 +491,5 @@ pub fn fit(
         };
         Ok::<_, CmbhError>((task, model))
     })?;
-    Ok(fitted.trained(fitted.outcome.model.clone().valid(), ()))
+    Ok(fitted.trained(fitted.outcome.selected().clone().valid(), ()))
 }
