@@ -11,7 +11,7 @@ use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Pipeline, Sample}
 use relata_train::{
     EpochContext, EpochRecord, FitOptions, Goal, Loss, LrSchedule, OptimizerConfig, OptimizerKind,
     PhaseConfig, PhaseControl, SeededRng, Selection, StepContext, TrainError, TrainTask, Trained,
-    TrainerConfig, Verbosity, fit_task,
+    TrainerConfig, fit_task,
 };
 
 use crate::config::{CmbhConfig, CmbhTrainingConfig};
@@ -431,11 +431,7 @@ pub type TrainedCmbh = Trained<CmbhModel>;
 /// `plateau_drops` plateaus of the validation mAP (that many epochs without a new best),
 /// training stops at the next, and the best epoch's model is kept; otherwise the last epoch's
 /// is, as the paper's protocol has no selection.
-pub(crate) fn trainer_config(
-    config: &CmbhTrainingConfig,
-    has_validation: bool,
-    verbosity: Verbosity,
-) -> TrainerConfig {
+pub(crate) fn trainer_config(config: &CmbhTrainingConfig, has_validation: bool) -> TrainerConfig {
     let early_stop = config.patience.filter(|_| has_validation);
     let sgd = OptimizerConfig::new(
         "sgd",
@@ -455,7 +451,6 @@ pub(crate) fn trainer_config(
         }))
         .with_patience(early_stop)
         .with_plateau_drops(early_stop.map_or(0, |_| config.plateau_drops))
-        .with_verbosity(verbosity)
 }
 
 /// Trains CMBH on `train` (a labelled split) on `device` (a plain device; autodiff is added
@@ -472,7 +467,7 @@ pub fn fit(
     options: &FitOptions,
 ) -> Result<TrainedCmbh, CmbhError> {
     config.check()?;
-    let trainer = trainer_config(config, validation.is_some(), options.verbosity);
+    let trainer = trainer_config(config, validation.is_some());
     let fitted = fit_task(config, trainer, device, options, |autodiff| {
         let mut model = config.model.init(autodiff);
         if let Some(weights) = &options.weights {

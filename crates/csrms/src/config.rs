@@ -325,7 +325,7 @@ mod tests {
         let c = step.with_lr_schedule(Some(cosine.clone()));
         c.check().unwrap();
         assert_eq!(c.schedule(), cosine);
-        let trainer = crate::train::trainer_config(&c, relata_train::Verbosity::Lines);
+        let trainer = crate::train::trainer_config(&c);
         assert_eq!(trainer.optimizers[0].schedule, cosine);
         // A saved configuration from before the field existed still loads.
         let mut json: serde_json::Value = serde_json::to_value(&c).unwrap();

@@ -21,8 +21,7 @@ use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Sample};
 use relata_metrics::{KMeansConfig, kmeans};
 use relata_train::{
     EpochContext, EpochRecord, FitOptions, Loss, OptimizerConfig, OptimizerKind, PhaseConfig,
-    PhaseControl, StepContext, TrainError, TrainTask, Trained, TrainerConfig, Verbosity, fit_task,
-    mix_seed,
+    PhaseControl, StepContext, TrainError, TrainTask, Trained, TrainerConfig, fit_task, mix_seed,
 };
 use serde::{Deserialize, Serialize};
 
@@ -463,7 +462,7 @@ impl TrainTask for CsrmsTask<'_> {
 /// The scaffold's configuration: the phases of the variant, one SGD with the backbone (and
 /// its classifier) at `lr` and the GCN, smoothing and GCN classifier at `gcn_lr`, both on
 /// [`CsrmsConfig::schedule`] over the whole run.
-pub(crate) fn trainer_config(config: &CsrmsConfig, verbosity: Verbosity) -> TrainerConfig {
+pub(crate) fn trainer_config(config: &CsrmsConfig) -> TrainerConfig {
     let phases = match config.variant {
         Variant::Baseline => vec![PhaseConfig::new(BASELINE, config.epochs)],
         Variant::Full => {
@@ -486,7 +485,6 @@ pub(crate) fn trainer_config(config: &CsrmsConfig, verbosity: Verbosity) -> Trai
     TrainerConfig::new(phases, vec![sgd])
         .with_seed(config.seed)
         .with_eval_every(0)
-        .with_verbosity(verbosity)
 }
 
 /// A trained CSRMS model and where its run lives.
@@ -502,7 +500,7 @@ pub fn fit(
     options: &FitOptions,
 ) -> Result<TrainedCsrms, CsrmsError> {
     config.check()?;
-    let trainer = trainer_config(config, options.verbosity);
+    let trainer = trainer_config(config);
     let fitted = fit_task(config, trainer, device, options, |autodiff| {
         let mut model = config.init(autodiff);
         if let Some(weights) = &options.weights {

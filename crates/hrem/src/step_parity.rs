@@ -26,7 +26,7 @@ use relata_backbone::{Vocab, import_with_remap};
 use relata_dataset::rng::SeededRng;
 use relata_metrics::npy::{NpyArray, NpyData, write_npy};
 use relata_train::values::{gradient_values, parameter_values};
-use relata_train::{Clock, NamedOptimizer, Preset, Verbosity};
+use relata_train::{Clock, NamedOptimizer, Preset};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{FragmentSlots, HremConfig, Interaction, Negatives, RelationConfig};
@@ -525,7 +525,7 @@ pub fn compare(dir: &Path, device: &Device) -> Result<Vec<VariantParity>, HremEr
         let weights = |tag: &str| reference_dir.join(format!("{name}_{tag}.pth"));
         let skeleton = skeleton(config, &case.vocab, &device);
         let mut model = load_weights(&skeleton, &weights("init"))?;
-        let trainer = trainer_config(config, false, Verbosity::Quiet);
+        let trainer = trainer_config(config, false);
         let mut optimizer = NamedOptimizer::new(trainer.optimizers[0].clone());
         let steps = case.spec.steps.min(reference.losses.len());
         let mut result = VariantParity {

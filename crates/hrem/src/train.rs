@@ -14,7 +14,7 @@ use relata_dataset::{BatchComposer, EpochSampler, PrecompSplit};
 use relata_metrics::{KMeansConfig, kmeans};
 use relata_train::{
     EpochContext, FitOptions, Goal, Loss, LrSchedule, OptimizerConfig, OptimizerKind, PhaseConfig,
-    Selection, StepContext, TrainError, TrainTask, Trained, TrainerConfig, Verbosity, fit_task,
+    Selection, StepContext, TrainError, TrainTask, Trained, TrainerConfig, fit_task,
 };
 
 use crate::config::HremConfig;
@@ -299,7 +299,7 @@ impl TrainTask for HremTask<'_> {
 /// The scaffold's configuration: one phase, AdamW (BERT at `bert_lr_factor`), global-norm
 /// clip, lr × 0.1 at the milestones, selection on the dev rSum when there is a dev split.
 #[doc(hidden)] // public for the tests that drive the scaffold with a task of their own
-pub fn trainer_config(config: &HremConfig, has_dev: bool, verbosity: Verbosity) -> TrainerConfig {
+pub fn trainer_config(config: &HremConfig, has_dev: bool) -> TrainerConfig {
     let mut adamw = OptimizerConfig::new(
         "adamw",
         OptimizerKind::adamw(config.weight_decay),
@@ -315,8 +315,7 @@ pub fn trainer_config(config: &HremConfig, has_dev: bool, verbosity: Verbosity) 
         adamw = adamw.with_group("bert.", config.lr * config.bert_lr_factor);
     }
     let mut t = TrainerConfig::new(vec![PhaseConfig::new(PHASE, config.epochs)], vec![adamw])
-        .with_seed(config.seed)
-        .with_verbosity(verbosity);
+        .with_seed(config.seed);
     if has_dev {
         t = t.with_eval_every(1).with_selection(Some(Selection {
             metric: "rsum".into(),
@@ -357,7 +356,7 @@ pub fn fit(
         )));
     }
     let tokenizer = config.tokenizer(train.captions.iter().map(String::as_str))?;
-    let trainer = trainer_config(config, dev.is_some(), options.verbosity);
+    let trainer = trainer_config(config, dev.is_some());
     let fitted = fit_task(config, trainer, device, options, |autodiff| {
         let model = config.init(&tokenizer, true, autodiff)?;
         Ok::<_, HremError>((

@@ -284,7 +284,7 @@ fn relevance_mlps_are_two_sets_of_parameters() {
     let loss = model.relation.as_ref().unwrap().i2t.forward(q).sum();
     let mut grads = loss.backward();
     let params = GradientsParams::from_module(&mut grads, &model);
-    let trainer = trainer_config(&config, false, Verbosity::Quiet);
+    let trainer = trainer_config(&config, false);
     let mut optimizer = NamedOptimizer::new(trainer.optimizers[0].clone());
     let clock = Clock {
         epoch: 0,

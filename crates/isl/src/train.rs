@@ -13,7 +13,7 @@ use relata_train::SeededRng;
 use relata_train::{
     EpochContext, EpochRecord, FitOptions, Loss, LrSchedule, OptimizerConfig, OptimizerKind,
     PhaseConfig, PhaseControl, ScheduleClock, StepContext, TrainError, TrainTask, Trained,
-    TrainerConfig, Verbosity, fit_task,
+    TrainerConfig, fit_task,
 };
 use serde::{Deserialize, Serialize};
 
@@ -100,7 +100,7 @@ pub fn phases(config: &IslConfig) -> Vec<PhaseConfig> {
 
 /// The scaffold configuration: SGD for the encoder (cosine per phase), Adam for G and for D.
 #[doc(hidden)] // public for the tests that drive the scaffold with a task of their own
-pub fn trainer_config(config: &IslConfig, verbosity: Verbosity) -> TrainerConfig {
+pub fn trainer_config(config: &IslConfig) -> TrainerConfig {
     let sgd = OptimizerConfig::new(
         "sgd",
         OptimizerKind::sgd(0.9, config.weight_decay),
@@ -116,7 +116,6 @@ pub fn trainer_config(config: &IslConfig, verbosity: Verbosity) -> TrainerConfig
     TrainerConfig::new(phases(config), vec![sgd, adam("adam_d"), adam("adam_g")])
         .with_seed(config.seed)
         .with_eval_every(0)
-        .with_verbosity(verbosity)
 }
 
 /// The authors' GAN stopping rule (`stop_train_GAN` of the released code) on epoch-mean G
@@ -582,7 +581,7 @@ pub fn fit(
 ) -> Result<TrainedIsl, IslError> {
     config.check()?;
     let pipeline = test_pipeline(config, train)?;
-    let trainer = trainer_config(config, options.verbosity);
+    let trainer = trainer_config(config);
     let fitted = fit_task(config, trainer, device, options, |autodiff| {
         let mut model = config.init(autodiff);
         if let Some(weights) = &options.weights {

@@ -276,7 +276,7 @@ fn round0_knn(tiny: &Tiny, oracle: bool, seed: u64) -> f64 {
     let run_dir =
         relata_train::RunDir::open(&options, &serde_json::to_value(&config).unwrap()).unwrap();
     let trainer = relata_train::Trainer::new(
-        trainer_config(&config, Verbosity::Quiet),
+        trainer_config(&config).with_verbosity(Verbosity::Quiet),
         &autodiff,
         run_dir,
     )
