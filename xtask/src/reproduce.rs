@@ -375,6 +375,10 @@ pub struct CmbhArgs {
     /// of the mean, the spread and each seed, with the paper's claims judged over them.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     seeds: Vec<u64>,
+    /// Read every image of a real dataset before training and skip the unreadable ones (listed
+    /// in config.json and under the table) instead of stopping with their names.
+    #[arg(long)]
+    skip_bad_images: bool,
     /// For an image folder without train/ and test/ (root/<class>/<image>): test images held
     /// out per class, seeded [default: 5].
     #[arg(long)]
@@ -579,6 +583,7 @@ fn cmbh(args: CmbhArgs) -> Result<()> {
             .or_else(|| relata_cmbh::reproduce::default_validation(preset)),
         score_on_validation: args.score_on_validation,
         seeds: args.seeds,
+        skip_bad_images: args.skip_bad_images,
         settings: common.settings(),
     };
     eprintln!("reproduce cmbh on {} ({choice})", options.data.name());

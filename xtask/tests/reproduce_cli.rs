@@ -274,6 +274,21 @@ fn cmbh_default_preset_starts_pretrained_and_selects_on_validation() {
     let (_, config) = run(&["--from-scratch"]);
     assert!(config["weights"].is_null());
     assert_eq!(config["from_scratch"], true);
+
+    // A folder whose classes are too small for the validation split is refused before
+    // training, naming the option.
+    let folder = fixtures().join("imagefolder").display().to_string();
+    let (ok, _, err) = xtask(&[
+        "reproduce",
+        "cmbh",
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        &folder,
+        "--out",
+        &root,
+    ]);
+    assert!(!ok && err.contains("--validation N"), "{err}");
 }
 
 /// `--seeds` runs one reproduction per seed and reports the mean, the spread and every seed,
@@ -314,6 +329,56 @@ fn cmbh_seeds_report_mean_spread_and_claims() {
     assert!(out.contains("over 2 seeds"), "{out}");
     let (ok, _, err) = xtask(&["reproduce", "cmbh", "--seeds", "3"]);
     assert!(!ok && err.contains("two or more seeds"), "{err}");
+}
+
+/// Training on a folder with an undecodable image stops before training, naming the file and
+/// `--skip-bad-images`; with the flag the image is skipped, listed in config.json and counted
+/// under the table.
+#[test]
+fn cmbh_training_skips_bad_images_only_when_asked() {
+    let out_root = tempfile::tempdir().unwrap();
+    let root = out_root.path().display().to_string();
+    let classes = out_root.path().join("classes");
+    copy_tree(&fixtures().join("imagefolder/train"), &classes);
+    std::fs::write(classes.join("cat/broken.jpg"), b"not a jpeg").unwrap();
+    let data = classes.display().to_string();
+    let args = |extra: &[&str]| -> (bool, String, String) {
+        let mut a = vec![
+            "reproduce",
+            "cmbh",
+            "--preset",
+            "smoke",
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            &data,
+            "--holdout",
+            "1",
+            "--bits",
+            "8",
+            "--epochs",
+            "1",
+            "--out",
+            &root,
+            "--quiet",
+        ];
+        a.extend_from_slice(extra);
+        xtask(&a)
+    };
+    let (ok, _, err) = args(&[]);
+    assert!(
+        !ok && err.contains("broken.jpg") && err.contains("--skip-bad-images"),
+        "{err}"
+    );
+    assert!(!out_root.path().join("cmbh").exists(), "nothing written");
+    let (ok, out, err) = args(&["--skip-bad-images"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("1 unreadable image was skipped"), "{out}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir(&out).join("config.json")).unwrap()).unwrap();
+    let skipped = config["skipped_images"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].as_str().unwrap().contains("broken.jpg"));
 }
 
 #[test]

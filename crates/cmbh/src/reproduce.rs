@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use relata_backbone::{ResNetConfig, ResNetDepth};
-use relata_dataset::{ImageDataset, Pipeline, Sample, SynthFineConfig};
+use relata_dataset::{DatasetError, ImageDataset, Pipeline, ReadOptions, Sample, SynthFineConfig};
 use relata_train::{Results, RunDir, RunSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -66,6 +66,9 @@ pub struct ReproduceOptions {
     /// Two or more seeds: one reproduction per seed and the mean and spread over them (empty:
     /// the one seed of `settings`).
     pub seeds: Vec<u64>,
+    /// Skip images of a real dataset that cannot be read (listed in `config.json` and under the
+    /// table) instead of stopping before training.
+    pub skip_bad_images: bool,
     /// Seed, runs root, resume / overwrite, progress display of each training run.
     pub settings: RunSettings,
 }
@@ -88,6 +91,7 @@ impl ReproduceOptions {
             validation: default_validation(preset),
             score_on_validation: false,
             seeds: Vec::new(),
+            skip_bad_images: false,
             settings: RunSettings::default(),
         }
     }
@@ -332,9 +336,20 @@ pub fn run_name(variant: &str, bits: usize) -> String {
 }
 
 /// The train and test splits of the chosen data.
+/// A real dataset's images are all read once first: an unreadable one stops the run before
+/// training, naming every such file, unless `skip_bad_images` lists and skips them.
 pub fn load_data(options: &ReproduceOptions) -> Result<ImageDataset, CmbhError> {
     let synth = synth_config(options.preset, options.settings.seed);
-    Ok(options.data.open(synth)?)
+    let read = ReadOptions {
+        verify_images: true,
+        skip_unreadable: options.skip_bad_images,
+    };
+    options.data.open_with(synth, read).map_err(|e| match e {
+        DatasetError::Unreadable { .. } => {
+            CmbhError::Config(format!("{e} (on the command line: --skip-bad-images)"))
+        }
+        other => other.into(),
+    })
 }
 
 /// Test images held out per class of a folder that has no test split, unless `--holdout` says.
@@ -461,7 +476,16 @@ fn reproduce_in(
     let classes = data.num_classes();
     let (train_all, test_all) = train_and_test(&data, options.holdout, options.settings.seed)?;
     let held = validation_per_class
-        .map(|n| relata_dataset::hold_out_per_class(&train_all, classes, n, options.settings.seed))
+        .map(|n| {
+            relata_dataset::hold_out_per_class(&train_all, classes, n, options.settings.seed)
+                .map_err(|e| {
+                    CmbhError::Config(format!(
+                        "{e}; the validation split is --validation N images per class ({} by \
+                         default for preset `default`; 0: none)",
+                        DEFAULT_VALIDATION
+                    ))
+                })
+        })
         .transpose()?;
     let train = held.as_ref().map_or(train_all.as_slice(), |h| &h.train);
     let validation = held.as_ref().map(|h| h.validation.as_slice());
@@ -519,15 +543,15 @@ fn reproduce_in(
         "holdout": options.holdout,
         "validation": validation_per_class,
         "scored_on": split.name,
+        "skipped_images": data.problems,
         "seed": options.settings.seed,
     });
     let top = open_top(&top_config)?;
     let weights = match &options.weights {
         Some(w) => Some(w.clone()),
-        None if synth_pretrained => Some(
-            relata_backbone::pretrained::write_synth_resnet18_w8(top.path())
-                .map_err(|e| CmbhError::Config(e.to_string()))?,
-        ),
+        None if synth_pretrained => Some(relata_backbone::pretrained::write_synth_resnet18_w8(
+            top.path(),
+        )?),
         None => None,
     };
     let mut rows = Vec::new();
@@ -570,7 +594,20 @@ fn reproduce_in(
         }
     }
     let variant_names: Vec<String> = variants.iter().map(Ablation::variant).collect();
-    let notes = claim_notes(&[(options.settings.seed, rows.clone())]);
+    let mut notes = claim_notes(
+        &[(options.settings.seed, rows.clone())],
+        region_map(options),
+    );
+    if !data.problems.is_empty() {
+        let n = data.problems.len();
+        notes.push(if n == 1 {
+            "1 unreadable image was skipped (--skip-bad-images); config.json names it.".into()
+        } else {
+            format!(
+                "{n} unreadable images were skipped (--skip-bad-images); config.json lists them."
+            )
+        });
+    }
     let results = Results {
         method: "cmbh".into(),
         dataset: if options.score_on_validation {
@@ -622,6 +659,7 @@ fn reproduce_seeds(
         "holdout": options.holdout,
         "validation": options.validation,
         "score_on_validation": options.score_on_validation,
+        "skip_bad_images": options.skip_bad_images,
     });
     let top = RunDir::open(&options.settings.top_run("cmbh", dataset), &config)?;
     let mut per_seed: Vec<(u64, Results)> = Vec::new();
@@ -638,7 +676,11 @@ fn reproduce_seeds(
         let (_, results) = reproduce_in(&one, |c| Ok(RunDir::open(&run, c)?), device)?;
         per_seed.push((seed, results));
     }
-    let results = over_seeds(&per_seed, start.elapsed().as_secs_f64());
+    let results = over_seeds(
+        &per_seed,
+        start.elapsed().as_secs_f64(),
+        region_map(options),
+    );
     if options.validation.is_some_and(|n| n > 0) {
         plot_validation_map(top.path(), &top.curves())?;
     }
@@ -651,7 +693,7 @@ fn reproduce_seeds(
 
 /// The results of several seeds as one table: per (variant, bits) the mean mAP, its sample
 /// standard deviation and each seed's mAP; the paper's rows and the claims judged over seeds.
-fn over_seeds(per_seed: &[(u64, Results)], seconds: f64) -> Results {
+fn over_seeds(per_seed: &[(u64, Results)], seconds: f64, region_map: usize) -> Results {
     let first = &per_seed[0].1;
     let rows = first
         .rows
@@ -688,8 +730,23 @@ fn over_seeds(per_seed: &[(u64, Results)], seconds: f64) -> Results {
         seconds,
         rows,
         paper: first.paper.clone(),
-        notes: claim_notes(&seeds),
+        notes: claim_notes(&seeds, region_map),
     }
+}
+
+/// The side of layer4's map at the preset's training crop: the grid Algorithm 1 chooses
+/// regions on (2 at the default preset's 64 pixels, 7 at the paper's 224).
+fn region_map(options: &ReproduceOptions) -> usize {
+    let config = preset_config(
+        options.preset,
+        options.backbone,
+        options.data.name(),
+        2,
+        12,
+        Ablation::FULL,
+    );
+    let crop = config.crop as usize;
+    config.model.backbone.cost([crop, crop], 4).output[1]
 }
 
 /// The validation mAP after every epoch of every run under `top` (one line per variant and code

@@ -168,7 +168,12 @@ fn default_preset_shows_the_code_length_and_cross_layer_trends() {
     };
     let compare = |(bv, bb): (&str, u64), (vv, vb): (&str, u64)| {
         let mut c = relata_train::SeedComparison::new("map");
-        for ((seed, b), v) in opts.seeds.iter().zip(per_seed(bv, bb)).zip(per_seed(vv, vb)) {
+        for ((seed, b), v) in opts
+            .seeds
+            .iter()
+            .zip(per_seed(bv, bb))
+            .zip(per_seed(vv, vb))
+        {
             c.push(*seed, b, v);
         }
         c
@@ -176,7 +181,12 @@ fn default_preset_shows_the_code_length_and_cross_layer_trends() {
     let codes = compare(("full", 12), ("full", 48));
     eprintln!("48 against 12 bits\n{}", codes.summary(0.0));
     assert!(codes.mean_gain() >= 0.0, "{}", codes.summary(0.0));
-    assert!(results.notes.iter().any(|n| n.contains("not worse") && !n.starts_with("**")));
+    assert!(
+        results
+            .notes
+            .iter()
+            .any(|n| n.contains("not worse") && !n.starts_with("**"))
+    );
     for bits in [12, 48] {
         let cross = compare(("B", bits), ("B+L", bits));
         eprintln!("B+L against B at {bits} bits\n{}", cross.summary(MARGIN));

@@ -55,6 +55,19 @@ pub enum DatasetError {
         /// The decoder's message.
         reason: String,
     },
+    /// Images found unreadable when a dataset was opened with verification, every one named.
+    #[error(
+        "{root}: {} unreadable image{}: {}; pass skip_unreadable to list and skip them",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        shown(files)
+    )]
+    Unreadable {
+        /// The dataset's root.
+        root: PathBuf,
+        /// Each bad image with the reason.
+        files: Vec<String>,
+    },
     /// An I/O error.
     #[error("{path}: {source}")]
     Io {
@@ -71,6 +84,20 @@ pub enum DatasetError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// The first ten of `files`, and how many more.
+fn shown(files: &[String]) -> String {
+    let mut text = files
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if files.len() > 10 {
+        text.push_str(&format!("; … and {} more", files.len() - 10));
+    }
+    text
 }
 
 impl DatasetError {

@@ -228,9 +228,27 @@ impl ImageDataset {
         self.classes.len()
     }
 
-    /// Checks images in parallel (header + truncation) and removes, or fails on, the bad ones.
+    /// Checks images in parallel (header + truncation) and removes the bad ones, or fails
+    /// naming every one of them.
     pub(crate) fn verify(&mut self, skip: bool) -> Result<(), DatasetError> {
         use rayon::prelude::*;
+        if !skip {
+            let mut files = Vec::new();
+            for samples in self.splits.values() {
+                let bad: Vec<String> = samples
+                    .par_iter()
+                    .filter_map(|s| check_image(&s.image).err().map(|e| e.to_string()))
+                    .collect();
+                files.extend(bad);
+            }
+            if files.is_empty() {
+                return Ok(());
+            }
+            return Err(DatasetError::Unreadable {
+                root: self.root.clone(),
+                files,
+            });
+        }
         for samples in self.splits.values_mut() {
             let bad: Vec<(usize, DatasetError)> = samples
                 .par_iter()
@@ -239,9 +257,6 @@ impl ImageDataset {
                 .collect();
             if bad.is_empty() {
                 continue;
-            }
-            if !skip {
-                return Err(bad.into_iter().next().expect("non-empty").1);
             }
             let mut drop = vec![false; samples.len()];
             for (i, e) in bad {

@@ -225,7 +225,14 @@ fn truncated_image_is_named_or_skipped() {
             verify_images: true,
         },
     );
-    assert!(matches!(strict, Err(DatasetError::Decode { .. })));
+    let Err(DatasetError::Unreadable { files, .. }) = strict else {
+        panic!("verification names the unreadable images");
+    };
+    assert_eq!(files.len(), 1);
+    assert!(
+        files[0].contains("Laysan_Albatross_0105_1.jpg"),
+        "{files:?}"
+    );
     let lenient = Format::Cub
         .open(
             &dir,
