@@ -261,6 +261,8 @@ fn cmbh_default_preset_starts_pretrained_and_selects_on_validation() {
         serde_json::from_slice(&std::fs::read(dir.join("full-8bits/result.json")).unwrap())
             .unwrap();
     assert_eq!(result["scored_on"], "test");
+    let share = result["region_share"].as_f64().expect("the region term's share");
+    assert!(share > 0.0 && share < 1.0, "{result}");
     let kept = result["kept_epoch"].as_u64().expect("a kept epoch");
     assert!((1..=2).contains(&kept), "{result}");
     // The test split is searched against the whole training split: 16 classes × 40 images.

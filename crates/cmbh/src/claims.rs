@@ -30,9 +30,9 @@ fn mean(v: &[f64]) -> f64 {
 /// The notes for every claim the rows can check: the codes claim when the full model ran at two
 /// or more code lengths (shortest against longest), the ranking claim at each code length
 /// where all four variants ran. Every seed must have the rows for a claim to be checked.
-/// `region_map` is layer4's side at the training crop: at 2 cells or fewer, a failing region
-/// step says what Algorithm 1 can crop from it.
-pub fn claim_notes(seeds: &[SeedRows], region_map: usize) -> Vec<String> {
+/// `region_share` is the region term's share of the full model's training loss at its last
+/// epoch (mean over its runs): a failing region step states it.
+pub fn claim_notes(seeds: &[SeedRows], region_share: Option<f64>) -> Vec<String> {
     let Some((_, first)) = seeds.first() else {
         return Vec::new();
     };
@@ -51,7 +51,7 @@ pub fn claim_notes(seeds: &[SeedRows], region_map: usize) -> Vec<String> {
         notes.push(note);
     }
     for &b in &bits {
-        if let Some(note) = ranking_note(seeds, b, region_map) {
+        if let Some(note) = ranking_note(seeds, b, region_share) {
             notes.push(note);
         }
     }
@@ -93,7 +93,7 @@ fn codes_note(seeds: &[SeedRows], short: u64, long: u64) -> Option<String> {
 }
 
 /// Table 4's ranking B < B+L < B+L+T < full at `bits`, on the means over seeds.
-fn ranking_note(seeds: &[SeedRows], bits: u64, region_map: usize) -> Option<String> {
+fn ranking_note(seeds: &[SeedRows], bits: u64, region_share: Option<f64>) -> Option<String> {
     let mut per_variant = Vec::new();
     for v in RANKING {
         let maps: Option<Vec<f64>> = seeds.iter().map(|(_, r)| map_of(r, v, bits)).collect();
@@ -118,10 +118,13 @@ fn ranking_note(seeds: &[SeedRows], bits: u64, region_map: usize) -> Option<Stri
         .filter(|(_, m)| m[0] >= m[1])
         .map(|(v, _)| {
             let mut step = format!("{} is not above {}", v[1], v[0]);
-            if v[1] == "full" && region_map <= 2 {
+            if v[1] == "full"
+                && let Some(share) = region_share
+            {
                 step.push_str(&format!(
-                    " — at this input size layer4 is a {region_map}×{region_map} map, so Algorithm 1 \
-                     can only crop quadrants, halves or the whole image (docs/cmbh.md, \"Results\")"
+                    " — L_region was {:.0} % of the full model's training loss at its last epoch \
+                     (docs/cmbh.md, \"Results\")",
+                    100.0 * share
                 ));
             }
             step
@@ -178,7 +181,7 @@ mod tests {
                 ("full", 48, 0.35),
             ]),
         )];
-        let notes = claim_notes(&one, 7);
+        let notes = claim_notes(&one, None);
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(
             notes[0].starts_with("**48-bit codes are not worse than 12-bit ones (Table 2): does not hold on this run** (0.3500 against 0.4000)"),
@@ -205,7 +208,7 @@ mod tests {
                 rows(&[("full", 12, 0.5), ("full", 24, 0.1), ("full", 48, 0.8)]),
             ),
         ];
-        let notes = claim_notes(&seeds, 7);
+        let notes = claim_notes(&seeds, None);
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
             notes[0].contains("holds on the mean, mean 48 − 12 bits +0.1000 over 3 seeds (sd 0.2000), not worse at 2 of 3"),
@@ -229,17 +232,21 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        let notes = claim_notes(&ranking(0.25), 7);
+        let notes = claim_notes(&ranking(0.25), None);
         assert!(
             notes[0].starts_with("**Table 4's ranking B < B+L < B+L+T < full at 12 bits: does not hold on the means over 3 seeds**")
                 && notes[0].ends_with("full is not above B+L+T)."),
             "{}",
             notes[0]
         );
-        // At 64-pixel crops (a 2×2 layer4) the failing region step says why.
-        let small = claim_notes(&ranking(0.25), 2);
-        assert!(small[0].contains("layer4 is a 2×2 map"), "{}", small[0]);
-        let notes = claim_notes(&ranking(0.325), 7);
+        // A failing region step states the region term's share of the loss when known.
+        let share = claim_notes(&ranking(0.25), Some(0.7));
+        assert!(
+            share[0].ends_with("full is not above B+L+T — L_region was 70 % of the full model's training loss at its last epoch (docs/cmbh.md, \"Results\"))."),
+            "{}",
+            share[0]
+        );
+        let notes = claim_notes(&ranking(0.325), None);
         assert!(
             notes[0].contains("ranked so at 2 of 3 seeds"),
             "{}",
@@ -248,6 +255,6 @@ mod tests {
         // A claim some seed lacks rows for is not judged.
         let mut partial = ranking(0.5);
         partial[1].1.pop();
-        assert!(claim_notes(&partial, 7).is_empty());
+        assert!(claim_notes(&partial, None).is_empty());
     }
 }

@@ -596,7 +596,7 @@ fn reproduce_in(
     let variant_names: Vec<String> = variants.iter().map(Ablation::variant).collect();
     let mut notes = claim_notes(
         &[(options.settings.seed, rows.clone())],
-        region_map(options),
+        mean_region_share(top.path()),
     );
     if !data.problems.is_empty() {
         let n = data.problems.len();
@@ -679,7 +679,7 @@ fn reproduce_seeds(
     let results = over_seeds(
         &per_seed,
         start.elapsed().as_secs_f64(),
-        region_map(options),
+        mean_region_share(top.path()),
     );
     if options.validation.is_some_and(|n| n > 0) {
         plot_validation_map(top.path(), &top.curves())?;
@@ -693,7 +693,7 @@ fn reproduce_seeds(
 
 /// The results of several seeds as one table: per (variant, bits) the mean mAP, its sample
 /// standard deviation and each seed's mAP; the paper's rows and the claims judged over seeds.
-fn over_seeds(per_seed: &[(u64, Results)], seconds: f64, region_map: usize) -> Results {
+fn over_seeds(per_seed: &[(u64, Results)], seconds: f64, region_share: Option<f64>) -> Results {
     let first = &per_seed[0].1;
     let rows = first
         .rows
@@ -730,23 +730,41 @@ fn over_seeds(per_seed: &[(u64, Results)], seconds: f64, region_map: usize) -> R
         seconds,
         rows,
         paper: first.paper.clone(),
-        notes: claim_notes(&seeds, region_map),
+        notes: claim_notes(&seeds, region_share),
     }
 }
 
-/// The side of layer4's map at the preset's training crop: the grid Algorithm 1 chooses
-/// regions on (2 at the default preset's 64 pixels, 7 at the paper's 224).
-fn region_map(options: &ReproduceOptions) -> usize {
-    let config = preset_config(
-        options.preset,
-        options.backbone,
-        options.data.name(),
-        2,
-        12,
-        Ablation::FULL,
-    );
-    let crop = config.crop as usize;
-    config.model.backbone.cost([crop, crop], 4).output[1]
+/// The mean over the full model's runs under `top` (`full-<b>bits/`, or `seed-<S>/full-<b>bits/`)
+/// of the region term's share of the training loss at the run's last epoch.
+fn mean_region_share(top: &Path) -> Option<f64> {
+    let share = |dir: PathBuf| -> Option<f64> {
+        let text = fs::read_to_string(dir.join("result.json")).ok()?;
+        serde_json::from_str::<Value>(&text).ok()?["region_share"].as_f64()
+    };
+    let runs = |dir: &Path| -> Vec<PathBuf> {
+        fs::read_dir(dir).map_or_else(
+            |_| Vec::new(),
+            |entries| entries.filter_map(Result::ok).map(|e| e.path()).collect(),
+        )
+    };
+    let is = |p: &PathBuf, prefix: &str| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+    };
+    let mut shares = Vec::new();
+    for dir in runs(top) {
+        if is(&dir, "full-") {
+            shares.extend(share(dir));
+        } else if is(&dir, "seed-") {
+            shares.extend(
+                runs(&dir)
+                    .into_iter()
+                    .filter(|d| is(d, "full-"))
+                    .filter_map(share),
+            );
+        }
+    }
+    (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
 }
 
 /// The validation mAP after every epoch of every run under `top` (one line per variant and code
@@ -855,6 +873,11 @@ fn run_one(
     };
     let trained = fit(config, train, validation, device, &fit_options)?;
     let epochs = trained.epochs.len();
+    // What share of the loss the region branch was at the end: printed with a failing claim.
+    let region_share = trained
+        .epochs
+        .last()
+        .and_then(|e| Some(e.loss.get("region")? / e.loss.get("total")?));
     let kept_epoch = best_validation_epoch(&trained.epochs).filter(|_| config.patience.is_some());
     let encoder = trained.model.into_encoder();
     let pipeline = Pipeline::cmbh_test_sized(config.resize, config.crop);
@@ -896,7 +919,8 @@ fn run_one(
         result_path,
         &json!({"variant": config.model.ablation.variant(), "bits": config.model.bits,
                 "map": evaluation.map, "scored_on": scored.name, "epochs": epochs,
-                "kept_epoch": kept_epoch, "seconds": trained.seconds}),
+                "kept_epoch": kept_epoch, "region_share": region_share,
+                "seconds": trained.seconds}),
     )?;
     Ok(evaluation.map)
 }
