@@ -261,7 +261,9 @@ fn cmbh_default_preset_starts_pretrained_and_selects_on_validation() {
         serde_json::from_slice(&std::fs::read(dir.join("full-8bits/result.json")).unwrap())
             .unwrap();
     assert_eq!(result["scored_on"], "test");
-    let share = result["region_share"].as_f64().expect("the region term's share");
+    let share = result["region_share"]
+        .as_f64()
+        .expect("the region term's share");
     assert!(share > 0.0 && share < 1.0, "{result}");
     let kept = result["kept_epoch"].as_u64().expect("a kept epoch");
     assert!((1..=2).contains(&kept), "{result}");
@@ -333,6 +335,32 @@ fn cmbh_seeds_report_mean_spread_and_claims() {
     assert!(!ok && err.contains("two or more seeds"), "{err}");
 }
 
+/// `reproduce cmbh` (smoke preset, 8 bits, one epoch) on the image folder `data`, a test image
+/// held out per class, under `root`.
+fn cmbh_on_folder(data: &str, root: &str, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "reproduce",
+        "cmbh",
+        "--preset",
+        "smoke",
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        data,
+        "--holdout",
+        "1",
+        "--bits",
+        "8",
+        "--epochs",
+        "1",
+        "--out",
+        root,
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    xtask(&args)
+}
+
 /// Training on a folder with an undecodable image stops before training, naming the file and
 /// `--skip-bad-images`; with the flag the image is skipped, listed in config.json and counted
 /// under the table.
@@ -344,29 +372,7 @@ fn cmbh_training_skips_bad_images_only_when_asked() {
     copy_tree(&fixtures().join("imagefolder/train"), &classes);
     std::fs::write(classes.join("cat/broken.jpg"), b"not a jpeg").unwrap();
     let data = classes.display().to_string();
-    let args = |extra: &[&str]| -> (bool, String, String) {
-        let mut a = vec![
-            "reproduce",
-            "cmbh",
-            "--preset",
-            "smoke",
-            "--dataset",
-            "imagefolder",
-            "--data-dir",
-            &data,
-            "--holdout",
-            "1",
-            "--bits",
-            "8",
-            "--epochs",
-            "1",
-            "--out",
-            &root,
-            "--quiet",
-        ];
-        a.extend_from_slice(extra);
-        xtask(&a)
-    };
+    let args = |extra: &[&str]| cmbh_on_folder(&data, &root, extra);
     let (ok, _, err) = args(&[]);
     assert!(
         !ok && err.contains("broken.jpg") && err.contains("--skip-bad-images"),
@@ -407,25 +413,7 @@ fn smoke_on_synth_fine_then_search() {
     // split held out per class (seeded); a folder with one class is refused by name.
     let classes = out_root.path().join("classes");
     copy_tree(&fixtures().join("imagefolder/train"), &classes);
-    let (ok, out, err) = xtask(&[
-        "reproduce",
-        "cmbh",
-        "--preset",
-        "smoke",
-        "--dataset",
-        "imagefolder",
-        "--data-dir",
-        &classes.display().to_string(),
-        "--holdout",
-        "1",
-        "--bits",
-        "8",
-        "--epochs",
-        "1",
-        "--out",
-        &root,
-        "--quiet",
-    ]);
+    let (ok, out, err) = cmbh_on_folder(&classes.display().to_string(), &root, &[]);
     assert!(ok, "{err}");
     let own = read_metrics(&run_dir(&out));
     assert_eq!(own["dataset"], "imagefolder");

@@ -744,76 +744,52 @@ fn patience_stops_at_a_plateau_and_resumes_to_the_same_stop() {
             goal: Goal::Maximize,
         }))
         .with_patience(Some(3));
-    let fit = |dir: &str, resume: bool, stop_after: Option<usize>| {
-        let mut trainer =
-            Trainer::new(cfg.clone(), &dev, open(&tmp.path().join(dir), &cfg, resume)).unwrap();
-        if let Some(n) = stop_after {
-            trainer = trainer.stop_after_epochs(n);
-        }
-        let mut task = ToyTask::new();
-        task.scores = Some(scores.clone());
-        trainer.fit(&mut task, Toy::new(&dev, 3)).unwrap()
-    };
-    let whole = fit("whole", false, None);
+    // `cfg` (or another configuration) on the scripted `scores`, in its own directory.
+    let run =
+        |cfg: &TrainerConfig, dir: &str, scores: &[f64], resume: bool, stop: Option<usize>| {
+            let mut trainer =
+                Trainer::new(cfg.clone(), &dev, open(&tmp.path().join(dir), cfg, resume)).unwrap();
+            if let Some(n) = stop {
+                trainer = trainer.stop_after_epochs(n);
+            }
+            let mut task = ToyTask::new();
+            task.scores = Some(scores.to_vec());
+            trainer.fit(&mut task, Toy::new(&dev, 3)).unwrap()
+        };
+    let whole = run(&cfg, "whole", &scores, false, None);
     assert!(whole.completed);
     assert_eq!(whole.epochs.len(), 5, "stopped after epoch 5");
     let best = whole.best.as_ref().expect("selection ran");
     assert_eq!((best.state.epoch, best.state.value), (2, 0.30));
     assert_ne!(params(whole.selected()), params(&whole.model));
 
-    let first = fit("split", false, Some(3));
+    let first = run(&cfg, "split", &scores, false, Some(3));
     assert!(!first.completed);
-    let resumed = fit("split", true, None);
+    let resumed = run(&cfg, "split", &scores, true, None);
     assert!(resumed.completed);
     assert_eq!(resumed.epochs.len(), 5);
     assert_eq!(resumed.best.as_ref().unwrap().state.epoch, 2);
 
     // Without patience the same scores train all ten epochs.
     let plain = config(10).with_selection(cfg.selection.clone());
-    let mut task = ToyTask::new();
-    task.scores = Some(scores.clone());
-    let out = Trainer::new(
-        plain.clone(),
-        &dev,
-        open(&tmp.path().join("plain"), &plain, false),
-    )
-    .unwrap()
-    .fit(&mut task, Toy::new(&dev, 3))
-    .unwrap();
-    assert_eq!(out.epochs.len(), 10);
+    assert_eq!(run(&plain, "plain", &scores, false, None).epochs.len(), 10);
 
     // With one drop the first plateau divides the learning rate by 10 and the patience counts
     // again from there: 0.30 at epoch 2, a drop after epoch 5, the 0.50 of epoch 6 a new best,
     // and the rising scores after it never plateau.
     let dropping = cfg.clone().with_plateau_drops(1);
-    let mut task = ToyTask::new();
-    task.scores = Some(scores.clone());
-    let out = Trainer::new(
-        dropping.clone(),
-        &dev,
-        open(&tmp.path().join("drop"), &dropping, false),
-    )
-    .unwrap()
-    .fit(&mut task, Toy::new(&dev, 3))
-    .unwrap();
+    let out = run(&dropping, "drop", &scores, false, None);
     assert_eq!(out.epochs.len(), 10);
     let lr = |e: usize| out.epochs[e].lr["model"];
     // MultiStep ÷ 10 at epoch 3 (0-based) as well; the drop is another ÷ 10 from epoch 6 on.
     assert!((lr(4) / lr(5) - 10.0).abs() < 1e-9, "{} {}", lr(4), lr(5));
     let mut flat = scores.clone();
     flat[5..].fill(0.0);
-    let mut task = ToyTask::new();
-    task.scores = Some(flat);
-    let out = Trainer::new(
-        dropping.clone(),
-        &dev,
-        open(&tmp.path().join("drop-flat"), &dropping, false),
-    )
-    .unwrap()
-    .fit(&mut task, Toy::new(&dev, 3))
-    .unwrap();
     // Drop after epoch 5, three more epochs without a new best, stop after epoch 8.
-    assert_eq!(out.epochs.len(), 8);
+    assert_eq!(
+        run(&dropping, "drop-flat", &flat, false, None).epochs.len(),
+        8
+    );
 
     for (dir, bad, why) in [
         (
