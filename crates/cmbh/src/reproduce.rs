@@ -512,7 +512,11 @@ fn reproduce_in(
         && options.weights.is_none()
         && !options.from_scratch
         && depth == ResNetDepth::ResNet18;
-    if options.preset == Preset::Default && options.weights.is_none() && !synth_pretrained {
+    if options.preset == Preset::Default
+        && options.weights.is_none()
+        && !options.from_scratch
+        && !synth_pretrained
+    {
         tracing::warn!(
             "preset `default` with {depth:?}: no shipped pretrained weights for it, training the \
              backbone from scratch"
