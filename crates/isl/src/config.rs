@@ -24,6 +24,27 @@ pub enum GanStop {
     },
 }
 
+/// How the encoder's learning rate moves over the run.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum IslLrSchedule {
+    /// The authors' one schedule across every round: PyTorch's `ReduceLROnPlateau` (mode max)
+    /// on weighted-kNN top-1, stepped after every `every` backbone epochs. The authors watch the
+    /// test set; here it watches images held out of the training set (`IslConfig::monitor_share`),
+    /// scored against the memory bank with the training labels — labels that nothing else in
+    /// training reads.
+    Plateau {
+        /// Backbone epochs between two checks (5 in the release).
+        every: usize,
+        /// Multiplier of a drop (0.8).
+        factor: f64,
+        /// Checks without a new best before a drop (1).
+        patience: usize,
+    },
+    /// A cosine from `lr` to 0 within each backbone phase, restarting every round; watches
+    /// nothing and holds nothing out.
+    CosinePerRound,
+}
+
 /// The whole ISL run.
 #[derive(Config, Debug, PartialEq)]
 pub struct IslConfig {
@@ -69,9 +90,16 @@ pub struct IslConfig {
     /// Mining.
     #[config(default = "MiningConfig::new()")]
     pub mining: MiningConfig,
-    /// SGD learning rate (0.03), cosine-annealed within each backbone phase.
+    /// SGD learning rate (0.03) at the start; `lr_schedule` moves it.
     #[config(default = 0.03)]
     pub lr: f64,
+    /// The encoder's learning-rate schedule (the authors' plateau rule across rounds).
+    #[config(default = "IslLrSchedule::Plateau { every: 5, factor: 0.8, patience: 1 }")]
+    pub lr_schedule: IslLrSchedule,
+    /// Share of the training images held out of training to watch the plateau rule (0.1);
+    /// unused by `CosinePerRound`.
+    #[config(default = 0.1)]
+    pub monitor_share: f64,
     /// SGD weight decay (5e-4).
     #[config(default = 5e-4)]
     pub weight_decay: f64,
@@ -150,6 +178,26 @@ impl IslConfig {
                 "hue_jitter = {}: use [0, 0.5] (a fraction of the hue circle)",
                 self.hue_jitter
             ));
+        }
+        if let IslLrSchedule::Plateau {
+            every,
+            factor,
+            patience: _,
+        } = self.lr_schedule
+        {
+            if every == 0 || !(factor > 0.0 && factor < 1.0) {
+                return bad(format!(
+                    "lr_schedule Plateau {{ every: {every}, factor: {factor} }}: check at least \
+                     every epoch, with a factor in (0, 1) (the release: every 5, factor 0.8)"
+                ));
+            }
+            if !(self.monitor_share > 0.0 && self.monitor_share < 0.5) {
+                return bad(format!(
+                    "monitor_share = {}: the plateau rule watches a held-out part of the \
+                     training set; use (0, 0.5), e.g. 0.1",
+                    self.monitor_share
+                ));
+            }
         }
         if self.gan.dim != self.dim {
             return bad(format!(

@@ -70,7 +70,7 @@ pub mod positives;
 pub mod reproduce;
 pub mod train;
 
-pub use config::{GanStop, IslConfig};
+pub use config::{GanStop, IslConfig, IslLrSchedule};
 pub use error::IslError;
 pub use eval::{IslEval, evaluate};
 pub use gan::{Gan, GanConfig};
@@ -79,7 +79,7 @@ pub use mining::{MiningConfig, Proposal, apply_proposals, mine_batch};
 pub use model::{IslModel, IslNet};
 pub use positives::{MiningReport, PositiveSets};
 pub use relata_train::{FitOptions, Trained};
-pub use train::{IslExtra, IslTask, TrainedIsl, fit, test_pipeline};
+pub use train::{IslExtra, IslTask, RoundMining, TrainedIsl, fit, test_pipeline};
 
 /// Backends and datasets a downstream crate needs, re-exported so that depending on
 /// `relata-isl` alone is enough.

@@ -165,6 +165,32 @@ pub fn table_notes(rows: &[Map<String, Value>]) -> Vec<String> {
     notes
 }
 
+/// One line per mining phase: how much it mined and how precisely, beside the embedding's own
+/// top-k neighbours (what mining without the GAN would reach) and chance.
+pub fn round_notes(rounds: &[crate::train::RoundMining], chance: f64) -> Vec<String> {
+    rounds
+        .iter()
+        .map(|r| {
+            let precision = r.precision.map_or_else(
+                || "nothing mined".to_string(),
+                |p| format!("precision {p:.3}"),
+            );
+            let verdict = match r.precision {
+                Some(p) if p > r.neighbour_precision + 0.02 => "above the embedding's neighbours",
+                Some(p) if p > 2.0 * chance => "above chance but not above the neighbours",
+                Some(_) => "**no better than twice chance**",
+                None => "**the discriminator accepted no proxy**",
+            };
+            format!(
+                "Round {} mining ({} epochs): {:.2} positives per instance, {precision} against \
+                 the hidden labels; the embedding's own neighbours {:.3}, chance {chance:.3}: \
+                 {verdict}.",
+                r.round, r.epochs, r.mined_per_instance, r.neighbour_precision
+            )
+        })
+        .collect()
+}
+
 /// The baseline ISL's claim is measured against: instance discrimination (Wu et al.) alone —
 /// one round, no hard-positive term — for as many backbone epochs as `config` trains in all.
 pub fn equal_budget_baseline(config: &IslConfig) -> IslConfig {
@@ -256,14 +282,20 @@ pub fn reproduce(
         "chance_precision".into(),
         json!(1.0 / data.num_classes().max(1) as f64),
     );
+    full.insert("monitor_images".into(), json!(trained.extra.monitor_images));
     rows.push(full);
+    let mut notes = table_notes(&rows);
+    notes.extend(round_notes(
+        &trained.extra.rounds,
+        1.0 / data.num_classes().max(1) as f64,
+    ));
     let results = Results {
         method: "isl".into(),
         dataset: dataset.into(),
         preset: options.preset.name().into(),
         device: format!("{device:?}"),
         seconds: start.elapsed().as_secs_f64(),
-        notes: table_notes(&rows),
+        notes,
         rows,
         paper: Vec::new(),
     };

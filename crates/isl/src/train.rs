@@ -2,22 +2,24 @@
 //! backbone phase (L₁ + L₂ with the memory bank; round 0 is pure instance discrimination), a GAN
 //! phase (D then G each step, backbone frozen; early stop or fixed epochs) and a mining phase
 //! (until the quota); then a last backbone phase that trains on the final positive sets. The
-//! learning rate is a cosine within each backbone phase — nothing looks at the test set.
+//! encoder's learning rate follows one plateau rule across all rounds, as the authors' does,
+//! but on images held out of the training set instead of the test set (or, when configured, a
+//! cosine per round) — nothing looks at the test set.
 
 use std::collections::{BTreeMap, HashMap};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use relata_dataset::{BatchComposer, BatchLoader, EpochSampler, Pipeline, Sample, Transform};
-use relata_train::SeededRng;
 use relata_train::{
     EpochContext, EpochRecord, FitOptions, Loss, LrSchedule, OptimizerConfig, OptimizerKind,
     PhaseConfig, PhaseControl, ScheduleClock, StepContext, TrainError, TrainTask, Trained,
     TrainerConfig, fit_task,
 };
+use relata_train::{Goal, ReduceOnPlateau, SeededRng};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{GanStop, IslConfig};
+use crate::config::{GanStop, IslConfig, IslLrSchedule};
 use crate::error::IslError;
 use crate::eval::{IslEval, evaluate};
 use crate::loss::{hard_positive_loss, hard_positives_with, mask_tensor, positive_set_loss};
@@ -98,20 +100,24 @@ pub fn phases(config: &IslConfig) -> Vec<PhaseConfig> {
     p
 }
 
-/// The scaffold configuration: SGD for the encoder (cosine per phase), Adam for G and for D.
+/// The scaffold configuration: SGD for the encoder (its rate moved by the task's plateau rule,
+/// or a cosine per phase), Adam for G and for D.
 #[doc(hidden)] // public for the tests that drive the scaffold with a task of their own
 pub fn trainer_config(config: &IslConfig) -> TrainerConfig {
-    let sgd = OptimizerConfig::new(
+    let mut sgd = OptimizerConfig::new(
         "sgd",
         OptimizerKind::sgd(0.9, config.weight_decay),
         config.lr,
-    )
-    .with_schedule(LrSchedule::Cosine {
-        epochs: config.backbone_epochs,
-        min_factor: 0.0,
-        per_iteration: false,
-    })
-    .with_clock(ScheduleClock::Phase);
+    );
+    if config.lr_schedule == IslLrSchedule::CosinePerRound {
+        sgd = sgd
+            .with_schedule(LrSchedule::Cosine {
+                epochs: config.backbone_epochs,
+                min_factor: 0.0,
+                per_iteration: false,
+            })
+            .with_clock(ScheduleClock::Phase);
+    }
     let adam = |name: &str| OptimizerConfig::new(name, OptimizerKind::adam(0.0), config.gan_lr);
     TrainerConfig::new(phases(config), vec![sgd, adam("adam_d"), adam("adam_g")])
         .with_seed(config.seed)
@@ -150,6 +156,34 @@ struct SavedState {
     /// Consecutive mining epochs without a new pair (older checkpoints: 0).
     #[serde(default)]
     idle_mining_epochs: usize,
+    /// The plateau rule's state (older checkpoints: none).
+    #[serde(default)]
+    plateau: Option<ReduceOnPlateau>,
+    /// What each mining phase ended with (older checkpoints: none).
+    #[serde(default)]
+    rounds: Vec<RoundMining>,
+    /// The mining phase in progress: its yardstick and epochs so far.
+    #[serde(default)]
+    phase_neighbour_precision: f64,
+    #[serde(default)]
+    mining_epochs: usize,
+}
+
+/// What one round's mining phase left: the sets' size and precision against the hidden labels,
+/// beside what the embedding's own nearest neighbours would give and chance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RoundMining {
+    /// Round (0-based).
+    pub round: usize,
+    /// Mining epochs run.
+    pub epochs: usize,
+    /// Σ(|S_i| − 1)/N after the phase.
+    pub mined_per_instance: f64,
+    /// Share of mined pairs that share a hidden label (`None`: nothing mined).
+    pub precision: Option<f64>,
+    /// Same-label share among each instance's top-k memory neighbours (k = the miner's), when
+    /// the phase began: what mining by the embedding alone would reach.
+    pub neighbour_precision: f64,
 }
 
 /// ISL's training state: the memory bank, the positive sets, the GAN loss history.
@@ -170,16 +204,27 @@ pub struct IslTask<'a> {
     epoch_new_pairs: usize,
     /// Consecutive mining epochs that added nothing (for `mining_patience`).
     idle_mining_epochs: usize,
+    /// The current mining phase's yardstick and length, for its `RoundMining`.
+    phase_neighbour_precision: f64,
+    mining_epochs: usize,
     /// Evaluation after round 0 (the instance-discrimination baseline).
     pub round0: Option<IslEval>,
+    /// Images held out of training that the plateau rule watches (empty with a cosine).
+    monitor: &'a [Sample],
+    plateau: Option<ReduceOnPlateau>,
+    /// Mining phases so far.
+    pub rounds: Vec<RoundMining>,
 }
 
 impl<'a> IslTask<'a> {
     /// A task over `train` (labels hidden from training; used only to report mining
-    /// precision) and `test` (reporting only). `device` is the training (autodiff) device.
+    /// precision and, with `monitor`, to score the plateau rule's kNN), `monitor` (images held
+    /// out of `train` for the plateau rule; empty with `CosinePerRound`) and `test` (reporting
+    /// only). `device` is the training (autodiff) device.
     pub fn new(
         config: IslConfig,
         train: &'a [Sample],
+        monitor: &'a [Sample],
         test: &'a [Sample],
         test_pipeline: Pipeline,
         device: &Device,
@@ -188,6 +233,22 @@ impl<'a> IslTask<'a> {
         if train.len() < 2 {
             return Err(IslError::Input("need at least 2 training images".into()));
         }
+        let plateau = match config.lr_schedule {
+            IslLrSchedule::Plateau {
+                factor, patience, ..
+            } => {
+                if monitor.is_empty() {
+                    return Err(IslError::Config(
+                        "lr_schedule Plateau watches held-out training images, but none were \
+                         given: hold some out (`fit` does, by monitor_share) or use \
+                         CosinePerRound"
+                            .into(),
+                    ));
+                }
+                Some(ReduceOnPlateau::new(Goal::Maximize, factor, patience))
+            }
+            IslLrSchedule::CosinePerRound => None,
+        };
         let memory = MemoryBank::new(
             train.len(),
             config.dim,
@@ -208,7 +269,12 @@ impl<'a> IslTask<'a> {
             memory_host: Vec::new(),
             epoch_new_pairs: 0,
             idle_mining_epochs: 0,
+            phase_neighbour_precision: 0.0,
+            mining_epochs: 0,
             round0: None,
+            monitor,
+            plateau,
+            rounds: Vec::new(),
             config,
         })
     }
@@ -224,6 +290,34 @@ impl<'a> IslTask<'a> {
             TensorData::new(host.pixels, host.shape),
             device,
         ))
+    }
+
+    /// Weighted-kNN top-1 (%) of the held-out monitor images, encoded with the test transform,
+    /// against the memory bank with the training labels: the authors' in-training kNN, with
+    /// held-out training images in place of the test set.
+    fn monitor_knn(&self, model: &IslModel, device: &Device) -> Result<f64, IslError> {
+        let inner = device.clone().inner();
+        let net = model.net.clone().valid();
+        let batch = self.config.batch_size.max(64);
+        let queries = crate::eval::embed(&net, self.monitor, &self.test_pipeline, batch, &inner)?;
+        let bank = self.memory.to_vec()?;
+        let dim = self.config.dim;
+        let as_i64 = |l: &[usize]| l.iter().map(|&x| x as i64).collect::<Vec<_>>();
+        let monitor_labels: Vec<usize> = self.monitor.iter().map(|s| s.label).collect();
+        let report = relata_metrics::knn_classify(
+            relata_metrics::Features { data: &bank, dim },
+            &as_i64(&self.labels),
+            relata_metrics::Features {
+                data: &queries,
+                dim,
+            },
+            &as_i64(&monitor_labels),
+            relata_metrics::KnnConfig {
+                k: self.config.knn_k.min(self.labels.len()),
+                tau: self.config.temperature,
+            },
+        )?;
+        Ok(report.top1)
     }
 
     /// Embeddings of the batch with the encoder frozen in inference mode (GAN and mining).
@@ -381,13 +475,38 @@ impl TrainTask for IslTask<'_> {
 
     fn on_epoch_end(
         &mut self,
-        _model: &mut IslModel,
+        model: &mut IslModel,
         ctx: &mut EpochContext<'_>,
         record: &EpochRecord,
     ) -> Result<PhaseControl, TrainError> {
         let (kind, round) = parse_phase(ctx.phase)?;
         match kind {
-            PhaseKind::Backbone => Ok(PhaseControl::Continue),
+            PhaseKind::Backbone => {
+                let every = match self.config.lr_schedule {
+                    IslLrSchedule::Plateau { every, .. } => every,
+                    IslLrSchedule::CosinePerRound => return Ok(PhaseControl::Continue),
+                };
+                if (ctx.epoch_in_phase + 1).is_multiple_of(every) {
+                    let top1 = self.monitor_knn(model, ctx.device)?;
+                    let plateau = self
+                        .plateau
+                        .as_mut()
+                        .ok_or_else(|| TrainError::msg("ISL plateau rule missing"))?;
+                    if plateau.observe(top1) {
+                        tracing::info!(
+                            "{}: monitor kNN top-1 {top1:.2} % without a new best: encoder \
+                             learning rate × {} (drop {})",
+                            ctx.phase,
+                            plateau.factor,
+                            plateau.drops()
+                        );
+                    }
+                    let scale = plateau.scale();
+                    ctx.record("monitor_knn_top1", top1);
+                    ctx.set_lr_scale("sgd", scale)?;
+                }
+                Ok(PhaseControl::Continue)
+            }
             PhaseKind::Gan => {
                 let g = record.loss.get("g").copied().unwrap_or(f64::INFINITY);
                 self.gan_losses.push(g);
@@ -406,17 +525,16 @@ impl TrainTask for IslTask<'_> {
                     let n = self.labels.len();
                     let step = n.div_ceil(2000).max(1);
                     let sample: Vec<usize> = (0..n).step_by(step).collect();
-                    ctx.record(
-                        "neighbour_precision",
-                        crate::positives::neighbour_precision(
-                            &self.memory_host,
-                            self.config.dim,
-                            &self.labels,
-                            self.config.mining.neighbours,
-                            &sample,
-                        ),
+                    self.phase_neighbour_precision = crate::positives::neighbour_precision(
+                        &self.memory_host,
+                        self.config.dim,
+                        &self.labels,
+                        self.config.mining.neighbours,
+                        &sample,
                     );
+                    ctx.record("neighbour_precision", self.phase_neighbour_precision);
                 }
+                self.mining_epochs = ctx.epoch_in_phase + 1;
                 ctx.record("mined_per_instance", report.mined_per_instance);
                 if let Some(precision) = report.precision {
                     ctx.record("mining_precision", precision);
@@ -445,6 +563,17 @@ impl TrainTask for IslTask<'_> {
         model: &mut IslModel,
         ctx: &mut EpochContext<'_>,
     ) -> Result<(), TrainError> {
+        let (kind, round) = parse_phase(ctx.phase)?;
+        if kind == PhaseKind::Mine {
+            let report = self.sets.report(&self.labels);
+            self.rounds.push(RoundMining {
+                round,
+                epochs: self.mining_epochs,
+                mined_per_instance: report.mined_per_instance,
+                precision: report.precision,
+                neighbour_precision: self.phase_neighbour_precision,
+            });
+        }
         if ctx.phase == "backbone-0" {
             let net = model.net.clone().valid();
             let inner = ctx.device.clone().inner();
@@ -470,6 +599,10 @@ impl TrainTask for IslTask<'_> {
             round0: self.round0,
             dim: self.config.dim,
             idle_mining_epochs: self.idle_mining_epochs,
+            plateau: self.plateau.clone(),
+            rounds: self.rounds.clone(),
+            phase_neighbour_precision: self.phase_neighbour_precision,
+            mining_epochs: self.mining_epochs,
         })
         .map_err(|e| TrainError::msg(format!("serialising ISL state: {e}")))?;
         let mut out = b"ISLSTATE".to_vec();
@@ -512,6 +645,12 @@ impl TrainTask for IslTask<'_> {
         self.gan_losses = saved.gan_losses;
         self.round0 = saved.round0;
         self.idle_mining_epochs = saved.idle_mining_epochs;
+        if saved.plateau.is_some() {
+            self.plateau = saved.plateau;
+        }
+        self.rounds = saved.rounds;
+        self.phase_neighbour_precision = saved.phase_neighbour_precision;
+        self.mining_epochs = saved.mining_epochs;
         Ok(())
     }
 
@@ -541,6 +680,10 @@ pub struct IslExtra {
     pub last: IslEval,
     /// Mined positives at the end, with their precision against the hidden labels.
     pub mining: crate::positives::MiningReport,
+    /// Each round's mining phase.
+    pub rounds: Vec<RoundMining>,
+    /// Training images held out of training for the plateau rule (0 with a cosine).
+    pub monitor_images: usize,
 }
 
 /// A trained ISL model (after the last phase, in inference mode) and its evaluations;
@@ -569,6 +712,31 @@ pub fn test_pipeline(config: &IslConfig, train: &[Sample]) -> Result<Pipeline, I
     Ok(pipeline)
 }
 
+/// The stream that picks the plateau rule's held-out images.
+const MONITOR_STREAM: u64 = 0x30_4E17;
+
+/// `train` split into the images trained on and those the plateau rule watches: a seeded
+/// random `monitor_share` of them (at least one), none with a cosine schedule. The same seed
+/// holds out the same images, so ISL and its baseline train on the same set.
+pub fn monitor_split(config: &IslConfig, train: &[Sample]) -> (Vec<Sample>, Vec<Sample>) {
+    if config.lr_schedule == IslLrSchedule::CosinePerRound {
+        return (train.to_vec(), Vec::new());
+    }
+    let n = train.len();
+    let held = ((n as f64 * config.monitor_share).round() as usize).clamp(1, n.saturating_sub(2));
+    let mut order: Vec<usize> = (0..n).collect();
+    SeededRng::derive(config.seed, &[MONITOR_STREAM]).shuffle(&mut order);
+    let mut is_held = vec![false; n];
+    for &i in &order[..held] {
+        is_held[i] = true;
+    }
+    let (mut kept, mut monitor) = (Vec::new(), Vec::new());
+    for (s, held) in train.iter().zip(is_held) {
+        if held { &mut monitor } else { &mut kept }.push(s.clone());
+    }
+    (kept, monitor)
+}
+
 /// Trains ISL on `train` (labels hidden) and evaluates it by kNN on `test` (with
 /// [`test_pipeline`]); `device` is a plain device (autodiff is added here). The backbone starts
 /// from `options.weights` when given.
@@ -581,13 +749,22 @@ pub fn fit(
 ) -> Result<TrainedIsl, IslError> {
     config.check()?;
     let pipeline = test_pipeline(config, train)?;
+    let (kept, monitor) = monitor_split(config, train);
+    let train = kept.as_slice();
     let trainer = trainer_config(config);
     let fitted = fit_task(config, trainer, device, options, |autodiff| {
         let mut model = config.init(autodiff);
         if let Some(weights) = &options.weights {
             relata_backbone::import_state_dict(&mut model.net.backbone, weights, &["fc."])?;
         }
-        let task = IslTask::new(config.clone(), train, test, pipeline.clone(), autodiff)?;
+        let task = IslTask::new(
+            config.clone(),
+            train,
+            &monitor,
+            test,
+            pipeline.clone(),
+            autodiff,
+        )?;
         Ok::<_, IslError>((task, model))
     })?;
     let model = fitted.outcome.model.clone().valid();
@@ -597,6 +774,8 @@ pub fn fit(
     let last = evaluate(&model.net, train, test, &pipeline, config, device)?;
     let extra = IslExtra {
         mining: fitted.task.sets.report(&fitted.task.labels),
+        rounds: fitted.task.rounds.clone(),
+        monitor_images: monitor.len(),
         round0: fitted.task.round0,
         last,
     };
@@ -648,6 +827,53 @@ mod tests {
         let mut l = vec![0.5; 10];
         l.push(1.2);
         assert!(!gan_should_stop(&l, 0));
+    }
+
+    /// The plateau rule's held-out images: a seeded share of the training set, disjoint from
+    /// what is trained on, the same for the same seed, none with a cosine schedule.
+    #[test]
+    fn monitor_split_holds_out_a_seeded_share() {
+        let data = relata_dataset::SynthFineConfig {
+            families: 2,
+            classes_per_family: 2,
+            modes: 1,
+            train_per_class: 10,
+            test_per_class: 1,
+            image_size: 8,
+            seed: 3,
+        }
+        .generate()
+        .unwrap()
+        .dataset;
+        let train = data.split("train").unwrap();
+        let config = IslConfig::cifar().with_monitor_share(0.1);
+        let (kept, monitor) = monitor_split(&config, train);
+        assert_eq!((kept.len(), monitor.len()), (36, 4));
+        let key = |s: &Sample| format!("{:?}", s.image);
+        let kept_keys: Vec<String> = kept.iter().map(key).collect();
+        assert!(monitor.iter().all(|m| !kept_keys.contains(&key(m))));
+        let again = monitor_split(&config, train).1;
+        assert_eq!(
+            monitor.iter().map(key).collect::<Vec<_>>(),
+            again.iter().map(key).collect::<Vec<_>>()
+        );
+        let other = monitor_split(&config.clone().with_seed(7), train).1;
+        assert_ne!(
+            monitor.iter().map(key).collect::<Vec<_>>(),
+            other.iter().map(key).collect::<Vec<_>>()
+        );
+        let cosine = config.with_lr_schedule(IslLrSchedule::CosinePerRound);
+        assert_eq!(monitor_split(&cosine, train).0.len(), 40);
+        for bad in [
+            IslConfig::cifar().with_monitor_share(0.0),
+            IslConfig::cifar().with_lr_schedule(IslLrSchedule::Plateau {
+                every: 0,
+                factor: 0.8,
+                patience: 1,
+            }),
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

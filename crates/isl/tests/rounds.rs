@@ -8,8 +8,8 @@ use relata_dataset::{ImageDataset, Pipeline};
 use relata_isl::reproduce::{Preset, synth_config};
 use relata_isl::train::trainer_config;
 use relata_isl::{
-    FitOptions, GanConfig, GanStop, IslConfig, IslNet, IslTask, MiningConfig, TrainedIsl, evaluate,
-    fit,
+    FitOptions, GanConfig, GanStop, IslConfig, IslLrSchedule, IslNet, IslTask, MiningConfig,
+    TrainedIsl, evaluate, fit,
 };
 use relata_train::{RunOptions, Verbosity};
 
@@ -246,6 +246,7 @@ fn round0_knn(tiny: &Tiny, oracle: bool, seed: u64) -> f64 {
         .with_backbone_epochs(6)
         .with_batch_size(8)
         .with_lr(0.01)
+        .with_lr_schedule(IslLrSchedule::CosinePerRound)
         .with_seed(seed);
     let (train, test) = (
         tiny.data.split("train").unwrap(),
@@ -257,6 +258,7 @@ fn round0_knn(tiny: &Tiny, oracle: bool, seed: u64) -> f64 {
     let mut task = IslTask::new(
         config.clone(),
         train,
+        &[],
         test,
         tiny.test_pipeline.clone(),
         &autodiff,
@@ -368,4 +370,70 @@ fn backbone_weights_are_imported() {
         .unwrap()
         .to_string();
     assert!(e.contains("conv1"), "{e}");
+}
+
+/// One plateau rule across rounds, as the authors run it: the encoder's learning rate is
+/// `lr × factor^drops`, where the drops are those PyTorch's `ReduceLROnPlateau` takes on the
+/// held-out monitor's kNN values seen so far; round 1 starts where round 0 left it instead of
+/// restarting; the GAN's Adam rates never move; the held-out images are not trained on; and a
+/// run resumed after round 0 continues the same rule.
+#[test]
+fn one_plateau_schedule_across_rounds_on_held_out_training_images() {
+    let _lock = relata_train::generator_turn();
+    let mut tiny = tiny();
+    tiny.config = tiny
+        .config
+        .clone()
+        .with_backbone_epochs(3)
+        .with_monitor_share(0.25)
+        .with_lr_schedule(IslLrSchedule::Plateau {
+            every: 1,
+            factor: 0.5,
+            patience: 0,
+        });
+    let root = tempfile::tempdir().unwrap();
+    let whole = run(
+        &tiny,
+        &RunOptions::new("isl", "synth-fine").with_dir(root.path().join("whole")),
+        None,
+    );
+    let train_len = tiny.data.split("train").unwrap().len();
+    assert_eq!(whole.extra.monitor_images, train_len / 4);
+    let backbone: Vec<_> = whole
+        .epochs
+        .iter()
+        .filter(|e| e.phase.starts_with("backbone-"))
+        .collect();
+    assert_eq!(backbone.len(), 6);
+    let mut rule = relata_train::ReduceOnPlateau::new(relata_train::Goal::Maximize, 0.5, 0);
+    for e in &backbone {
+        let want = tiny.config.lr * rule.scale();
+        assert!(
+            (e.lr["sgd"] - want).abs() < 1e-12,
+            "{} epoch {}: lr {} vs {want}",
+            e.phase,
+            e.epoch_in_phase,
+            e.lr["sgd"]
+        );
+        rule.observe(e.extra["monitor_knn_top1"]);
+    }
+    assert!(rule.drops() >= 1, "the values exercise a drop");
+    for e in &whole.epochs {
+        assert_eq!(e.lr["adam_d"], tiny.config.gan_lr);
+        assert_eq!(e.lr["adam_g"], tiny.config.gan_lr);
+    }
+    // Mining is recorded per round, with its yardstick.
+    assert_eq!(whole.extra.rounds.len(), 1);
+    let r0 = whole.extra.rounds[0];
+    assert_eq!(r0.round, 0);
+    assert!(r0.epochs >= 1 && (0.0..=1.0).contains(&r0.neighbour_precision));
+    assert_eq!(r0.mined_per_instance, whole.extra.mining.mined_per_instance);
+
+    let split = RunOptions::new("isl", "synth-fine").with_dir(root.path().join("split"));
+    assert!(!run(&tiny, &split, Some(3)).completed);
+    let resumed = run(&tiny, &split.with_resume(true), None);
+    let lrs = |t: &TrainedIsl| t.epochs.iter().map(|e| e.lr["sgd"]).collect::<Vec<_>>();
+    assert_eq!(lrs(&resumed), lrs(&whole));
+    assert_eq!(resumed.extra.rounds, whole.extra.rounds);
+    assert_eq!(resumed.extra.last, whole.extra.last);
 }

@@ -43,7 +43,7 @@ pub use preset::Preset;
 /// The deterministic random streams live in relata-dataset (samplers and augmentation need them).
 pub use relata_dataset::rng::{self, SeededRng, mix_seed};
 pub use run::{EpochRecord, Results, RunDir, RunOptions, StepLoss};
-pub use schedule::{Clock, LrSchedule, ScheduleClock, Warmup};
+pub use schedule::{Clock, LrSchedule, ReduceOnPlateau, ScheduleClock, Warmup};
 pub use trainer::{
     BatchPlan, BestModel, BestState, EpochContext, FitOutcome, Loss, PhaseControl, StepContext,
     TrainTask, Trainer, generator_turn, seed_device,

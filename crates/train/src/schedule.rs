@@ -169,6 +169,80 @@ impl Warmup {
     }
 }
 
+/// PyTorch's `ReduceLROnPlateau` (threshold 1e-4 relative, no cooldown, no floor) as a state
+/// machine over the monitored values, for a task that steps it itself (ISL every 5 backbone
+/// epochs, across rounds, as the authors do): a value counts as better when it beats the best
+/// by the relative threshold; after more than `patience` values that do not, the multiplier
+/// shrinks by `factor` and the count starts again. [`ReduceOnPlateau::scale`] is what the
+/// task hands to [`crate::EpochContext::set_lr_scale`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReduceOnPlateau {
+    /// Which way is better.
+    pub goal: crate::Goal,
+    /// Multiplier of each drop (0.8 in ISL's release).
+    pub factor: f64,
+    /// Values that may fail to improve before a drop (1 in ISL's release).
+    pub patience: usize,
+    best: Option<f64>,
+    bad: usize,
+    scale: f64,
+    drops: usize,
+}
+
+/// PyTorch's default relative threshold.
+const PLATEAU_THRESHOLD: f64 = 1e-4;
+
+impl ReduceOnPlateau {
+    /// A fresh rule (multiplier 1).
+    pub fn new(goal: crate::Goal, factor: f64, patience: usize) -> Self {
+        Self {
+            goal,
+            factor,
+            patience,
+            best: None,
+            bad: 0,
+            scale: 1.0,
+            drops: 0,
+        }
+    }
+
+    /// Takes one monitored value; returns whether the multiplier dropped. A non-finite value
+    /// never counts as better (PyTorch's comparisons with NaN are false).
+    pub fn observe(&mut self, value: f64) -> bool {
+        let better = match self.goal {
+            crate::Goal::Maximize => {
+                value > self.best.unwrap_or(f64::NEG_INFINITY) * (1.0 + PLATEAU_THRESHOLD)
+            }
+            crate::Goal::Minimize => {
+                value < self.best.unwrap_or(f64::INFINITY) * (1.0 - PLATEAU_THRESHOLD)
+            }
+        };
+        if better {
+            self.best = Some(value);
+            self.bad = 0;
+        } else {
+            self.bad += 1;
+        }
+        if self.bad > self.patience {
+            self.scale *= self.factor;
+            self.drops += 1;
+            self.bad = 0;
+            return true;
+        }
+        false
+    }
+
+    /// The learning-rate multiplier so far (`factor^drops`).
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// Drops so far.
+    pub fn drops(&self) -> usize {
+        self.drops
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +333,46 @@ mod tests {
                 gamma: 0.1
             }
         );
+    }
+
+    /// The multipliers PyTorch's `ReduceLROnPlateau` reached on the same values
+    /// (`fixtures/train/make_plateau.py` ran it).
+    #[test]
+    fn reduce_on_plateau_matches_pytorch() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/train/plateau.json"
+        );
+        let cases: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert!(cases.len() >= 9);
+        let mut dropped = 0;
+        for case in &cases {
+            let goal = match case["mode"].as_str().unwrap() {
+                "max" => crate::Goal::Maximize,
+                _ => crate::Goal::Minimize,
+            };
+            let mut rule = ReduceOnPlateau::new(
+                goal,
+                case["factor"].as_f64().unwrap(),
+                case["patience"].as_u64().unwrap() as usize,
+            );
+            let values = case["values"].as_array().unwrap();
+            let lrs = case["lr"].as_array().unwrap();
+            for (k, (v, lr)) in values.iter().zip(lrs).enumerate() {
+                let before = rule.scale();
+                let drop = rule.observe(v.as_f64().unwrap_or(f64::NAN));
+                let want = lr.as_f64().unwrap();
+                assert!(
+                    (rule.scale() - want).abs() < 1e-12,
+                    "{} step {k}: {} vs PyTorch {want}",
+                    case["name"],
+                    rule.scale()
+                );
+                assert_eq!(drop, rule.scale() < before);
+                dropped += usize::from(drop);
+            }
+        }
+        assert!(dropped >= 8, "the cases exercise drops");
     }
 }

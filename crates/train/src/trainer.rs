@@ -173,6 +173,8 @@ pub struct EpochContext<'a> {
     /// The run directory.
     pub run_dir: &'a Path,
     extra: BTreeMap<String, (f64, usize)>,
+    /// Every optimiser's task-set learning-rate multiplier (see [`EpochContext::set_lr_scale`]).
+    lr_scales: BTreeMap<String, f64>,
 }
 
 impl EpochContext<'_> {
@@ -181,6 +183,41 @@ impl EpochContext<'_> {
         let e = self.extra.entry(name.into()).or_insert((0.0, 0));
         e.0 += value;
         e.1 += 1;
+    }
+
+    /// The learning-rate multiplier the task has set for `optimizer` (1 until it sets one).
+    pub fn lr_scale(&self, optimizer: &str) -> Result<f64, TrainError> {
+        self.lr_scales
+            .get(optimizer)
+            .copied()
+            .ok_or_else(|| self.unknown_optimizer(optimizer))
+    }
+
+    /// Multiplies `optimizer`'s learning rate by `scale` from the next step on, on top of its
+    /// schedule and the trainer's own plateau drops, and keeps it in every checkpoint: for a
+    /// task that runs its own plateau rule on one optimiser only (ISL lowers the encoder's rate
+    /// on a held-out kNN monitor and leaves the GAN's Adam alone).
+    pub fn set_lr_scale(&mut self, optimizer: &str, scale: f64) -> Result<(), TrainError> {
+        if !(scale > 0.0 && scale.is_finite()) {
+            return Err(TrainError::msg(format!(
+                "learning-rate scale {scale} for `{optimizer}`: must be positive and finite"
+            )));
+        }
+        let unknown = self.unknown_optimizer(optimizer);
+        *self.lr_scales.get_mut(optimizer).ok_or(unknown)? = scale;
+        Ok(())
+    }
+
+    fn unknown_optimizer(&self, name: &str) -> TrainError {
+        TrainError::UnknownOptimizer {
+            name: name.to_string(),
+            known: self
+                .lr_scales
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
     }
 }
 
@@ -314,6 +351,7 @@ pub struct StepContext<'a> {
     pub device: &'a Device,
     optimizers: &'a mut [NamedOptimizer],
     counters: Counters,
+    lr_scales: &'a BTreeMap<String, f64>,
     steps_in_epoch: usize,
     weight: f64,
     meter: &'a mut Meter,
@@ -413,8 +451,8 @@ impl StepContext<'_> {
             self.step,
             self.steps_in_epoch,
         );
-        let (model, norm) =
-            self.optimizers[index].apply(model, params, &clock, self.counters.lr_scale);
+        let scale = self.counters.lr_scale * self.lr_scales.get(optimizer).copied().unwrap_or(1.0);
+        let (model, norm) = self.optimizers[index].apply(model, params, &clock, scale);
         if let Some(norm) = norm {
             self.meter
                 .add(&format!("grad_norm/{optimizer}"), norm, self.weight);
@@ -433,6 +471,9 @@ struct TrainerState {
     next_epoch_in_phase: usize,
     counters: Counters,
     best: Option<BestState>,
+    /// The task's per-optimiser learning-rate multipliers (older checkpoints: none).
+    #[serde(default)]
+    lr_scales: BTreeMap<String, f64>,
 }
 
 /// The best validation result so far.
@@ -639,13 +680,21 @@ impl Trainer {
             };
             if first_epoch_in_phase == 0 {
                 state.counters.phase_step = 0;
-                let mut ctx = self.epoch_context(phase, phase_index, state.epochs_completed, 0);
+                let mut ctx = self.epoch_context(
+                    phase,
+                    phase_index,
+                    state.epochs_completed,
+                    0,
+                    &state.lr_scales,
+                );
                 task.on_phase_start(&mut model, &mut ctx)?;
+                state.lr_scales = ctx.lr_scales;
             }
             let mut epoch_in_phase = first_epoch_in_phase;
             while epoch_in_phase < phase.epochs {
                 let epoch = state.epochs_completed;
-                let mut ctx = self.epoch_context(phase, phase_index, epoch, epoch_in_phase);
+                let mut ctx =
+                    self.epoch_context(phase, phase_index, epoch, epoch_in_phase, &state.lr_scales);
                 self.device
                     .seed(mix_seed(self.config.seed, &[0xDE71CE, epoch as u64]));
                 task.on_epoch_start(&mut model, &mut ctx)?;
@@ -703,6 +752,7 @@ impl Trainer {
                 if phase_over {
                     task.on_phase_end(&mut model, &mut ctx)?;
                 }
+                state.lr_scales = std::mem::take(&mut ctx.lr_scales);
                 last_good =
                     Some(self.checkpoint(&model, &optimizers, task, &state, best_improved)?);
 
@@ -762,6 +812,7 @@ impl Trainer {
                 next_epoch_in_phase: 0,
                 counters: Counters::default(),
                 best: None,
+                lr_scales: BTreeMap::new(),
             },
             history: Vec::new(),
             resumed_from: None,
@@ -863,6 +914,7 @@ impl Trainer {
                 device: &self.device,
                 optimizers,
                 counters: *counters,
+                lr_scales: &ctx.lr_scales,
                 steps_in_epoch,
                 weight: n.max(1) as f64,
                 meter: &mut meter,
@@ -923,7 +975,9 @@ impl Trainer {
                         steps_in_epoch.saturating_sub(1),
                         steps_in_epoch,
                     );
-                    (o.config().name.clone(), o.lr(&clock) * counters.lr_scale)
+                    let name = &o.config().name;
+                    let task_scale = ctx.lr_scales.get(name).copied().unwrap_or(1.0);
+                    (name.clone(), o.lr(&clock) * counters.lr_scale * task_scale)
                 })
                 .collect(),
             loss: BTreeMap::new(),
@@ -1069,8 +1123,21 @@ impl Trainer {
         phase_index: usize,
         epoch: usize,
         epoch_in_phase: usize,
+        lr_scales: &BTreeMap<String, f64>,
     ) -> EpochContext<'a> {
+        let lr_scales = self
+            .config
+            .optimizers
+            .iter()
+            .map(|o| {
+                (
+                    o.name.clone(),
+                    lr_scales.get(&o.name).copied().unwrap_or(1.0),
+                )
+            })
+            .collect();
         EpochContext {
+            lr_scales,
             phase: &phase.name,
             phase_index,
             epoch,

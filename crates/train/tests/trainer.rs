@@ -514,6 +514,8 @@ fn global_norm_clipping_matches_pytorch_semantics() {
 /// end early, and phase hooks.
 struct TwoPartTask {
     inner: ToyTask,
+    /// Halve `opt_a`'s learning rate after these epochs (1-based, global).
+    halve_a_after: Vec<usize>,
 }
 
 #[derive(Module, Debug)]
@@ -558,6 +560,10 @@ impl TrainTask for TwoPartTask {
         ctx: &mut EpochContext<'_>,
         r: &EpochRecord,
     ) -> Result<PhaseControl, TrainError> {
+        if self.halve_a_after.contains(&(ctx.epoch + 1)) {
+            let scale = ctx.lr_scale("opt_a")?;
+            ctx.set_lr_scale("opt_a", scale * 0.5)?;
+        }
         self.inner.on_epoch_end(&mut m.a, ctx, r)
     }
 
@@ -594,6 +600,7 @@ fn submodule_updates_phases_and_selection() {
     let b_before = params(&model.b);
     let mut task = TwoPartTask {
         inner: ToyTask::new(),
+        halve_a_after: Vec::new(),
     };
     task.inner.end_phase_after = Some(2);
     let out = Trainer::new(cfg.clone(), &dev, open(&tmp.path().join("r"), &cfg, false))
@@ -813,5 +820,102 @@ fn patience_stops_at_a_plateau_and_resumes_to_the_same_stop() {
             .err()
             .expect("refused");
         assert!(err.to_string().contains(why), "{err}");
+    }
+}
+
+/// A task's own learning-rate multiplier reaches only the optimiser it names, holds across
+/// phases, survives a resume, and refuses an unknown optimiser or a bad value.
+#[test]
+fn a_task_scales_one_optimizers_learning_rate() {
+    let _serial = relata_train::generator_turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = device();
+    let opt_a = OptimizerConfig::new("opt_a", OptimizerKind::sgd(0.0, 0.0), 0.1);
+    let opt_b = OptimizerConfig::new("opt_b", OptimizerKind::sgd(0.0, 0.0), 0.1);
+    let cfg = TrainerConfig::new(
+        vec![PhaseConfig::new("one", 3), PhaseConfig::new("two", 3)],
+        vec![opt_a, opt_b],
+    )
+    .with_verbosity(Verbosity::Quiet);
+    let run = |dir: &str, resume: bool, stop: Option<usize>| {
+        let mut trainer =
+            Trainer::new(cfg.clone(), &dev, open(&tmp.path().join(dir), &cfg, resume)).unwrap();
+        if let Some(n) = stop {
+            trainer = trainer.stop_after_epochs(n);
+        }
+        let mut task = TwoPartTask {
+            inner: ToyTask::new(),
+            halve_a_after: vec![2, 4],
+        };
+        let model = TwoPart {
+            a: Toy::new(&dev, 1),
+            b: Toy::new(&dev, 2),
+        };
+        trainer.fit(&mut task, model).unwrap()
+    };
+    let whole = run("whole", false, None);
+    let lrs = |out: &relata_train::FitOutcome<TwoPart>, name: &str| -> Vec<f64> {
+        out.epochs.iter().map(|r| r.lr[name]).collect()
+    };
+    let a = lrs(&whole, "opt_a");
+    let want = [0.1, 0.1, 0.05, 0.05, 0.025, 0.025];
+    for (got, want) in a.iter().zip(want) {
+        assert!((got - want).abs() < 1e-12, "opt_a {a:?}");
+    }
+    assert!(lrs(&whole, "opt_b").iter().all(|&l| l == 0.1));
+    // Interrupted after epoch 3 (after the first halving, in the next phase) and resumed.
+    assert!(!run("split", false, Some(3)).completed);
+    let resumed = run("split", true, None);
+    assert_eq!(lrs(&resumed, "opt_a"), a);
+    assert_eq!(params(&resumed.model.a), params(&whole.model.a));
+
+    // Unknown names and bad values are refused with the known names listed.
+    struct Bad(&'static str, f64);
+    impl TrainTask for Bad {
+        type Model = Toy;
+        type Batch = Vec<usize>;
+        fn epoch_batches(
+            &mut self,
+            _: &mut EpochContext<'_>,
+        ) -> Result<Vec<Vec<usize>>, TrainError> {
+            Ok(vec![vec![0, 1]])
+        }
+        fn step(
+            &mut self,
+            m: Toy,
+            _: &Vec<usize>,
+            _: &mut StepContext<'_>,
+        ) -> Result<Toy, TrainError> {
+            Ok(m)
+        }
+        fn on_epoch_end(
+            &mut self,
+            _: &mut Toy,
+            ctx: &mut EpochContext<'_>,
+            _: &EpochRecord,
+        ) -> Result<PhaseControl, TrainError> {
+            ctx.set_lr_scale(self.0, self.1)?;
+            Ok(PhaseControl::Continue)
+        }
+        fn validate(
+            &mut self,
+            _: &Toy,
+            _: &mut EpochContext<'_>,
+        ) -> Result<BTreeMap<String, f64>, TrainError> {
+            Ok(BTreeMap::new())
+        }
+    }
+    for (k, (name, value, says)) in [("opt_c", 0.5, "opt_a"), ("opt_a", 0.0, "positive")]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = tmp.path().join(format!("bad{k}"));
+        let err = Trainer::new(cfg.clone(), &dev, open(&dir, &cfg, false))
+            .unwrap()
+            .fit(&mut Bad(name, value), Toy::new(&dev, 1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(says), "{err}");
     }
 }
