@@ -8,10 +8,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{LeakyRelu, LeakyReluConfig, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Tensor};
-use relata_dataset::SeededRng;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
-use crate::memory::l2_normalize;
+use crate::loss::Members;
+use crate::memory::{MemoryBank, l2_normalize};
 use crate::positives::PositiveSets;
 
 /// Sizes of G and D.
@@ -136,57 +136,63 @@ impl Gan {
     }
 }
 
-/// For each anchor (feature `anchors[i]`, instance `indices[i]`): the hardest negative among
-/// `draws` uniformly drawn instances outside S_i — the one with the highest aᵀm_j. Returns
-/// instance indices (the anchor itself when every instance is a positive).
+/// For each anchor (feature row `anchors[r]`, instance `indices[r]`): the hardest negative among
+/// `draws` instances drawn uniformly (with replacement) — the drawn non-member of S_i with the
+/// highest aᵀm_j; the anchor itself when every draw is a member. Returns the instance ids
+/// (`[b]`, on the bank's device) and their rows (`[b, d]`).
+///
+/// Everything of size N stays on the device: the scores a Mᵀ, the draws (the device's
+/// generator, which the trainer seeds every epoch) and their exclusion by comparison with the
+/// padded member ids. The host builds only those ids, O(Σ|S_i|). The authors redraw a member
+/// until it is not one; dropping it instead leaves `draws − (members drawn)` candidates, the
+/// same distribution over non-members.
 pub fn hardest_negatives(
-    anchors: &[f32],
+    anchors: Tensor<2>,
     indices: &[usize],
     sets: &PositiveSets,
-    memory: &[f32],
-    dim: usize,
+    memory: &MemoryBank,
     draws: usize,
-    rng: &mut SeededRng,
-) -> Vec<usize> {
-    let n = sets.len();
-    indices
-        .iter()
-        .enumerate()
-        .map(|(row, &i)| {
-            let a = &anchors[row * dim..(row + 1) * dim];
-            let members = sets.get(i);
-            if members.len() >= n {
-                return i;
-            }
-            let mut best: Option<(f32, usize)> = None;
-            let mut drawn = 0;
-            // Rejection-sample non-members (sets are small relative to N).
-            let mut attempts = 0;
-            while drawn < draws && attempts < draws * 20 {
-                attempts += 1;
-                let j = rng.below(n);
-                if members.contains(&j) {
-                    continue;
-                }
-                drawn += 1;
-                let s: f32 = memory[j * dim..(j + 1) * dim]
-                    .iter()
-                    .zip(a)
-                    .map(|(x, y)| x * y)
-                    .sum();
-                if best.is_none_or(|(bs, bj)| s > bs || (s == bs && j < bj)) {
-                    best = Some((s, j));
-                }
-            }
-            best.map_or(i, |(_, j)| j)
-        })
-        .collect()
+) -> (Tensor<1, Int>, Tensor<2>) {
+    let device = memory.values().device();
+    let [n, _] = memory.dims();
+    let b = indices.len();
+    let draws = draws.max(1);
+    let members = Members::of(sets, indices, &device);
+    let k = members.ids.dims()[1];
+    let candidates = Tensor::<2>::random([b, draws], Distribution::Uniform(0.0, n as f64), &device)
+        .int()
+        .clamp(0, n as i64 - 1);
+    let is_member = candidates
+        .clone()
+        .unsqueeze_dim::<3>(2)
+        .expand([b, draws, k])
+        .equal(members.ids.unsqueeze_dim::<3>(1).expand([b, draws, k]))
+        .any_dim(2)
+        .squeeze_dim::<2>(2);
+    let scores = anchors
+        .to_device(&device)
+        .matmul(memory.values().transpose())
+        .gather(1, candidates.clone())
+        .mask_fill(is_member, f32::NEG_INFINITY);
+    let (best, at) = scores.max_dim_with_indices(1);
+    let chosen = candidates.gather(1, at);
+    let anchor_ids = Tensor::<2, Int>::from_data(
+        TensorData::new(
+            indices.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            [b, 1],
+        ),
+        &device,
+    );
+    let ids = chosen
+        .mask_where(best.equal_elem(f32::NEG_INFINITY), anchor_ids)
+        .reshape([b]);
+    let rows = memory.values().select(0, ids.clone());
+    (ids, rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
 
     #[test]
     fn bce_by_hand() {
@@ -221,14 +227,34 @@ mod tests {
         assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
     }
 
+    /// The member most similar to the anchor is never picked, the hardest non-member is (with
+    /// 256 draws over 4 instances every one is drawn), and an anchor whose set holds everything
+    /// gets itself back.
     #[test]
     fn hardest_negative_skips_members() {
+        let d = Device::flex();
+        d.seed(1);
         let mut sets = PositiveSets::identity(4);
         sets.add_pair(0, 1);
         // Anchor a = (1, 0); memory: 1 is the most similar but a member; 3 beats 2.
-        let memory = [1.0, 0.0, 1.0, 0.0, -1.0, 0.0, 0.5, 0.5];
-        let mut rng = SeededRng::new(1);
-        let hard = hardest_negatives(&[1.0, 0.0], &[0], &sets, &memory, 2, 64, &mut rng);
-        assert_eq!(hard, vec![3]);
+        let memory = MemoryBank::from_values(
+            vec![1.0, 0.0, 1.0, 0.0, -1.0, 0.0, 0.5, 0.5],
+            2,
+            0.1,
+            0.5,
+            &d,
+        )
+        .unwrap();
+        let a = Tensor::<2>::from_data(TensorData::new(vec![1f32, 0.0, 1.0, 0.0], [2, 2]), &d);
+        for s in 2..4 {
+            sets.add_pair(1, s);
+        }
+        sets.add_pair(1, 0);
+        // Row 0: anchor 0 with S = {0, 1}; row 1: anchor 1, whose set holds all four.
+        let (ids, rows) = hardest_negatives(a, &[0, 1], &sets, &memory, 256);
+        let ids: Vec<i64> = ids.into_data().iter::<i64>().collect();
+        assert_eq!(ids, vec![3, 1]);
+        let rows: Vec<f32> = rows.into_data().iter::<f32>().collect();
+        assert_eq!(rows, vec![0.5, 0.5, 1.0, 0.0]);
     }
 }

@@ -5,8 +5,7 @@
 //! cosine > r join S_i — symmetrically.
 
 use burn::config::Config;
-use burn::tensor::{Device, Tensor, TensorData};
-use relata_dataset::SeededRng;
+use burn::tensor::{Device, Tensor};
 
 use crate::error::IslError;
 use crate::gan::{Gan, hardest_negatives};
@@ -53,15 +52,13 @@ pub struct Proposal {
     pub added: Vec<usize>,
 }
 
-fn host(t: Tensor<2>) -> Result<Vec<f32>, IslError> {
-    t.into_data()
-        .try_into_vec_as::<f32>()
-        .map_err(|e| IslError::Input(format!("reading a tensor: {e:?}")))
-}
-
 /// Mines one batch: `features` are the anchors' current embeddings (`[b, d]`, backbone frozen),
 /// `indices` their instances. Returns each anchor's proposal; apply them with
 /// [`apply_proposals`].
+///
+/// The N-sized work stays on the device — the hardest negatives, the proxies' cosines with the
+/// whole bank and their top-(k+1) — and the host reads back b scores and b·(k+1) neighbours, so
+/// a mining batch costs O(b·k) on the host at any N.
 pub fn mine_batch(
     gan: &Gan,
     features: Tensor<2>,
@@ -69,9 +66,7 @@ pub fn mine_batch(
     sets: &PositiveSets,
     memory: &MemoryBank,
     config: &MiningConfig,
-    rng: &mut SeededRng,
 ) -> Result<Vec<Proposal>, IslError> {
-    let device: Device = features.device();
     let [b, dim] = features.dims();
     if b != indices.len() {
         return Err(IslError::Input(format!(
@@ -79,71 +74,64 @@ pub fn mine_batch(
             indices.len()
         )));
     }
-    let memory_host = memory.to_vec()?;
-    let anchors = host(features.clone())?;
-    let positives = memory.rows(indices).to_device(&device);
-    let mut best: Vec<Option<(f64, Vec<f32>)>> = vec![None; b];
+    let device: Device = memory.values().device();
+    let features = features.to_device(&device);
+    let positives = memory.rows(indices);
+    // The best-scoring of `proposals` proxies per anchor, chosen on the device.
+    let mut best: Option<(Tensor<2>, Tensor<2>)> = None;
     for _ in 0..config.proposals.max(1) {
-        let negatives = hardest_negatives(
-            &anchors,
-            indices,
-            sets,
-            &memory_host,
-            dim,
-            config.negatives,
-            rng,
-        );
-        let n = memory.rows(&negatives).to_device(&device);
+        let (_, n) = hardest_negatives(features.clone(), indices, sets, memory, config.negatives);
         let g = gan
             .generator
             .forward(features.clone(), positives.clone(), n.clone());
-        let scores: Vec<f32> = gan
+        let s = gan
             .discriminator
             .forward(features.clone(), g.clone(), n)
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .map_err(|e| IslError::Input(format!("reading scores: {e:?}")))?;
-        let proxies = host(g)?;
-        for (row, &s) in scores.iter().enumerate() {
-            if best[row].as_ref().is_none_or(|(bs, _)| f64::from(s) > *bs) {
-                best[row] = Some((f64::from(s), proxies[row * dim..(row + 1) * dim].to_vec()));
+            .reshape([b, 1]);
+        best = Some(match best {
+            None => (s, g),
+            Some((bs, bg)) => {
+                let better = s.clone().greater(bs.clone());
+                (
+                    bs.mask_where(better.clone(), s),
+                    bg.mask_where(better.expand([b, dim]), g),
+                )
             }
-        }
+        });
     }
-    // Cosine of every chosen proxy with every (normalised) memory entry.
-    let chosen: Vec<f32> = best
-        .iter()
-        .flat_map(|b| b.as_ref().expect("one proposal at least").1.clone())
-        .collect();
-    let g = Tensor::<2>::from_data(TensorData::new(chosen, [b, dim]), &device);
-    let m = l2_normalize(memory.values().to_device(&device));
-    let cos = host(g.matmul(m.transpose()))?;
+    let (scores, proxies) = best.expect("one proposal at least");
+    let scores = host(scores)?;
+    // Cosine of every chosen proxy with every (normalised) memory entry; the anchor's own entry
+    // is dropped from the top k + 1 on the host.
     let n_all = memory.dims()[0];
-    Ok(best
-        .into_iter()
-        .enumerate()
-        .map(|(row, b)| {
-            let (score, _) = b.expect("one proposal at least");
+    let take = (config.neighbours + 1).min(n_all);
+    let cos = proxies.matmul(l2_normalize(memory.values()).transpose());
+    let (top, at) = cos.topk_with_indices(take, 1);
+    let top = host(top)?;
+    let at: Vec<i64> = at
+        .into_data()
+        .try_into_vec_as::<i64>()
+        .map_err(|e| IslError::Input(format!("reading neighbours: {e:?}")))?;
+    Ok((0..b)
+        .map(|row| {
             let anchor = indices[row];
-            let sims = &cos[row * n_all..(row + 1) * n_all];
-            // A linear scan: the full ranking below is only needed for accepted anchors.
-            let nearest = (0..n_all)
-                .filter(|&j| j != anchor)
-                .map(|j| sims[j])
-                .max_by(f32::total_cmp)
-                .map_or(f64::NAN, f64::from);
-            let mut added = Vec::new();
-            if score > config.threshold {
+            let score = f64::from(scores[row]);
+            let neighbours: Vec<(usize, f32)> = (0..take)
+                .map(|c| (at[row * take + c] as usize, top[row * take + c]))
+                .filter(|&(j, _)| j != anchor)
+                .take(config.neighbours)
+                .collect();
+            let nearest = neighbours.first().map_or(f64::NAN, |&(_, c)| f64::from(c));
+            let added = if score > config.threshold {
                 let r = radius(score, config.base_radius) as f32;
-                let mut order: Vec<usize> = (0..n_all).filter(|&j| j != anchor).collect();
-                // Top-k by cosine, ties by index.
-                order.sort_by(|&x, &y| sims[y].total_cmp(&sims[x]).then(x.cmp(&y)));
-                added = order
-                    .into_iter()
-                    .take(config.neighbours)
-                    .filter(|&j| sims[j] > r)
-                    .collect();
-            }
+                neighbours
+                    .iter()
+                    .filter(|&&(_, c)| c > r)
+                    .map(|&(j, _)| j)
+                    .collect()
+            } else {
+                Vec::new()
+            };
             Proposal {
                 anchor,
                 score,
@@ -152,6 +140,12 @@ pub fn mine_batch(
             }
         })
         .collect())
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, IslError> {
+    t.into_data()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| IslError::Input(format!("reading a tensor: {e:?}")))
 }
 
 /// Adds every proposal's pairs to S, symmetrically. Returns the number of new pairs.

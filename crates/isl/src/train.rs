@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{GanStop, IslConfig, IslLrSchedule};
 use crate::error::IslError;
 use crate::eval::{IslEval, evaluate};
-use crate::loss::{hard_positive_loss, hard_positives_with, mask_tensor, positive_set_loss};
+use crate::loss::{Members, hard_positive_loss, hard_positives_with, positive_set_loss};
 use crate::memory::MemoryBank;
 use crate::mining::{apply_proposals, mine_batch};
 use crate::model::IslModel;
@@ -363,7 +363,8 @@ impl TrainTask for IslTask<'_> {
         _model: &mut IslModel,
         ctx: &mut EpochContext<'_>,
     ) -> Result<(), TrainError> {
-        if parse_phase(ctx.phase)?.0 != PhaseKind::Backbone {
+        // The bank on the host once per mining phase, for the neighbour-precision yardstick.
+        if parse_phase(ctx.phase)?.0 == PhaseKind::Mine && ctx.epoch_in_phase == 0 {
             self.memory_host = self.memory.to_vec()?;
         }
         self.epoch_new_pairs = 0;
@@ -382,8 +383,8 @@ impl TrainTask for IslTask<'_> {
             PhaseKind::Backbone => {
                 let f = model.net.forward(self.images(batch, ctx.epoch, &device)?);
                 let logits = self.memory.logits(f.clone());
-                let mask = mask_tensor(&self.sets, batch, &device);
-                let inst = positive_set_loss(logits.clone(), mask);
+                let members = Members::of(&self.sets, batch, &device);
+                let inst = positive_set_loss(logits.clone(), &members);
                 // Memory rows of the anchors and their positives, for the hard positives.
                 let mut ids: Vec<usize> = batch
                     .iter()
@@ -412,22 +413,14 @@ impl TrainTask for IslTask<'_> {
             }
             PhaseKind::Gan => {
                 let a = self.frozen_features(&model, batch, ctx.epoch, &device)?;
-                let anchors = a
-                    .clone()
-                    .into_data()
-                    .try_into_vec_as::<f32>()
-                    .map_err(|e| TrainError::msg(format!("reading features: {e:?}")))?;
-                let negatives = crate::gan::hardest_negatives(
-                    &anchors,
+                let (_, n) = crate::gan::hardest_negatives(
+                    a.clone(),
                     batch,
                     &self.sets,
-                    &self.memory_host,
-                    self.config.dim,
+                    &self.memory,
                     self.config.gan.negatives,
-                    ctx.rng,
                 );
                 let p = self.memory.rows(batch);
-                let n = self.memory.rows(&negatives);
                 let d_loss = model
                     .gan
                     .discriminator_loss(a.clone(), p.clone(), n.clone());
@@ -448,7 +441,6 @@ impl TrainTask for IslTask<'_> {
                     &self.sets,
                     &self.memory,
                     &self.config.mining,
-                    ctx.rng,
                 )?;
                 let b = batch.len() as f64;
                 let accepted = proposals.iter().filter(|p| !p.added.is_empty()).count();

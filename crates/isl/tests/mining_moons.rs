@@ -77,17 +77,12 @@ fn train_gan(mut gan: Gan, memory: &[f32], features: &[f32], sets: &PositiveSets
     let mut opt_g = AdamConfig::new().init();
     let mut rng = SeededRng::new(7);
     let n = memory.len() / DIM;
+    let bank = MemoryBank::from_values(memory.to_vec(), DIM, 0.1, 0.5, &device).unwrap();
     for _ in 0..150 {
         for batch in rng.permutation(n).chunks(40) {
-            let batch_features: Vec<f32> = batch
-                .iter()
-                .flat_map(|&i| features[i * DIM..(i + 1) * DIM].to_vec())
-                .collect();
-            let negatives =
-                hardest_negatives(&batch_features, batch, sets, memory, DIM, 64, &mut rng);
             let a = rows(features, batch, &device);
+            let (_, neg) = hardest_negatives(a.clone(), batch, sets, &bank, 64);
             let p = rows(memory, batch, &device);
-            let neg = rows(memory, &negatives, &device);
             let d_loss = gan.discriminator_loss(a.clone(), p.clone(), neg.clone());
             let grads = GradientsParams::from_grads(d_loss.backward(), &gan.discriminator);
             gan.discriminator = opt_d.step(1e-3, gan.discriminator, grads);
@@ -108,11 +103,11 @@ fn mine_all(gan: &Gan, memory: &[f32], features: &[f32], labels: &[usize]) -> (u
     // The score threshold is lowered so that the test measures where proxies land — the
     // geometry — rather than D's calibration on this toy.
     let config = MiningConfig::new().with_negatives(64).with_threshold(0.0);
-    let mut rng = SeededRng::new(11);
+    device.seed(11);
     let all: Vec<usize> = (0..n).collect();
     for batch in all.chunks(50) {
         let f = rows(features, batch, &device);
-        let proposals = mine_batch(gan, f, batch, &sets, &bank, &config, &mut rng).unwrap();
+        let proposals = mine_batch(gan, f, batch, &sets, &bank, &config).unwrap();
         apply_proposals(&mut sets, &proposals);
     }
     let report = sets.report(labels);
