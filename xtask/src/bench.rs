@@ -30,6 +30,9 @@ pub enum Suite {
     /// ResNet-18's layers one at a time (convolutions, batch norm, max pool, ReLU), forward and
     /// forward+backward, on flex (and tch) vs PyTorch CPU: which op loses.
     Ops,
+    /// ISL's host work per backbone step, GAN step and mining batch at N = 50,000, before and
+    /// after it moved to the device (no Python reference: the comparison is with the old code).
+    Isl,
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +122,7 @@ pub fn run(args: BenchArgs, root: &Path) -> Result<()> {
             &json_path(&args, root, "ops"),
             root,
         ),
+        Suite::Isl => crate::bench_isl::run(args.quick, &json_path(&args, root, "isl")),
         Suite::Data => crate::bench_data::run(
             &args.python,
             args.quick,

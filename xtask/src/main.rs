@@ -9,6 +9,7 @@ mod backends;
 mod bench;
 mod bench_backbone;
 mod bench_data;
+mod bench_isl;
 mod bench_ops;
 mod ci;
 mod data;

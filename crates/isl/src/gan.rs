@@ -227,6 +227,38 @@ mod tests {
         assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
     }
 
+    /// With draws far outnumbering the instances every non-member is drawn, so the device
+    /// search and the host reference (which redraws members) must pick the same negative.
+    #[test]
+    fn device_hardest_negatives_equal_the_host_reference() {
+        let d = Device::flex();
+        d.seed(5);
+        let (n, dim) = (40, 6);
+        let mut rng = relata_dataset::SeededRng::new(9);
+        let values: Vec<f32> = (0..n * dim)
+            .map(|_| rng.uniform(-1.0, 1.0) as f32)
+            .collect();
+        let memory = MemoryBank::from_values(values.clone(), dim, 0.1, 0.5, &d).unwrap();
+        let mut sets = PositiveSets::identity(n);
+        for _ in 0..60 {
+            sets.add_pair(rng.below(n), rng.below(n));
+        }
+        let batch: Vec<usize> = (0..n).step_by(3).collect();
+        let anchors: Vec<f32> = (0..batch.len() * dim)
+            .map(|_| rng.uniform(-1.0, 1.0) as f32)
+            .collect();
+        let a = Tensor::<2>::from_data(TensorData::new(anchors.clone(), [batch.len(), dim]), &d);
+        let (ids, _) = hardest_negatives(a, &batch, &sets, &memory, 4096);
+        let device: Vec<usize> = ids.into_data().iter::<i64>().map(|i| i as usize).collect();
+        let host = crate::host_reference::hardest_negatives(
+            &anchors, &batch, &sets, &values, dim, 4096, &mut rng,
+        );
+        assert_eq!(device, host);
+        for (&i, &j) in batch.iter().zip(&device) {
+            assert!(!sets.get(i).contains(&j));
+        }
+    }
+
     /// The member most similar to the anchor is never picked, the hardest non-member is (with
     /// 256 draws over 4 instances every one is drawn), and an anchor whose set holds everything
     /// gets itself back.

@@ -62,6 +62,8 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod gan;
+#[doc(hidden)] // the device code's reference in tests and `cargo xtask bench isl`
+pub mod host_reference;
 pub mod loss;
 pub mod memory;
 pub mod mining;

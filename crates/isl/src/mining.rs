@@ -56,9 +56,10 @@ pub struct Proposal {
 /// `indices` their instances. Returns each anchor's proposal; apply them with
 /// [`apply_proposals`].
 ///
-/// The N-sized work stays on the device — the hardest negatives, the proxies' cosines with the
-/// whole bank and their top-(k+1) — and the host reads back b scores and b·(k+1) neighbours, so
-/// a mining batch costs O(b·k) on the host at any N.
+/// The N-sized work stays on the device ([`proxy_neighbours`]: the hardest negatives, the
+/// proxies' cosines with the whole bank and their top-(k+1)); the host reads back b scores and
+/// b·(k+1) neighbours and decides ([`decide`]), so a mining batch costs O(b·k) on the host at
+/// any N.
 pub fn mine_batch(
     gan: &Gan,
     features: Tensor<2>,
@@ -67,6 +68,34 @@ pub fn mine_batch(
     memory: &MemoryBank,
     config: &MiningConfig,
 ) -> Result<Vec<Proposal>, IslError> {
+    let found = proxy_neighbours(gan, features, indices, sets, memory, config)?;
+    Ok(decide(&found, indices, config))
+}
+
+/// What the device hands the host for one mining batch: each anchor's best proxy score and
+/// the top `take` memory entries by cosine with that proxy (row-major `[b, take]`).
+#[doc(hidden)] // public for the host-work benchmark
+pub struct ProxyNeighbours {
+    /// D's score of each anchor's chosen proxy.
+    pub scores: Vec<f32>,
+    /// Cosines, best first.
+    pub cosines: Vec<f32>,
+    /// Their instance ids.
+    pub ids: Vec<i64>,
+    /// Entries per anchor (k + 1, at most N).
+    pub take: usize,
+}
+
+/// The device side of [`mine_batch`].
+#[doc(hidden)] // public for the host-work benchmark
+pub fn proxy_neighbours(
+    gan: &Gan,
+    features: Tensor<2>,
+    indices: &[usize],
+    sets: &PositiveSets,
+    memory: &MemoryBank,
+    config: &MiningConfig,
+) -> Result<ProxyNeighbours, IslError> {
     let [b, dim] = features.dims();
     if b != indices.len() {
         return Err(IslError::Input(format!(
@@ -100,24 +129,34 @@ pub fn mine_batch(
         });
     }
     let (scores, proxies) = best.expect("one proposal at least");
-    let scores = host(scores)?;
-    // Cosine of every chosen proxy with every (normalised) memory entry; the anchor's own entry
-    // is dropped from the top k + 1 on the host.
-    let n_all = memory.dims()[0];
-    let take = (config.neighbours + 1).min(n_all);
+    // Cosine of every chosen proxy with every (normalised) memory entry; one more than k, so
+    // that k remain once the anchor's own entry is dropped.
+    let take = (config.neighbours + 1).min(memory.dims()[0]);
     let cos = proxies.matmul(l2_normalize(memory.values()).transpose());
     let (top, at) = cos.topk_with_indices(take, 1);
-    let top = host(top)?;
-    let at: Vec<i64> = at
-        .into_data()
-        .try_into_vec_as::<i64>()
-        .map_err(|e| IslError::Input(format!("reading neighbours: {e:?}")))?;
-    Ok((0..b)
-        .map(|row| {
-            let anchor = indices[row];
-            let score = f64::from(scores[row]);
-            let neighbours: Vec<(usize, f32)> = (0..take)
-                .map(|c| (at[row * take + c] as usize, top[row * take + c]))
+    Ok(ProxyNeighbours {
+        scores: host(scores)?,
+        cosines: host(top)?,
+        ids: at
+            .into_data()
+            .try_into_vec_as::<i64>()
+            .map_err(|e| IslError::Input(format!("reading neighbours: {e:?}")))?,
+        take,
+    })
+}
+
+/// The host side of [`mine_batch`]: per anchor, drop its own entry, keep the top k; when the
+/// score beats h, those with cosine above the radius join S_i.
+#[doc(hidden)] // public for the host-work benchmark
+pub fn decide(found: &ProxyNeighbours, indices: &[usize], config: &MiningConfig) -> Vec<Proposal> {
+    let take = found.take;
+    indices
+        .iter()
+        .enumerate()
+        .map(|(row, &anchor)| {
+            let score = f64::from(found.scores[row]);
+            let neighbours: Vec<(usize, f32)> = (row * take..(row + 1) * take)
+                .map(|c| (found.ids[c] as usize, found.cosines[c]))
                 .filter(|&(j, _)| j != anchor)
                 .take(config.neighbours)
                 .collect();
@@ -139,7 +178,7 @@ pub fn mine_batch(
                 added,
             }
         })
-        .collect())
+        .collect()
 }
 
 fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, IslError> {
