@@ -28,9 +28,9 @@ pub struct GanConfig {
 /// Generator: proxy f^g = normalise(G(a, p, n)).
 #[derive(Module, Debug)]
 pub struct Generator {
-    /// 3d → 256.
+    /// 3d → 2d.
     pub fc1: Linear,
-    /// 256 → d.
+    /// 2d → d.
     pub fc2: Linear,
     /// d → d.
     pub fc3: Linear,
@@ -40,11 +40,11 @@ pub struct Generator {
 /// Discriminator: D(a, x, y) ∈ (0, 1).
 #[derive(Module, Debug)]
 pub struct Discriminator {
-    /// 3d → 128.
+    /// 3d → d.
     pub fc1: Linear,
-    /// 128 → 64.
+    /// d → d/2.
     pub fc2: Linear,
-    /// 64 → 1.
+    /// d/2 → 1.
     pub fc3: Linear,
     act: LeakyRelu,
 }
@@ -59,21 +59,23 @@ pub struct Gan {
 }
 
 impl GanConfig {
-    /// Builds G and D.
+    /// Builds G and D, their hidden sizes scaled with d as in the authors' `models/GAN.py`
+    /// (G 3d → 2d → d → d, D 3d → d → d/2 → 1; 384 → 256 → 128 → 128 and 384 → 128 → 64 → 1 at
+    /// d = 128).
     pub fn init(&self, device: &Device) -> Gan {
         let d = self.dim;
         let act = LeakyReluConfig::new().with_negative_slope(0.01).init();
         Gan {
             generator: Generator {
-                fc1: LinearConfig::new(3 * d, 256).init(device),
-                fc2: LinearConfig::new(256, d).init(device),
+                fc1: LinearConfig::new(3 * d, 2 * d).init(device),
+                fc2: LinearConfig::new(2 * d, d).init(device),
                 fc3: LinearConfig::new(d, d).init(device),
                 act: act.clone(),
             },
             discriminator: Discriminator {
-                fc1: LinearConfig::new(3 * d, 128).init(device),
-                fc2: LinearConfig::new(128, 64).init(device),
-                fc3: LinearConfig::new(64, 1).init(device),
+                fc1: LinearConfig::new(3 * d, d).init(device),
+                fc2: LinearConfig::new(d, (d / 2).max(1)).init(device),
+                fc3: LinearConfig::new((d / 2).max(1), 1).init(device),
                 act,
             },
         }

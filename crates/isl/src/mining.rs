@@ -129,9 +129,20 @@ pub fn proxy_neighbours(
         });
     }
     let (scores, proxies) = best.expect("one proposal at least");
-    // Cosine of every chosen proxy with every (normalised) memory entry; one more than k, so
-    // that k remain once the anchor's own entry is dropped.
-    let take = (config.neighbours + 1).min(memory.dims()[0]);
+    neighbours_of(scores, proxies, memory, config.neighbours)
+}
+
+/// Each proxy's top `neighbours + 1` memory entries by cosine (the bank normalised), with its
+/// score, read back for [`decide`]: one more than k, so that k remain once the anchor's own
+/// entry is dropped.
+#[doc(hidden)] // public for the parity test with fixed proxies
+pub fn neighbours_of(
+    scores: Tensor<2>,
+    proxies: Tensor<2>,
+    memory: &MemoryBank,
+    neighbours: usize,
+) -> Result<ProxyNeighbours, IslError> {
+    let take = (neighbours + 1).min(memory.dims()[0]);
     let cos = proxies.matmul(l2_normalize(memory.values()).transpose());
     let (top, at) = cos.topk_with_indices(take, 1);
     Ok(ProxyNeighbours {
