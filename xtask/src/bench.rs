@@ -33,6 +33,9 @@ pub enum Suite {
     /// ISL's host work per backbone step, GAN step and mining batch at N = 50,000, before and
     /// after it moved to the device (no Python reference: the comparison is with the old code).
     Isl,
+    /// CSRMS's Fuzzy ART over 50,000 × 512 features (one relation refresh), on one thread and
+    /// on every core.
+    Art,
 }
 
 #[derive(Args, Debug)]
@@ -123,6 +126,7 @@ pub fn run(args: BenchArgs, root: &Path) -> Result<()> {
             root,
         ),
         Suite::Isl => crate::bench_isl::run(args.quick, &json_path(&args, root, "isl")),
+        Suite::Art => crate::bench_art::run(args.quick, &json_path(&args, root, "art")),
         Suite::Data => crate::bench_data::run(
             &args.python,
             args.quick,

@@ -7,6 +7,7 @@
 
 mod backends;
 mod bench;
+mod bench_art;
 mod bench_backbone;
 mod bench_data;
 mod bench_isl;
