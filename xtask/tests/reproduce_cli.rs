@@ -645,21 +645,36 @@ fn csrms_smoke_on_synth_fine_then_resume_and_a_cifar_directory() {
         "{out}"
     );
     assert!(
-        out.contains("| baseline |") && out.contains("| full |"),
+        out.contains("| baseline |") && out.contains("| control |") && out.contains("| full |"),
         "{out}"
     );
+    // The equal-compute control is compared under the table too.
+    assert!(out.contains("equal-compute control"), "{out}");
     let metrics = read_metrics(&dir);
     assert_eq!(metrics["method"], "csrms");
     assert_eq!(metrics["dataset"], "synth-fine");
     assert_eq!(metrics["rows"][0]["variant"], "baseline");
-    assert_eq!(metrics["rows"][1]["variant"], "full");
-    for row in 0..2 {
+    assert_eq!(metrics["rows"][1]["variant"], "control");
+    assert_eq!(metrics["rows"][2]["variant"], "full");
+    for row in 0..3 {
         for key in ["top1", "top5"] {
             assert!(metrics["rows"][row][key].is_number(), "{metrics}");
         }
     }
-    assert!(dir.join("full/model/model.bpk").is_file());
-    assert!(dir.join("baseline/model/model.bpk").is_file());
+    for key in ["gcn_top1", "gcn_top5"] {
+        assert!(metrics["rows"][2][key].is_number(), "{metrics}");
+    }
+    for variant in ["full", "control", "baseline"] {
+        assert!(dir.join(variant).join("model/model.bpk").is_file());
+    }
+    // The control trains on the sampled images with cross-entropy alone: its epochs log
+    // the relation phase but no GCN or relation loss.
+    let control = std::fs::read_to_string(dir.join("control/metrics.jsonl")).unwrap();
+    assert!(control.contains("\"relation\""), "{control}");
+    assert!(
+        !control.contains("\"inter\"") && !control.contains("\"gcn\""),
+        "{control}"
+    );
     assert!(dir.join("report.md").is_file());
     // One line per epoch, naming the phases; the relation refresh is in the epoch records.
     assert!(

@@ -34,6 +34,11 @@ pub enum Variant {
     Full,
     /// The same backbone trained with plain cross-entropy on the anchors, same epochs and data.
     Baseline,
+    /// The equal-compute control: CSRMS's schedule and sampler (warm-up, relation refreshes,
+    /// each anchor with its n positives and m negatives), trained with cross-entropy alone on
+    /// every sampled image — no GCN, smoothing, L_neg or L_inter. It sees what CSRMS sees, so a
+    /// gain of `full` over it is the relation modelling's, not the extra images'.
+    Control,
 }
 
 impl Variant {
@@ -42,6 +47,7 @@ impl Variant {
         match self {
             Variant::Full => "full",
             Variant::Baseline => "baseline",
+            Variant::Control => "control",
         }
     }
 }
@@ -186,7 +192,7 @@ impl CsrmsConfig {
                 self.epochs, self.warmup_epochs
             ));
         }
-        if self.variant == Variant::Full && self.relation_epochs() == 0 {
+        if self.variant != Variant::Baseline && self.relation_epochs() == 0 {
             return bad(format!(
                 "warmup_epochs = epochs = {}: no epoch is left for CSRMS's relation phase",
                 self.epochs

@@ -288,6 +288,11 @@ impl<'a> CsrmsTask<'a> {
 
         let logits = model.classifier.forward(anchors.clone());
         record_accuracy(ctx, &logits, &labels);
+        if self.config.variant == Variant::Control {
+            let all_logits = model.classifier.forward(features);
+            let l_cls = cross_entropy(all_logits, self.labels_tensor(&all, &device));
+            return ctx.minimize(model, Loss::single("cls", l_cls));
+        }
         let l_cls = if self.config.cls_on_sampled {
             // Every image of the sub-graph batch: anchors, positives, negatives.
             let all_logits = model.classifier.forward(features.clone());
@@ -465,7 +470,7 @@ impl TrainTask for CsrmsTask<'_> {
 pub(crate) fn trainer_config(config: &CsrmsConfig) -> TrainerConfig {
     let phases = match config.variant {
         Variant::Baseline => vec![PhaseConfig::new(BASELINE, config.epochs)],
-        Variant::Full => {
+        Variant::Full | Variant::Control => {
             let mut p = Vec::new();
             if config.warmup_epochs > 0 {
                 p.push(PhaseConfig::new(WARMUP, config.warmup_epochs));
