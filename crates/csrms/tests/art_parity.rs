@@ -7,6 +7,14 @@
 use relata_csrms::art::complement_code;
 use relata_csrms::{FuzzyArt, FuzzyArtConfig};
 
+fn counts(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
 fn floats(v: &serde_json::Value) -> Vec<f32> {
     v.as_array()
         .unwrap()
@@ -38,23 +46,15 @@ fn fuzzy_art_matches_the_released_code() {
             .chunks(dim)
             .map(|row| art.present(&complement_code(row)).unwrap() as u64)
             .collect();
-        let want: Vec<u64> = case["assignments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        assert_eq!(assignments, want, "rho {rho}, beta {beta}: assignments");
+        assert_eq!(
+            assignments,
+            counts(&case["assignments"]),
+            "rho {rho}, beta {beta}: assignments"
+        );
         let clusters = case["clusters"].as_u64().unwrap() as usize;
         assert_eq!(art.clusters(), clusters);
         let sizes: Vec<u64> = art.sizes().iter().map(|&s| s as u64).collect();
-        let want_sizes: Vec<u64> = case["sizes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        assert_eq!(sizes, want_sizes, "rho {rho}: cluster sizes");
+        assert_eq!(sizes, counts(&case["sizes"]), "rho {rho}: cluster sizes");
         let weights = floats(&case["weights"]);
         for j in 0..clusters {
             for (k, (got, want)) in art
