@@ -675,6 +675,9 @@ fn bad_configuration_is_refused_with_the_field_named() {
 /// repeats the first run's step log exactly, a run from its own draw does not.
 #[test]
 fn a_shared_start_repeats_the_step_log() {
+    // Its trainer seeds the shared device generator every epoch, which would move the dropout
+    // masks of a test training beside it.
+    let _serial = relata_train::generator_turn();
     let root = tempfile::tempdir().unwrap();
     let start = root.path().join("start/initial.bpk");
     let plain = DeviceChoice::Flex.device().unwrap();
