@@ -157,7 +157,10 @@ fn synth_exports_read_back_as_real_formats() {
             "family_edit is a probability",
         ),
         (&["--dev", "0"], "at least 1"),
-        (&["--image-size", "16"], "--image-size is for synth-fine"),
+        (
+            &["--image-size", "16"],
+            "--image-size and --pretraining-source are for synth-fine",
+        ),
     ] {
         let mut args = vec!["data", "synth", "synth-captions", wrong.as_str()];
         args.extend_from_slice(extra);

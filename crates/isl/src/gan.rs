@@ -1,8 +1,8 @@
-//! The GAN that mines the feature manifold (the paper's "GAN"; docs/isl.md): generator G (384 → 256
-//! → 128 → 128, LeakyReLU 0.01, L2-normalised proxy) and discriminator D (384 → 128 → 64 → 1,
-//! LeakyReLU 0.01, sigmoid) over concatenated (anchor, positive, negative) features, their BCE
-//! losses, and the triplet sampler (positive = the anchor's own memory entry, negative = the
-//! hardest of 4,096 random non-members).
+//! The GAN that mines the feature manifold (the paper's "GAN"; docs/isl.md): generator G (3d → 2d
+//! → d → d, LeakyReLU 0.01, L2-normalised proxy) and discriminator D (3d → d → d/2 → 1, LeakyReLU
+//! 0.01, sigmoid) — 384 → 256 → 128 → 128 and 384 → 128 → 64 → 1 at d = 128 — over concatenated
+//! (anchor, positive, negative) features, their BCE losses, and the triplet sampler (positive =
+//! the anchor's own memory entry, negative = the hardest of 4,096 random non-members).
 
 use burn::config::Config;
 use burn::module::Module;
