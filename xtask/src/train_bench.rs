@@ -237,8 +237,12 @@ fn isl(
         let n = c.batch_size * steps;
         (c, n)
     };
-    // Round 0 alone: the backbone phase's step (memory-bank softmax and update).
-    let config = config.with_rounds(1).with_backbone_epochs(2);
+    // Round 0 alone: the backbone phase's step (memory-bank softmax and update), on every image
+    // (the cosine schedule holds none out for a monitor), so that the bank has N entries.
+    let config = config
+        .with_rounds(1)
+        .with_backbone_epochs(2)
+        .with_lr_schedule(relata_isl::IslLrSchedule::CosinePerRound);
     let batch = config.batch_size;
     // At most 1,000 distinct images, repeated to N entries: rendering 50,000 would take longer
     // than the benchmark, and the step does not depend on what the pixels show.
