@@ -60,9 +60,7 @@ pub fn run(quick: bool, json_out: &Path) -> Result<()> {
         sets.add_pair(rng.below(n), rng.below(n));
     }
     let batch: Vec<usize> = rng.permutation(n)[..BATCH].to_vec();
-    let anchors_host: Vec<f32> = (0..BATCH)
-        .flat_map(|r| memory_row(&memory, batch[r]))
-        .collect();
+    let anchors_host = host(memory.rows(&batch));
     let anchors =
         Tensor::<2>::from_data(TensorData::new(anchors_host.clone(), [BATCH, DIM]), &device);
     let gan = GanConfig::new().init(&device);
@@ -174,8 +172,4 @@ pub fn run(quick: bool, json_out: &Path) -> Result<()> {
     std::fs::write(json_out, serde_json::to_string_pretty(&value)?)?;
     eprintln!("wrote {}", json_out.display());
     Ok(())
-}
-
-fn memory_row(memory: &MemoryBank, i: usize) -> Vec<f32> {
-    host(memory.rows(&[i]))
 }

@@ -269,6 +269,7 @@ pub fn reproduce(
     }
     // The full row says how much was mined and how well against the hidden labels, beside the
     // chance a random pair has of sharing a class.
+    let chance = 1.0 / data.num_classes().max(1) as f64;
     let mut full = row("full", &trained.extra.last);
     full.insert(
         "mined_per_instance".into(),
@@ -278,17 +279,11 @@ pub fn reproduce(
         "mining_precision".into(),
         json!(trained.extra.mining.precision),
     );
-    full.insert(
-        "chance_precision".into(),
-        json!(1.0 / data.num_classes().max(1) as f64),
-    );
+    full.insert("chance_precision".into(), json!(chance));
     full.insert("monitor_images".into(), json!(trained.extra.monitor_images));
     rows.push(full);
     let mut notes = table_notes(&rows);
-    notes.extend(round_notes(
-        &trained.extra.rounds,
-        1.0 / data.num_classes().max(1) as f64,
-    ));
+    notes.extend(round_notes(&trained.extra.rounds, chance));
     let results = Results {
         method: "isl".into(),
         dataset: dataset.into(),

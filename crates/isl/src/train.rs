@@ -162,11 +162,9 @@ struct SavedState {
     /// What each mining phase ended with (older checkpoints: none).
     #[serde(default)]
     rounds: Vec<RoundMining>,
-    /// The mining phase in progress: its yardstick and epochs so far.
+    /// The mining phase in progress: its yardstick.
     #[serde(default)]
     phase_neighbour_precision: f64,
-    #[serde(default)]
-    mining_epochs: usize,
 }
 
 /// What one round's mining phase left: the sets' size and precision against the hidden labels,
@@ -199,14 +197,12 @@ pub struct IslTask<'a> {
     pub sets: PositiveSets,
     labels: Vec<usize>,
     gan_losses: Vec<f64>,
-    memory_host: Vec<f32>,
     /// New pairs in the current mining epoch.
     epoch_new_pairs: usize,
     /// Consecutive mining epochs that added nothing (for `mining_patience`).
     idle_mining_epochs: usize,
-    /// The current mining phase's yardstick and length, for its `RoundMining`.
+    /// The current mining phase's yardstick, for its `RoundMining`.
     phase_neighbour_precision: f64,
-    mining_epochs: usize,
     /// Evaluation after round 0 (the instance-discrimination baseline).
     pub round0: Option<IslEval>,
     /// Images held out of training that the plateau rule watches (empty with a cosine).
@@ -266,11 +262,9 @@ impl<'a> IslTask<'a> {
             test_pipeline,
             memory,
             gan_losses: Vec::new(),
-            memory_host: Vec::new(),
             epoch_new_pairs: 0,
             idle_mining_epochs: 0,
             phase_neighbour_precision: 0.0,
-            mining_epochs: 0,
             round0: None,
             monitor,
             plateau,
@@ -361,12 +355,8 @@ impl TrainTask for IslTask<'_> {
     fn on_epoch_start(
         &mut self,
         _model: &mut IslModel,
-        ctx: &mut EpochContext<'_>,
+        _ctx: &mut EpochContext<'_>,
     ) -> Result<(), TrainError> {
-        // The bank on the host once per mining phase, for the neighbour-precision yardstick.
-        if parse_phase(ctx.phase)?.0 == PhaseKind::Mine && ctx.epoch_in_phase == 0 {
-            self.memory_host = self.memory.to_vec()?;
-        }
         self.epoch_new_pairs = 0;
         Ok(())
     }
@@ -513,12 +503,14 @@ impl TrainTask for IslTask<'_> {
                 let report = self.sets.report(&self.labels);
                 if ctx.epoch_in_phase == 0 {
                     // What the embedding itself would give a miner (≤ 2,000 anchors): the
-                    // yardstick for mining_precision.
+                    // yardstick for mining_precision. The bank comes to the host once per
+                    // mining phase, here (mining leaves it unchanged).
+                    let bank = self.memory.to_vec()?;
                     let n = self.labels.len();
                     let step = n.div_ceil(2000).max(1);
                     let sample: Vec<usize> = (0..n).step_by(step).collect();
                     self.phase_neighbour_precision = crate::positives::neighbour_precision(
-                        &self.memory_host,
+                        &bank,
                         self.config.dim,
                         &self.labels,
                         self.config.mining.neighbours,
@@ -526,7 +518,6 @@ impl TrainTask for IslTask<'_> {
                     );
                     ctx.record("neighbour_precision", self.phase_neighbour_precision);
                 }
-                self.mining_epochs = ctx.epoch_in_phase + 1;
                 ctx.record("mined_per_instance", report.mined_per_instance);
                 if let Some(precision) = report.precision {
                     ctx.record("mining_precision", precision);
@@ -560,7 +551,8 @@ impl TrainTask for IslTask<'_> {
             let report = self.sets.report(&self.labels);
             self.rounds.push(RoundMining {
                 round,
-                epochs: self.mining_epochs,
+                // The context is the phase's last epoch's.
+                epochs: ctx.epoch_in_phase + 1,
                 mined_per_instance: report.mined_per_instance,
                 precision: report.precision,
                 neighbour_precision: self.phase_neighbour_precision,
@@ -594,7 +586,6 @@ impl TrainTask for IslTask<'_> {
             plateau: self.plateau.clone(),
             rounds: self.rounds.clone(),
             phase_neighbour_precision: self.phase_neighbour_precision,
-            mining_epochs: self.mining_epochs,
         })
         .map_err(|e| TrainError::msg(format!("serialising ISL state: {e}")))?;
         let mut out = b"ISLSTATE".to_vec();
@@ -642,7 +633,6 @@ impl TrainTask for IslTask<'_> {
         }
         self.rounds = saved.rounds;
         self.phase_neighbour_precision = saved.phase_neighbour_precision;
-        self.mining_epochs = saved.mining_epochs;
         Ok(())
     }
 
