@@ -298,6 +298,12 @@ fn one() -> f64 {
     1.0
 }
 
+/// What `optimizer`'s scheduled learning rate is multiplied by: the trainer's plateau drops
+/// times the task's own scale for it. The step and the logged rate both read it here.
+fn lr_multiplier(counters: &Counters, task_scales: &BTreeMap<String, f64>, optimizer: &str) -> f64 {
+    counters.lr_scale * task_scales.get(optimizer).copied().unwrap_or(1.0)
+}
+
 impl Default for Counters {
     fn default() -> Self {
         Self {
@@ -451,7 +457,7 @@ impl StepContext<'_> {
             self.step,
             self.steps_in_epoch,
         );
-        let scale = self.counters.lr_scale * self.lr_scales.get(optimizer).copied().unwrap_or(1.0);
+        let scale = lr_multiplier(&self.counters, self.lr_scales, optimizer);
         let (model, norm) = self.optimizers[index].apply(model, params, &clock, scale);
         if let Some(norm) = norm {
             self.meter
@@ -976,8 +982,8 @@ impl Trainer {
                         steps_in_epoch,
                     );
                     let name = &o.config().name;
-                    let task_scale = ctx.lr_scales.get(name).copied().unwrap_or(1.0);
-                    (name.clone(), o.lr(&clock) * counters.lr_scale * task_scale)
+                    let scale = lr_multiplier(counters, &ctx.lr_scales, name);
+                    (name.clone(), o.lr(&clock) * scale)
                 })
                 .collect(),
             loss: BTreeMap::new(),
