@@ -37,3 +37,37 @@ fn bench_isl_writes_the_host_work_table() {
         }
     }
 }
+
+/// `cargo xtask bench art --quick`: one and two threads give the same clusters (the command
+/// fails otherwise), the table and the JSON report them.
+#[test]
+fn bench_art_clusters_alike_on_one_thread_and_many() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("art.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["bench", "art", "--quick", "--json"])
+        .arg(&json)
+        .output()
+        .expect("xtask runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| 1 thread |") && stdout.contains("threads |"),
+        "{stdout}"
+    );
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(
+        (value["n"].as_u64(), value["dim"].as_u64()),
+        (Some(5_000), Some(512))
+    );
+    let clusters = value["clusters"].as_u64().unwrap();
+    assert!((1..=5_000).contains(&clusters), "{value}");
+    assert!(value["single_image_clusters"].as_u64().unwrap() <= clusters);
+    for key in ["seconds_one_thread", "seconds_all_threads"] {
+        assert!(value[key].as_f64().unwrap() > 0.0, "{value}");
+    }
+}
