@@ -20,6 +20,7 @@ mod features;
 mod gpu_kit;
 mod parity;
 mod reproduce;
+mod serve;
 mod train_bench;
 
 use anyhow::Result;
@@ -60,6 +61,9 @@ enum Command {
     /// Query a trained run (`search cmbh --run RUN --image q.jpg`).
     #[command(subcommand)]
     Search(reproduce::SearchCommand),
+    /// A trained run behind a web page: upload or pick a query image (CMBH) or type a caption
+    /// (HREM) and see the top-k images (`serve --run RUN --index INDEX [--port 8080]`).
+    Serve(serve::ServeArgs),
     /// Compare training steps with the authors' released code (`parity hrem --authors-code DIR`).
     #[command(subcommand)]
     Parity(parity::ParityCommand),
@@ -103,6 +107,7 @@ fn main() -> Result<()> {
         Command::Export(args) => export::run(args),
         Command::Index(cmd) => reproduce::index(cmd),
         Command::Search(cmd) => reproduce::search(cmd),
+        Command::Serve(args) => serve::run(args),
         Command::Parity(cmd) => parity::run(cmd),
         Command::Backends(args) => backends::run(args),
         Command::TrainBench(args) => train_bench::run(args),

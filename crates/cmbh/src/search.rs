@@ -159,8 +159,17 @@ impl SearchRun {
         k: usize,
         device: &Device,
     ) -> Result<Vec<Hit>, CmbhError> {
-        let img = decode_rgb(query)?;
-        let img = self.pipeline.augment(img, &mut SeededRng::new(0))?;
+        self.search_rgb(decode_rgb(query)?, k, device)
+    }
+
+    /// The `k` nearest database images to a decoded image (an upload, a frame in memory).
+    pub fn search_rgb(
+        &self,
+        image: image::RgbImage,
+        k: usize,
+        device: &Device,
+    ) -> Result<Vec<Hit>, CmbhError> {
+        let img = self.pipeline.augment(image, &mut SeededRng::new(0))?;
         let (w, h) = img.dimensions();
         let mut pixels = vec![0f32; 3 * (w * h) as usize];
         self.pipeline.normalize_into(&img, &mut pixels);
