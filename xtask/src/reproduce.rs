@@ -157,6 +157,10 @@ pub struct CsrmsArgs {
     /// choosing settings without the test set).
     #[arg(long, value_name = "N")]
     validation: Option<usize>,
+    /// Train the default preset's backbone from a random start instead of the shipped
+    /// synth-pretrained ResNet-18.
+    #[arg(long)]
+    from_scratch: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -194,6 +198,7 @@ fn csrms(args: CsrmsArgs) -> Result<()> {
     options.epochs = args.epochs;
     options.clustering = clustering;
     options.validation = args.validation;
+    options.from_scratch = args.from_scratch;
     options.settings = common.settings();
     eprintln!("reproduce csrms on {} ({choice})", options.dataset());
     let outcome = r::reproduce(&options, &device)?;

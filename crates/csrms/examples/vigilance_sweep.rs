@@ -33,11 +33,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_variant(Variant::Baseline)
         .with_epochs(warmup);
     let runs = std::env::temp_dir().join(format!("csrms-sweep-{}", std::process::id()));
+    // The default preset's start: the shipped synth-pretrained backbone.
+    let weights = relata_backbone::pretrained::write_synth_resnet18_w8(&runs)?;
     let options = FitOptions {
         run: RunOptions::new("csrms", "synth-fine").with_runs_root(&runs),
         verbosity: Verbosity::Lines,
         stop_after_epochs: None,
-        weights: None,
+        weights: Some(weights),
         initial: None,
         save_initial: None,
         log_steps: false,

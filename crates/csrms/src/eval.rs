@@ -1,7 +1,9 @@
 //! Evaluation (the paper's "Evaluation"; docs/csrms.md): top-1 and top-5 accuracy over the whole
 //! test set — a global count, not the released code's mean of per-batch accuracies — for the
-//! backbone's linear classifier (the reported numbers, comparable with the CE baseline) and for the
-//! GCN branch without labels.
+//! backbone's linear classifier (the head the CE baseline also has) and for the GCN branch, each
+//! image wired to copies of itself and smoothed with the prototypes expected under the linear
+//! head's softmax ([`CsrmsModel::classify_gcn`]). A preset's `reported_head` says which of the two
+//! its table compares with the baseline; both are always reported.
 
 use burn::tensor::Device;
 use relata_dataset::{BatchLoader, Pipeline, Sample};
@@ -18,7 +20,7 @@ pub struct CsrmsEval {
     pub top1: f64,
     /// Backbone classifier, top-5.
     pub top5: f64,
-    /// GCN branch (Â = I, no prototypes), top-1.
+    /// GCN branch (self-copies as positives, expected prototypes), top-1.
     pub gcn_top1: f64,
     /// GCN branch, top-5.
     pub gcn_top5: f64,

@@ -73,11 +73,11 @@ pub mod sampler;
 pub mod train;
 
 pub use art::{Clustering as ArtClustering, FuzzyArt, FuzzyArtConfig, fuzzy_art};
-pub use config::{Clustering, CsrmsConfig, Variant};
+pub use config::{Clustering, CsrmsConfig, Head, Variant};
 pub use curriculum::{Curriculum, CurriculumConfig, curriculum_weights};
 pub use error::CsrmsError;
 pub use eval::{CsrmsEval, evaluate};
-pub use model::{CsrmsModel, Gcn, Smoothing};
+pub use model::{CsrmsModel, Gcn, Prototypes, Smoothing};
 pub use relata_train::{FitOptions, Trained};
 pub use relation::{ClusterKind, Difficulty, RelationCounts, RelationGraph};
 pub use sampler::{SampledSets, batch_adjacency, sample_sets};

@@ -69,7 +69,6 @@ pub struct CsrmsTask<'a> {
     plain: BatchLoader<'a>,
     labels: Vec<usize>,
     state: RelationState,
-    prototypes: Option<(Tensor<2>, Tensor<2>)>,
     alpha: f64,
 }
 
@@ -96,7 +95,6 @@ impl<'a> CsrmsTask<'a> {
             plain: BatchLoader::new(samples, config.test_pipeline(), config.seed)?,
             labels,
             state: RelationState::default(),
-            prototypes: None,
             alpha: 1.0,
             config,
         })
@@ -256,9 +254,7 @@ impl<'a> CsrmsTask<'a> {
         ctx: &mut StepContext<'_>,
     ) -> Result<CsrmsModel, TrainError> {
         let device = ctx.device.clone();
-        let (Some(sets), Some((cluster_protos, class_protos))) =
-            (&self.state.sets, &self.prototypes)
-        else {
+        let Some(sets) = &self.state.sets else {
             return Err(TrainError::msg(
                 "CSRMS relation step before the relation graph was built",
             ));
@@ -306,16 +302,9 @@ impl<'a> CsrmsTask<'a> {
             TensorData::new(batch_adjacency(b, n), [nodes_n, nodes_n]),
             &device,
         );
-        let f_g = model
-            .gcn
-            .forward(adjacency, node_features.clone())
-            .slice(0..b);
-        let f_a = model.smoothing.forward(
-            f_g,
-            cluster_protos.clone().select(0, labels.clone()),
-            class_protos.clone().select(0, labels.clone()),
-        );
-        let l_gcn = cross_entropy(model.gcn_head.forward(f_a), labels);
+        let one_hot = labels.clone().one_hot::<2>(self.config.classes).float();
+        let gcn_logits = model.gcn_logits(adjacency, node_features.clone(), b, one_hot);
+        let l_gcn = cross_entropy(gcn_logits, labels);
 
         let weights: Vec<f32> = batch
             .iter()
@@ -385,12 +374,12 @@ impl TrainTask for CsrmsTask<'_> {
         if due && self.state.refreshed_at != Some(ctx.epoch) {
             self.refresh(model, ctx)?;
         }
-        let (c, d) = (self.config.classes, self.state.dim);
-        let tensor = |v: &[f32]| Tensor::from_data(TensorData::new(v.to_vec(), [c, d]), ctx.device);
-        self.prototypes = Some((
-            tensor(&self.state.cluster_prototypes),
-            tensor(&self.state.class_prototypes),
-        ));
+        model
+            .set_prototypes(
+                self.state.cluster_prototypes.clone(),
+                self.state.class_prototypes.clone(),
+            )
+            .map_err(TrainError::task)?;
         self.alpha = self.state.curriculum.alpha(
             &self.config.curriculum,
             ctx.epoch_in_phase,

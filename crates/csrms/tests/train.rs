@@ -115,11 +115,15 @@ fn saved_model_loads_back() {
 /// accuracy moves by 20–30 points with the convolution's summation order alone (seed 11: 92%
 /// with im2col's order, 62% with the direct 3×3 kernel's; seed 12: 96% and 100%). Ten epochs:
 /// at eight, seed 11's L_cls had come down to 0.56 of its first epoch with the direct weight
-/// gradient's order (the test asks for half); at ten it is at 0.13 (seed 12: 0.02).
+/// gradient's order (the test asks for half); at ten it is at 0.13 (seed 12: 0.02). Twenty:
+/// at ten, seed 11 fits its training split in training mode (98%) but its batch-norm running
+/// statistics, about 30 updates old, are not yet those of the data, and both heads score 50%
+/// at test time (60% on the training split in inference mode); at twenty both heads score
+/// 100% at both seeds.
 #[test]
 fn learns_two_easy_classes_with_kmeans() {
     let _turn = relata_train::generator_turn();
-    let mut best_heads = Vec::new();
+    let mut heads = Vec::new();
     for seed in [11, 12] {
         let data = relata_dataset::SynthFineConfig {
             families: 2,
@@ -135,7 +139,7 @@ fn learns_two_easy_classes_with_kmeans() {
         .dataset;
         let (train, test) = (data.split("train").unwrap(), data.split("test").unwrap());
         let config = preset_config(Preset::Smoke, 2)
-            .with_epochs(10)
+            .with_epochs(20)
             .with_lr(0.02)
             .with_gcn_lr(0.04)
             // The default preset's loss settings: L_cls at full weight, over every sampled image.
@@ -162,11 +166,14 @@ fn learns_two_easy_classes_with_kmeans() {
             last.loss
         );
         let eval = evaluate(&trained.model, test, &config.test_pipeline(), 2, &device).unwrap();
-        best_heads.push(eval.top1.max(eval.gcn_top1));
+        heads.push((eval.top1, eval.gcn_top1));
     }
-    // 24 test images per seed: the better head at ≥ 75% on average (chance 50%).
-    let mean = best_heads.iter().sum::<f64>() / best_heads.len() as f64;
-    assert!(mean >= 75.0, "{best_heads:?}");
+    // 24 test images per seed: each head at ≥ 75% on average (chance 50%).
+    let mean = |f: fn(&(f64, f64)) -> f64| heads.iter().map(f).sum::<f64>() / heads.len() as f64;
+    assert!(
+        mean(|h| h.0) >= 75.0 && mean(|h| h.1) >= 75.0,
+        "(linear, GCN): {heads:?}"
+    );
 }
 
 /// A configuration or a training split CSRMS cannot use is refused before any training.
