@@ -648,8 +648,15 @@ fn csrms_smoke_on_synth_fine_then_resume_and_a_cifar_directory() {
         out.contains("| baseline |") && out.contains("| control |") && out.contains("| full |"),
         "{out}"
     );
-    // The equal-compute control is compared under the table too.
+    // The equal-compute control is compared under the table too, and the last relation
+    // refresh's clustering is reported there (also in report.md).
     assert!(out.contains("equal-compute control"), "{out}");
+    assert!(
+        out.contains("Last relation refresh:") && out.contains("% of them a single image"),
+        "{out}"
+    );
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("Last relation refresh:"), "{report}");
     let metrics = read_metrics(&dir);
     assert_eq!(metrics["method"], "csrms");
     assert_eq!(metrics["dataset"], "synth-fine");

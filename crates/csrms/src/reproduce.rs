@@ -126,6 +126,36 @@ pub fn table_notes(rows: &[Map<String, Value>], head: Head) -> Vec<String> {
 /// Fuzzy ART's vigilance in the default preset, chosen on the validation split.
 const VIGILANCE: f64 = 0.8;
 
+/// The line under the table on the last relation refresh of CSRMS's run (`full/metrics.jsonl`):
+/// clusters, the share of single-image clusters (with a warning above half: S_ap then mostly
+/// falls back to random negatives) and the sampler's fallbacks.
+pub fn clustering_note(metrics: &Path) -> Option<String> {
+    let text = fs::read_to_string(metrics).ok()?;
+    let extra = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("extra").cloned())
+        .rfind(|e| e.get("clusters").is_some())?;
+    let get = |k: &str| extra.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let singletons = get("singleton_cluster_share");
+    let mut note = format!(
+        "Last relation refresh: {} clusters, {:.1} % of them a single image; {} anchors without a \
+         positive and {} without a negative in their cluster (drawn at random instead).",
+        get("clusters"),
+        100.0 * singletons,
+        get("positive_fallbacks"),
+        get("negative_fallbacks"),
+    );
+    if singletons > 0.5 {
+        note.push_str(
+            " **Over half the clusters are single images**: the relation graph carries little; \
+             lower the vigilance ρ or cluster features that group the data (docs/csrms.md, \
+             \"Choosing the presets\").",
+        );
+    }
+    Some(note)
+}
+
 /// The configuration of a preset for a dataset of `classes` classes.
 pub fn preset_config(preset: Preset, classes: usize) -> CsrmsConfig {
     match preset {
@@ -308,7 +338,12 @@ pub fn reproduce(
         preset: options.preset.name().into(),
         device: format!("{device:?}"),
         seconds: start.elapsed().as_secs_f64(),
-        notes: table_notes(&rows, configs[2].reported_head),
+        notes: table_notes(&rows, configs[2].reported_head)
+            .into_iter()
+            .chain(clustering_note(
+                &top.path().join(Variant::Full.name()).join("metrics.jsonl"),
+            ))
+            .collect(),
         rows,
         paper: Vec::new(),
     };
@@ -387,6 +422,37 @@ mod tests {
         assert!(!options.pretrained());
         assert!(!ReproduceOptions::new(Preset::Paper).pretrained());
         assert!(!ReproduceOptions::new(Preset::Smoke).pretrained());
+    }
+
+    /// The clustering line reads the last refresh and warns above half single-image clusters.
+    #[test]
+    fn the_clustering_note_reads_the_last_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let line = |clusters: f64, share: f64| {
+            json!({"epoch": 1, "extra": {"clusters": clusters, "singleton_cluster_share": share,
+                "positive_fallbacks": 0.0, "negative_fallbacks": 7.0}})
+            .to_string()
+        };
+        fs::write(
+            &path,
+            [
+                line(40.0, 0.05),
+                line(300.0, 0.6),
+                json!({"epoch": 3, "extra": {}}).to_string(),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        let note = clustering_note(&path).unwrap();
+        assert!(
+            note.contains("300 clusters, 60.0 %") && note.contains("7 without a negative"),
+            "{note}"
+        );
+        assert!(note.contains("Over half"), "{note}");
+        fs::write(&path, line(40.0, 0.05)).unwrap();
+        assert!(!clustering_note(&path).unwrap().contains("Over half"));
+        assert!(clustering_note(&dir.path().join("missing.jsonl")).is_none());
     }
 
     /// The notes compare the reported head: a GCN head behind the control is called out even
