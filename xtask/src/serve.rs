@@ -249,7 +249,7 @@ border:4px solid #1e5ad7;background:#fff;object-fit:contain}\
 figure .none{font-size:12px;overflow:hidden}figcaption{font-size:12px;word-break:break-all}\
 .error{color:#b00}img.query{border:2px solid #999;object-fit:contain}";
 
-fn page(app: &App, body: &str) -> String {
+fn page(app: &App, body: &str, k: usize) -> String {
     let hrem = matches!(
         *app.engine.lock().unwrap_or_else(|e| e.into_inner()),
         Engine::Hrem(_)
@@ -257,15 +257,13 @@ fn page(app: &App, body: &str) -> String {
     let form = if hrem {
         format!(
             "<form action=\"/search\" method=\"get\">Caption: <input name=\"q\" size=\"50\"> \
-             k <input name=\"k\" size=\"3\" value=\"{k}\"> <button>Search</button></form>",
-            k = app.k
+             k <input name=\"k\" size=\"3\" value=\"{k}\"> <button>Search</button></form>"
         )
     } else {
         format!(
             "<form action=\"/search\" method=\"post\" enctype=\"multipart/form-data\">\
              Query image: <input type=\"file\" name=\"image\" accept=\"image/*\"> \
-             k <input name=\"k\" size=\"3\" value=\"{k}\"> <button>Search</button></form>",
-            k = app.k
+             k <input name=\"k\" size=\"3\" value=\"{k}\"> <button>Search</button></form>"
         )
     };
     format!(
@@ -317,7 +315,7 @@ async fn home(State(app): State<Arc<App>>) -> Response {
             grid(&picks).replace("id=\"results\"", "id=\"picks\"")
         )
     };
-    Html(page(&app, &body)).into_response()
+    Html(page(&app, &body, app.k)).into_response()
 }
 
 /// The first indexed images, offered as queries (CMBH).
@@ -478,7 +476,7 @@ async fn answer(app: Arc<App>, params: Params, query: Query_, json: bool) -> Res
         escape(&described),
         grid(&hits)
     );
-    Html(page(&app, &body)).into_response()
+    Html(page(&app, &body, k)).into_response()
 }
 
 fn search(app: &App, query: Query_, k: usize) -> Result<Vec<Hit>, Refusal> {
@@ -629,5 +627,5 @@ fn refuse(app: &App, json: bool, Refusal(status, message): Refusal) -> Response 
         return (status, axum::Json(json!({ "error": message }))).into_response();
     }
     let body = format!("<p class=\"error\">{}</p>", escape(&message));
-    (status, Html(page(app, &body))).into_response()
+    (status, Html(page(app, &body, app.k))).into_response()
 }

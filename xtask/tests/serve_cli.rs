@@ -336,6 +336,10 @@ fn serve_answers_queries_refuses_bad_uploads_and_renders_k_thumbnails() {
     let bad_k = get(&address, "/search?id=1&k=0");
     assert_eq!(bad_k.status, 400);
     assert_eq!(get(&address, "/search?id=1&format=json").status, 200);
+    // The page's form keeps the k asked for; its grid holds that many results.
+    let page = get(&address, "/search?id=1&k=3").text();
+    assert!(page.contains("name=\"k\" size=\"3\" value=\"3\""), "{page}");
+    assert_eq!(page.matches("class=\"hit\"").count(), 3, "{page}");
 
     screenshot_shows_k_thumbnails(&address, k, root.path());
 }
