@@ -61,6 +61,8 @@ pub struct ServeArgs {
 const MAX_K: usize = 100;
 /// Thumbnail side in pixels.
 const THUMB: u32 = 128;
+/// Thumbnails kept in memory (about 30 KB each) before the cache starts over.
+const THUMB_CACHE: usize = 4096;
 /// Indexed images offered on the start page as queries.
 const PICKS: usize = 24;
 
@@ -71,6 +73,8 @@ enum Engine {
 
 struct App {
     engine: Mutex<Engine>,
+    /// An HREM run (caption queries), known without taking the engine's lock.
+    hrem: bool,
     device: Device,
     title: String,
     k: usize,
@@ -153,7 +157,9 @@ impl Params {
 pub fn run(args: ServeArgs) -> Result<()> {
     let (choice, device) = select_device(args.device.as_deref())?;
     let (engine, title) = open(&args, &device)?;
+    let hrem = matches!(engine, Engine::Hrem(_));
     let app = Arc::new(App {
+        hrem,
         engine: Mutex::new(engine),
         device,
         title,
@@ -249,15 +255,14 @@ border:4px solid #1e5ad7;background:#fff;object-fit:contain}\
 figure .none{font-size:12px;overflow:hidden}figcaption{font-size:12px;word-break:break-all}\
 .error{color:#b00}img.query{border:2px solid #999;object-fit:contain}";
 
-fn page(app: &App, body: &str, k: usize) -> String {
-    let hrem = matches!(
-        *app.engine.lock().unwrap_or_else(|e| e.into_inner()),
-        Engine::Hrem(_)
-    );
-    let form = if hrem {
+/// The page around `body`: the run, the query form (keeping the request's `k` and caption).
+fn page(app: &App, body: &str, k: usize, caption: &str) -> String {
+    let form = if app.hrem {
         format!(
-            "<form action=\"/search\" method=\"get\">Caption: <input name=\"q\" size=\"50\"> \
-             k <input name=\"k\" size=\"3\" value=\"{k}\"> <button>Search</button></form>"
+            "<form action=\"/search\" method=\"get\">Caption: <input name=\"q\" size=\"50\" \
+             value=\"{}\"> \
+             k <input name=\"k\" size=\"3\" value=\"{k}\"> <button>Search</button></form>",
+            escape(caption)
         )
     } else {
         format!(
@@ -315,7 +320,7 @@ async fn home(State(app): State<Arc<App>>) -> Response {
             grid(&picks).replace("id=\"results\"", "id=\"picks\"")
         )
     };
-    Html(page(&app, &body, app.k)).into_response()
+    Html(page(&app, &body, app.k, "")).into_response()
 }
 
 /// The first indexed images, offered as queries (CMBH).
@@ -476,7 +481,13 @@ async fn answer(app: Arc<App>, params: Params, query: Query_, json: bool) -> Res
         escape(&described),
         grid(&hits)
     );
-    Html(page(&app, &body, k)).into_response()
+    Html(page(
+        &app,
+        &body,
+        k,
+        params.q.as_deref().unwrap_or_default(),
+    ))
+    .into_response()
 }
 
 fn search(app: &App, query: Query_, k: usize) -> Result<Vec<Hit>, Refusal> {
@@ -615,10 +626,11 @@ fn thumbnail_png(app: &App, id: usize) -> Result<Vec<u8>, Refusal> {
     small
         .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    app.thumbs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id, png.clone());
+    let mut cache = app.thumbs.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= THUMB_CACHE {
+        cache.clear();
+    }
+    cache.insert(id, png.clone());
     Ok(png)
 }
 
@@ -627,5 +639,5 @@ fn refuse(app: &App, json: bool, Refusal(status, message): Refusal) -> Response 
         return (status, axum::Json(json!({ "error": message }))).into_response();
     }
     let body = format!("<p class=\"error\">{}</p>", escape(&message));
-    (status, Html(page(app, &body, app.k))).into_response()
+    (status, Html(page(app, &body, app.k, ""))).into_response()
 }

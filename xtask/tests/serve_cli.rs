@@ -204,6 +204,8 @@ fn serve_answers_captions_for_an_hrem_run() {
     assert!(hits.iter().all(|h| h["image"].is_string()), "{hits:?}");
     let page = get(&address, "/search?q=a+red+circle&k=3").text();
     assert_eq!(page.matches("class=\"hit\"").count(), 3, "{page}");
+    // The form keeps the caption asked for.
+    assert!(page.contains("value=\"a red circle\""), "{page}");
     let empty = get(&address, "/search?q=+&format=json");
     assert_eq!(empty.status, 400);
     let image = get(&address, "/search?id=0");
