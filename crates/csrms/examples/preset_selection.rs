@@ -5,13 +5,14 @@
 //! ```text
 //! cargo run --release -p relata-csrms --example preset_selection -- [seeds=42,1,2] \
 //!     [validation=8] [candidates=baseline,control,code,mix,sampled] [pretrained=1|0] [rho=F] \
-//!     [schedule=step|cosine] [lr=F] [wd=F]
+//!     [schedule=step|cosine] [lr=F] [wd=F] [train_per_class=N]
 //! ```
 //!
 //! `schedule`, `lr` (backbone; the GCN's is twice it), `wd`, `pretrained` (0: the preset's
 //! backbone from a random start instead of the shipped synth-pretrained weights) and `rho`
 //! (Fuzzy ART's vigilance) override the preset for every candidate, so that they are chosen on
-//! validation too. Each seed draws its own synth-fine and its own held-out images; the table
+//! validation too; `train_per_class` draws synth-fine with another number of training images
+//! per class (40), to try harder versions of the data. Each seed draws its own synth-fine and its own held-out images; the table
 //! ends with each candidate's mean and sample standard deviation over the seeds, both heads,
 //! and every CSRMS line shows the last relation refresh's clusters, share of single-image
 //! clusters and sampler fallbacks.
@@ -70,6 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut wd = None;
     let mut rho = None;
     let mut pretrained = true;
+    let mut train_per_class = None;
     let mut names = ["baseline", "control", "code", "mix", "sampled"]
         .map(String::from)
         .to_vec();
@@ -86,6 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(("wd", v)) => wd = Some(v.parse::<f64>()?),
             Some(("rho", v)) => rho = Some(v.parse::<f64>()?),
             Some(("pretrained", v)) => pretrained = v == "1",
+            Some(("train_per_class", v)) => train_per_class = Some(v.parse::<usize>()?),
             _ => return Err(format!("unknown argument `{arg}`").into()),
         }
     }
@@ -112,7 +115,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut results: Vec<(String, Vec<[f64; 4]>)> =
         names.iter().map(|n| (n.clone(), Vec::new())).collect();
     for &seed in &seeds {
-        let data = synth_config(Preset::Default, seed).generate()?.dataset;
+        let mut synth = synth_config(Preset::Default, seed);
+        if let Some(n) = train_per_class {
+            synth.train_per_class = n;
+        }
+        let data = synth.generate()?.dataset;
         let classes = data.num_classes();
         let held = hold_out_per_class(data.split("train")?, classes, per_class, seed)?;
         for (name, scores) in &mut results {
