@@ -3,21 +3,27 @@
 
 use std::process::Command;
 
-#[test]
-fn bench_isl_writes_the_host_work_table() {
+/// Runs `cargo xtask bench NAME --quick --json FILE`; its stdout and the JSON it wrote.
+fn quick_bench(name: &str) -> (String, serde_json::Value) {
     let tmp = tempfile::tempdir().unwrap();
-    let json = tmp.path().join("isl.json");
+    let json = tmp.path().join(format!("{name}.json"));
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["bench", "isl", "--quick", "--json"])
+        .args(["bench", name, "--quick", "--json"])
         .arg(&json)
         .output()
         .expect("xtask runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), value)
+}
+
+#[test]
+fn bench_isl_writes_the_host_work_table() {
+    let (stdout, value) = quick_bench("isl");
     for step in [
         "L1 membership",
         "hard positives",
@@ -26,7 +32,6 @@ fn bench_isl_writes_the_host_work_table() {
     ] {
         assert!(stdout.contains(step), "{stdout}");
     }
-    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(value["n"], 10_000);
     let rows = value["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
@@ -42,24 +47,11 @@ fn bench_isl_writes_the_host_work_table() {
 /// fails otherwise), the table and the JSON report them.
 #[test]
 fn bench_art_clusters_alike_on_one_thread_and_many() {
-    let tmp = tempfile::tempdir().unwrap();
-    let json = tmp.path().join("art.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["bench", "art", "--quick", "--json"])
-        .arg(&json)
-        .output()
-        .expect("xtask runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, value) = quick_bench("art");
     assert!(
         stdout.contains("| 1 thread |") && stdout.contains("threads |"),
         "{stdout}"
     );
-    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(
         (value["n"].as_u64(), value["dim"].as_u64()),
         (Some(5_000), Some(512))
