@@ -86,13 +86,17 @@ pub struct Prototypes {
 }
 
 impl Prototypes {
-    fn zeros(classes: usize, dim: usize, device: &Device) -> Self {
-        let constant =
-            || Param::from_tensor(Tensor::zeros([classes, dim], device)).set_require_grad(false);
+    fn new(cluster: Tensor<2>, class: Tensor<2>) -> Self {
+        let constant = |t| Param::from_tensor(t).set_require_grad(false);
         Self {
-            cluster: constant(),
-            class: constant(),
+            cluster: constant(cluster),
+            class: constant(class),
         }
+    }
+
+    fn zeros(classes: usize, dim: usize, device: &Device) -> Self {
+        let zeros = || Tensor::zeros([classes, dim], device);
+        Self::new(zeros(), zeros())
     }
 }
 
@@ -172,17 +176,8 @@ impl CsrmsModel {
             }
         }
         let device = self.prototypes.cluster.device();
-        let constant = |v: Vec<f32>| {
-            Param::from_tensor(Tensor::from_data(
-                TensorData::new(v, [classes, dim]),
-                &device,
-            ))
-            .set_require_grad(false)
-        };
-        self.prototypes = Prototypes {
-            cluster: constant(cluster),
-            class: constant(class),
-        };
+        let tensor = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [classes, dim]), &device);
+        self.prototypes = Prototypes::new(tensor(cluster), tensor(class));
         Ok(())
     }
 

@@ -168,15 +168,6 @@ pub fn batch_adjacency(anchors: usize, n: usize) -> Vec<f32> {
     a
 }
 
-/// Â at test time: each node alone with its self loop (the identity).
-pub fn identity_adjacency(nodes: usize) -> Vec<f32> {
-    let mut a = vec![0f32; nodes * nodes];
-    for v in 0..nodes {
-        a[v * nodes + v] = 1.0;
-    }
-    a
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +259,5 @@ mod tests {
             let av: f32 = (0..nodes).map(|v| a[u * nodes + v] * d[v]).sum();
             assert!((av - d[u]).abs() < 1e-5);
         }
-        assert_eq!(identity_adjacency(2), vec![1.0, 0.0, 0.0, 1.0]);
     }
 }

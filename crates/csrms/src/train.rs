@@ -41,19 +41,14 @@ pub const RELATION: &str = "relation";
 /// The baseline's only phase.
 pub const BASELINE: &str = "train";
 
-/// What one refresh of the offline stage produced (kept in checkpoints).
+/// What one refresh of the offline stage produced (kept in checkpoints). Its prototypes are set
+/// on the model ([`CsrmsModel::set_prototypes`]), which saves them with its weights.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RelationState {
     /// S_dp and S_ap of every training sample.
     pub sets: Option<SampledSets>,
     /// Difficulty of every training sample.
     pub difficulty: Vec<Difficulty>,
-    /// Feature dimension of the prototypes.
-    pub dim: usize,
-    /// w_c, `C × dim`.
-    pub cluster_prototypes: Vec<f32>,
-    /// p_c, `C × dim`.
-    pub class_prototypes: Vec<f32>,
     /// The last refresh's relation counts.
     pub counts: RelationCounts,
     /// Global epoch of the last refresh.
@@ -128,10 +123,10 @@ impl<'a> CsrmsTask<'a> {
     }
 
     /// The offline stage: features → clustering → relation graph → sets, difficulty,
-    /// prototypes.
+    /// prototypes (set on `model`).
     fn refresh(
         &mut self,
-        model: &CsrmsModel,
+        model: &mut CsrmsModel,
         ctx: &mut EpochContext<'_>,
     ) -> Result<(), CsrmsError> {
         let features = self.training_features(model, ctx.device)?;
@@ -209,12 +204,13 @@ impl<'a> CsrmsTask<'a> {
             sets.positive_fallbacks,
             sets.negative_fallbacks
         );
+        model.set_prototypes(
+            graph.cluster_prototypes(&features, dim)?,
+            graph.class_prototypes(&features, dim, self.config.rho2)?,
+        )?;
         self.state = RelationState {
-            cluster_prototypes: graph.cluster_prototypes(&features, dim)?,
-            class_prototypes: graph.class_prototypes(&features, dim, self.config.rho2)?,
             sets: Some(sets),
             difficulty,
-            dim,
             counts,
             refreshed_at: Some(ctx.epoch),
             curriculum: std::mem::take(&mut self.state.curriculum),
@@ -374,12 +370,6 @@ impl TrainTask for CsrmsTask<'_> {
         if due && self.state.refreshed_at != Some(ctx.epoch) {
             self.refresh(model, ctx)?;
         }
-        model
-            .set_prototypes(
-                self.state.cluster_prototypes.clone(),
-                self.state.class_prototypes.clone(),
-            )
-            .map_err(TrainError::task)?;
         self.alpha = self.state.curriculum.alpha(
             &self.config.curriculum,
             ctx.epoch_in_phase,
