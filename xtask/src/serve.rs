@@ -279,8 +279,8 @@ fn page(app: &App, body: &str, k: usize, caption: &str) -> String {
     )
 }
 
-fn grid(hits: &[Hit]) -> String {
-    let mut out = String::from("<div class=\"grid\" id=\"results\">");
+fn grid(hits: &[Hit], id: &str) -> String {
+    let mut out = format!("<div class=\"grid\" id=\"{id}\">");
     for (rank, h) in hits.iter().enumerate() {
         let picture = if h.thumbnail {
             format!(
@@ -315,10 +315,7 @@ async fn home(State(app): State<Arc<App>>) -> Response {
     let body = if picks.is_empty() {
         String::new()
     } else {
-        format!(
-            "<h2>Or pick an indexed image</h2>{}",
-            grid(&picks).replace("id=\"results\"", "id=\"picks\"")
-        )
+        format!("<h2>Or pick an indexed image</h2>{}", grid(&picks, "picks"))
     };
     Html(page(&app, &body, app.k, "")).into_response()
 }
@@ -345,8 +342,8 @@ fn picks(app: &App) -> Vec<Hit> {
 async fn search_get(State(app): State<Arc<App>>, Query(params): Query<Params>) -> Response {
     let json = params.json();
     let query = match (params.id, params.q.clone()) {
-        (Some(id), _) => Query_::Indexed(id),
-        (None, Some(q)) => Query_::Caption(q),
+        (Some(id), _) => QueryKind::Indexed(id),
+        (None, Some(q)) => QueryKind::Caption(q),
         (None, None) => {
             return refuse(
                 &app,
@@ -365,12 +362,12 @@ async fn search_post(
 ) -> Response {
     let json = params.json();
     match read_upload(&app, multipart, &mut params).await {
-        Ok((name, bytes)) => answer(app, params, Query_::Upload(name, bytes), json).await,
+        Ok((name, bytes)) => answer(app, params, QueryKind::Upload(name, bytes), json).await,
         Err(r) => refuse(&app, json, r),
     }
 }
 
-enum Query_ {
+enum QueryKind {
     Indexed(usize),
     Upload(String, Vec<u8>),
     Caption(String),
@@ -434,7 +431,7 @@ async fn read_upload(
     }
 }
 
-async fn answer(app: Arc<App>, params: Params, query: Query_, json: bool) -> Response {
+async fn answer(app: Arc<App>, params: Params, query: QueryKind, json: bool) -> Response {
     let k = match params.k {
         None => app.k,
         Some(k) if (1..=MAX_K).contains(&k) => k,
@@ -447,9 +444,9 @@ async fn answer(app: Arc<App>, params: Params, query: Query_, json: bool) -> Res
         }
     };
     let described = match &query {
-        Query_::Indexed(id) => format!("indexed image {id}"),
-        Query_::Upload(name, _) => format!("upload {name}"),
-        Query_::Caption(q) => format!("caption “{q}”"),
+        QueryKind::Indexed(id) => format!("indexed image {id}"),
+        QueryKind::Upload(name, _) => format!("upload {name}"),
+        QueryKind::Caption(q) => format!("caption “{q}”"),
     };
     let worker = app.clone();
     let found = tokio::task::spawn_blocking(move || search(&worker, query, k))
@@ -479,7 +476,7 @@ async fn answer(app: Arc<App>, params: Params, query: Query_, json: bool) -> Res
         "<h2>Top {} for {}</h2>{preview}{}",
         hits.len(),
         escape(&described),
-        grid(&hits)
+        grid(&hits, "results")
     );
     Html(page(
         &app,
@@ -490,56 +487,39 @@ async fn answer(app: Arc<App>, params: Params, query: Query_, json: bool) -> Res
     .into_response()
 }
 
-fn search(app: &App, query: Query_, k: usize) -> Result<Vec<Hit>, Refusal> {
+fn search(app: &App, query: QueryKind, k: usize) -> Result<Vec<Hit>, Refusal> {
     let engine = app.engine.lock().unwrap_or_else(|e| e.into_inner());
     match (&*engine, query) {
-        (Engine::Cmbh(run), Query_::Caption(_)) => Err(Refusal::bad(format!(
+        (Engine::Cmbh(run), QueryKind::Caption(_)) => Err(Refusal::bad(format!(
             "{} answers image queries (upload one, or `id`); captions need an HREM run",
             run.dir.display()
         ))),
-        (Engine::Hrem(_), Query_::Indexed(_) | Query_::Upload(..)) => Err(Refusal::bad(
+        (Engine::Hrem(_), QueryKind::Indexed(_) | QueryKind::Upload(..)) => Err(Refusal::bad(
             "an HREM run answers captions (`q`); image queries need a CMBH run",
         )),
-        (Engine::Cmbh(run), query) => {
-            let image = match query {
-                Query_::Indexed(id) => {
-                    let entry = run.database.get(id).ok_or_else(|| {
-                        Refusal(
-                            StatusCode::NOT_FOUND,
-                            format!(
-                                "no indexed image {id}: the index holds 0..{}",
-                                run.index.len()
-                            ),
-                        )
-                    })?;
-                    relata_dataset::source::decode_rgb(Path::new(&entry.image)).map_err(|e| {
-                        Refusal(
-                            StatusCode::NOT_FOUND,
-                            format!("indexed image {id} cannot be read as a query: {e}"),
-                        )
-                    })?
-                }
-                Query_::Upload(name, bytes) => decode_upload(&name, &bytes)?,
-                Query_::Caption(_) => unreachable!("refused above"),
-            };
-            let hits = run.search_rgb(image, k, &app.device).map_err(|e| {
+        (Engine::Cmbh(run), QueryKind::Indexed(id)) => {
+            let entry = run.database.get(id).ok_or_else(|| {
                 Refusal(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("the search failed: {e}"),
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no indexed image {id}: the index holds 0..{}",
+                        run.index.len()
+                    ),
                 )
             })?;
-            Ok(hits
-                .into_iter()
-                .map(|h| Hit {
-                    id: h.entry.index,
-                    measure: Measure::Distance(h.distance),
-                    label: h.entry.class.clone().or(Some(h.entry.label.to_string())),
-                    thumbnail: Path::new(&h.entry.image).is_file(),
-                    text: h.entry.image,
-                })
-                .collect())
+            let image =
+                relata_dataset::source::decode_rgb(Path::new(&entry.image)).map_err(|e| {
+                    Refusal(
+                        StatusCode::NOT_FOUND,
+                        format!("indexed image {id} cannot be read as a query: {e}"),
+                    )
+                })?;
+            image_hits(app, run, image, k)
         }
-        (Engine::Hrem(run), Query_::Caption(q)) => {
+        (Engine::Cmbh(run), QueryKind::Upload(name, bytes)) => {
+            image_hits(app, run, decode_upload(&name, &bytes)?, k)
+        }
+        (Engine::Hrem(run), QueryKind::Caption(q)) => {
             if q.trim().is_empty() {
                 return Err(Refusal::bad("the caption is empty: type a few words"));
             }
@@ -559,6 +539,31 @@ fn search(app: &App, query: Query_, k: usize) -> Result<Vec<Hit>, Refusal> {
                 .collect())
         }
     }
+}
+
+/// The `k` nearest indexed images to `image`.
+fn image_hits(
+    app: &App,
+    run: &relata_cmbh::search::SearchRun,
+    image: image::RgbImage,
+    k: usize,
+) -> Result<Vec<Hit>, Refusal> {
+    let hits = run.search_rgb(image, k, &app.device).map_err(|e| {
+        Refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the search failed: {e}"),
+        )
+    })?;
+    Ok(hits
+        .into_iter()
+        .map(|h| Hit {
+            id: h.entry.index,
+            measure: Measure::Distance(h.distance),
+            label: h.entry.class.clone().or(Some(h.entry.label.to_string())),
+            thumbnail: Path::new(&h.entry.image).is_file(),
+            text: h.entry.image,
+        })
+        .collect())
 }
 
 /// An upload decoded to RGB, with limits on its size in pixels, or a 400 saying why not.
