@@ -139,6 +139,18 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// A run directory's `metrics.json`.
+/// `reproduce METHOD ARGS --out ROOT --quiet`, which must succeed: its run directory and
+/// `config.json`.
+fn reproduce_in(method: &str, args: &[&str], root: &str) -> (PathBuf, serde_json::Value) {
+    let mut all = vec!["reproduce", method, "--out", root, "--quiet"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = xtask(&all);
+    assert!(ok, "{err}");
+    let dir = run_dir(&out);
+    let config = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    (dir, config)
+}
+
 fn read_metrics(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap()
 }
@@ -230,24 +242,8 @@ fn cmbh_default_preset_starts_pretrained_and_selects_on_validation() {
     let out_root = tempfile::tempdir().unwrap();
     let root = out_root.path().display().to_string();
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "reproduce",
-            "cmbh",
-            "--bits",
-            "8",
-            "--epochs",
-            "2",
-            "--out",
-            &root,
-            "--quiet",
-        ];
-        args.extend_from_slice(extra);
-        let (ok, out, err) = xtask(&args);
-        assert!(ok, "{err}");
-        let dir = run_dir(&out);
-        let config: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-        (dir, config)
+        let args = [&["--bits", "8", "--epochs", "2"][..], extra].concat();
+        reproduce_in("cmbh", &args, &root)
     };
     let (dir, config) = run(&[]);
     assert_eq!(config["weights"], "synth-pretrained-resnet18-w8.pth");
@@ -756,22 +752,8 @@ fn csrms_default_preset_starts_pretrained_unless_from_scratch() {
     let out_root = tempfile::tempdir().unwrap();
     let root = out_root.path().display().to_string();
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "reproduce",
-            "csrms",
-            "--epochs",
-            "2",
-            "--out",
-            &root,
-            "--quiet",
-        ];
-        args.extend_from_slice(extra);
-        let (ok, out, err) = xtask(&args);
-        assert!(ok, "{err}");
-        let dir = run_dir(&out);
-        let config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
-                .unwrap();
+        let args = [&["--epochs", "2"][..], extra].concat();
+        let (dir, config) = reproduce_in("csrms", &args, &root);
         let top1: Vec<f64> = read_metrics(&dir)["rows"]
             .as_array()
             .unwrap()
